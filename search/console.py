@@ -1,0 +1,74 @@
+"""An event sink that shows a run's progress on a terminal, and the closing summary."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from .engine import events as ev
+
+
+def fmt_latency(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.3f} ms"
+    return f"{seconds * 1e6:.1f} us"
+
+
+class ConsoleSink:
+    def __init__(self, stream: TextIO | None = None, verbose: bool = False) -> None:
+        self.stream = stream or sys.stdout
+        self.verbose = verbose
+        self.flops = 0.0
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def emit(self, event: ev.Event) -> None:
+        if isinstance(event, ev.RunStarted):
+            self.flops = event.flops
+            self._print(
+                f"tuning {event.kernel.get('name') or event.kernel['op']} on {event.target} with "
+                f"{event.strategy}: {event.budget['trials']} trials, {event.flops / 1e6:.1f} MFLOP per call"
+            )
+        elif isinstance(event, ev.BaselineMeasured):
+            self._print(f"unscheduled kernel: {fmt_latency(event.latency_s)} ({event.status})")
+        elif isinstance(event, ev.BestImproved):
+            speedup = f", {event.speedup:.1f}x" if event.speedup else ""
+            self._print(
+                f"  trial {event.trial:4d}: new best {fmt_latency(event.latency_s)} "
+                f"({event.gflops:.1f} GFLOP/s{speedup})"
+            )
+        elif isinstance(event, ev.Progress):
+            best = fmt_latency(event.best_latency_s)
+            gf = f" ({self.flops / event.best_latency_s / 1e9:.1f} GFLOP/s)" if event.best_latency_s else ""
+            llm = f", {event.llm_calls} LLM calls, ${event.usd:.4f}" if event.llm_calls else ""
+            self._print(
+                f"[{event.trials}/{event.trials_budget} trials] best {best}{gf}, "
+                f"{event.nodes} nodes{llm}, {event.elapsed_s:.0f} s"
+            )
+        elif isinstance(event, ev.NodeMeasured) and self.verbose:
+            self._print(f"    node {event.node_id}: {event.status} {fmt_latency(event.latency_s)} {event.error}")
+        elif isinstance(event, ev.RunFinished) and event.status != "succeeded":
+            self._print(f"run {event.status}: {event.reason}")
+
+
+def summary_lines(summary: dict) -> list[str]:
+    speedup = f"{summary['speedup']:.1f}x" if summary.get("speedup") else "-"
+    gflops = f"{summary['gflops']:.1f}" if summary.get("gflops") else "-"
+    rows = [
+        ("kernel", summary["kernel"].get("name") or summary["kernel"]["op"]),
+        ("target / strategy", f"{summary['target']} / {summary['strategy']}"),
+        ("trials", f"{summary['trials']} ({summary['stop_reason']})"),
+        ("nodes in tree", str(summary["nodes"])),
+        ("baseline latency", fmt_latency(summary["baseline_latency_s"])),
+        ("best latency", fmt_latency(summary["best_latency_s"])),
+        ("speedup", speedup),
+        ("GFLOP/s", gflops),
+        ("time spent", f"{summary['elapsed_s']:.1f} s"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return ["summary"] + [f"  {k.ljust(width)}  {v}" for k, v in rows]

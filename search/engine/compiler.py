@@ -1,0 +1,302 @@
+"""MetaSchedule glue: targets, the design space, mutators, trace replay, the cost model.
+
+Everything TVM-specific that the search needs lives here, behind small functions and one
+:class:`SearchSpace` per (kernel, target). A schedule is carried as a :class:`Candidate`: the
+post-processed Schedule, its trace and the structural hash of its module. Traces travel as
+plain JSON (the format MetaSchedule's database stores) and replay exactly.
+
+Measuring lives in :mod:`search.engine.measure`; it runs candidates in worker processes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from .tvmenv import install_tensor_intrin_stub, tvm as _tvm
+from .workloads import KernelSpec, build_module
+
+install_tensor_intrin_stub()
+
+#: CUDA targets by queue name: ``cuda`` is an sm_80 part; ``cuda-smXY`` picks the arch.
+_CUDA_TAGS = {"sm80": "nvidia/nvidia-a100", "sm90": "nvidia/nvidia-h100"}
+_TARGET_RE = re.compile(r"^(llvm|cuda)(?:-(sm\d{2,3}a?))?$")
+
+#: The mutators of each target kind and the probabilities that drive random moves
+#: (ALGORITHM.md section 1). MetaSchedule's default space generator carries the same set.
+MUTATOR_PROBS = {
+    "llvm": {
+        "MutateTileSize": 0.9,
+        "MutateComputeLocation": 0.05,
+        "MutateUnroll": 0.03,
+        "MutateParallel": 0.02,
+    },
+    "cuda": {
+        "MutateTileSize": 0.9,
+        "MutateUnroll": 0.08,
+        "MutateThreadBinding": 0.02,
+    },
+}
+
+
+class TargetError(ValueError):
+    """A target name this build does not know."""
+
+
+def target_kind(name: str) -> str:
+    m = _TARGET_RE.match(name or "")
+    if not m:
+        raise TargetError(f"unknown target {name!r}; use llvm, cuda or cuda-smXY (e.g. cuda-sm90)")
+    return m.group(1)
+
+
+def make_target(name: str, num_cores: int | None = None):
+    """A TVM Target from a target (queue) name: ``llvm``, ``cuda``, ``cuda-sm80``, ``cuda-sm90``."""
+    tvm = _tvm()
+    from tvm.target import codegen
+
+    kind = target_kind(name)
+    if kind == "llvm":
+        import os
+
+        cores = num_cores or len(os.sched_getaffinity(0))
+        return tvm.target.Target(
+            {"kind": "llvm", "mcpu": codegen.llvm_get_system_cpu(), "num-cores": cores}
+        )
+    arch = _TARGET_RE.match(name).group(2) or "sm80"
+    host = {"kind": "llvm", "mcpu": codegen.llvm_get_system_cpu()}
+    tag = _CUDA_TAGS.get(arch.rstrip("a"))
+    if tag:
+        base = tvm.target.Target(tag).export()
+    else:
+        base = dict(tvm.target.Target(_CUDA_TAGS["sm80"]).export())
+    spec = {k: v for k, v in base.items() if k not in ("tag", "keys")}
+    spec["arch"] = "sm_" + arch[2:]
+    spec["host"] = host
+    return tvm.target.Target(spec)
+
+
+# --- traces as plain JSON --------------------------------------------------------------------
+
+
+def _plain(obj: Any) -> Any:
+    """TVM containers and IntImm/FloatImm to plain Python, for JSON."""
+    from tvm.tirx import FloatImm, IntImm
+
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, IntImm):
+        return int(obj.value)
+    if isinstance(obj, FloatImm):
+        return float(obj.value)
+    if hasattr(obj, "items"):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)) or hasattr(obj, "__len__"):
+        return [_plain(x) for x in obj]
+    return str(obj)
+
+
+def trace_to_json(trace, remove_postproc: bool = False) -> list:
+    return _plain(trace.as_json(remove_postproc=remove_postproc))
+
+
+@dataclass
+class Candidate:
+    """One post-processed schedule of the kernel."""
+
+    sch: Any  # tvm.s_tir.Schedule
+    shash: str
+
+    @property
+    def trace(self):
+        return self.sch.trace
+
+    def trace_json(self) -> list:
+        """The full trace, post-processing included: replays to exactly this module."""
+        return trace_to_json(self.sch.trace, remove_postproc=False)
+
+    def script(self) -> str:
+        return self.sch.mod.script()
+
+
+def structural_hash(mod) -> str:
+    import tvm_ffi
+
+    return format(tvm_ffi.structural_hash(mod) & (2**64 - 1), "016x")
+
+
+def apply_trace_json(mod, trace_json: list):
+    """Replay a full trace (as stored) on ``mod``; returns the Schedule."""
+    from tvm.s_tir import Schedule, Trace
+
+    sch = Schedule(mod)
+    Trace.apply_json_to_schedule(trace_json, sch)
+    return sch
+
+
+def _seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(1, 2**31 - 1))
+
+
+class SearchSpace:
+    """The design space of one kernel on one target, with its mutators and post-processors."""
+
+    def __init__(self, spec: KernelSpec, target_name: str, *, seed: int = 0):
+        tvm = _tvm()
+        from tvm.s_tir import meta_schedule as ms
+
+        self.spec = spec
+        self.target_name = target_name
+        self.kind = target_kind(target_name)
+        self.target = make_target(target_name)
+        self.mod = build_module(spec)
+        self.context = ms.TuneContext(
+            self.mod,
+            target=self.target,
+            space_generator="post-order-apply",
+            rand_state=seed + 1,
+            num_threads=1,
+        )
+        self.sketches = list(self.context.generate_design_space())
+        gen = self.context.space_generator
+        self.postprocs = list(gen.postprocs)
+        self.mutators = {}
+        for mutator, _ in gen.mutator_probs.items():
+            name = type(mutator).__name__
+            mutator._initialize_with_tune_context(self.context)
+            self.mutators[name] = mutator
+        probs = MUTATOR_PROBS[self.kind]
+        #: mutator name -> probability, only those this kernel's design space has
+        self.mutator_probs = {n: p for n, p in probs.items() if n in self.mutators}
+        self._tvm = tvm
+
+    # -- names ---------------------------------------------------------------------------
+    @property
+    def mutator_names(self) -> list[str]:
+        return list(self.mutator_probs)
+
+    # -- schedules -----------------------------------------------------------------------
+    def _postprocess(self, sch) -> bool:
+        sch.enter_postproc()
+        for postproc in self.postprocs:
+            if not postproc.apply(sch):
+                return False
+        return True
+
+    def realize(self, trace, rng: np.random.Generator) -> Candidate | None:
+        """Replay a trace (without its post-processing) and post-process it; None if invalid."""
+        from tvm.s_tir import Schedule
+
+        sch = Schedule(self.mod, seed=_seed(rng), error_render_level="none")
+        try:
+            trace.apply_to_schedule(sch, remove_postproc=True)
+        except Exception:  # noqa: BLE001 - TVM raises TVMError subclasses on invalid replays
+            return None
+        if not self._postprocess(sch):
+            return None
+        return Candidate(sch=sch, shash=structural_hash(sch.mod))
+
+    def sample(self, rng: np.random.Generator, attempts: int = 16) -> Candidate | None:
+        """A random point of the design space: a sketch with fresh sampling decisions."""
+        from tvm.s_tir import Trace
+
+        for _ in range(attempts):
+            sketch = self.sketches[int(rng.integers(len(self.sketches)))]
+            base = sketch.trace.simplified(remove_postproc=True)
+            cand = self.realize(Trace(base.insts, {}), rng)
+            if cand is not None:
+                return cand
+        return None
+
+    def mutate(self, trace, name: str, rng: np.random.Generator):
+        """Apply one named mutator to a trace; the new trace, or None if it does not apply."""
+        from tvm.s_tir.meta_schedule import _ffi_api
+
+        mutator = self.mutators.get(name)
+        if mutator is None:
+            raise KeyError(name)
+        return _ffi_api.MutatorApply(mutator, trace, _seed(rng))
+
+    def load(self, trace_json: list) -> Candidate:
+        """A candidate from a stored full trace."""
+        sch = apply_trace_json(self.mod, trace_json)
+        return Candidate(sch=sch, shash=structural_hash(sch.mod))
+
+    # -- what an LLM reads -------------------------------------------------------------------
+    @staticmethod
+    def decisions(trace) -> dict[str, list]:
+        """The sampling decisions of a trace in compact form: tiles, unroll, compute-at, parallel."""
+        tiles, unroll, compute_at, parallel, other = [], [], [], [], []
+        for inst in trace.insts:
+            kind = inst.kind.name
+            if kind == "Annotate" and len(inst.attrs) and str(inst.attrs[0]) == "meta_schedule.parallel":
+                parallel.append(_plain(inst.inputs[1]))
+            decision = trace.get_decision(inst)
+            if decision is None:
+                continue
+            if kind == "SamplePerfectTile":
+                tiles.append(_plain(decision))
+            elif kind == "SampleCategorical":
+                candidates = _plain(inst.attrs[0])
+                value = candidates[int(decision)] if isinstance(candidates, list) else int(decision)
+                unroll.append(value)
+            elif kind == "SampleComputeLocation":
+                compute_at.append(int(decision))
+            else:
+                other.append(_plain(decision))
+        out = {"tile": tiles, "unroll": unroll, "compute_at": compute_at, "parallel": parallel}
+        if other:
+            out["other"] = other
+        return out
+
+
+class CostModel:
+    """MetaSchedule's XGBoost cost model, scoring schedules by predicted normalized throughput.
+
+    Until it has seen a measurement it answers random scores from the search's own generator,
+    so an untrained run is still repeatable under a seed.
+    """
+
+    def __init__(self, space: SearchSpace, rng: np.random.Generator):
+        from tvm.s_tir import meta_schedule as ms
+
+        self.space = space
+        self.rng = rng
+        self.model = ms.cost_model.XGBModel(num_warmup_samples=0, num_tuning_cores=1)
+        self.model.verbose_eval = 0
+        self.trained = False
+        self.size = 0
+
+    def _measure_candidates(self, cands: Sequence[Candidate]):
+        from tvm.s_tir import meta_schedule as ms
+        from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
+        return [
+            ms.MeasureCandidate(c.sch, ArgInfo.from_entry_func(c.sch.mod, remove_preproc=True))
+            for c in cands
+        ]
+
+    def predict(self, cands: Sequence[Candidate]) -> np.ndarray:
+        if not cands:
+            return np.zeros(0)
+        if not self.trained:
+            return self.rng.uniform(0.0, 1.0, size=len(cands))
+        scores = self.model.predict(self.space.context, self._measure_candidates(cands))
+        return np.nan_to_num(np.asarray(scores, dtype=float), nan=0.0)
+
+    def update(self, cands: Sequence[Candidate], latencies: Sequence[float | None]) -> None:
+        """Train on measured latencies (seconds; None for a failed candidate)."""
+        from tvm.s_tir.meta_schedule.runner import RunnerResult
+
+        if not cands:
+            return
+        results = [
+            RunnerResult([float(lat)], None) if lat else RunnerResult(None, "failed")
+            for lat in latencies
+        ]
+        self.model.update(self.space.context, self._measure_candidates(cands), results)
+        self.size += len(cands)
+        self.trained = self.model.booster is not None

@@ -1,0 +1,148 @@
+"""The typed events a search emits, and the sink interface that receives them.
+
+The engine never prints, writes a database or talks to a browser: it calls
+``sink.emit(event)``. A CLI prints, a worker persists and broadcasts, a test collects.
+Every event serializes to a flat JSON object with a ``kind`` field (docs/events.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import ClassVar, Protocol
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: ClassVar[str] = "event"
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["kind"] = self.kind
+        return data
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    kind: ClassVar[str] = "run_started"
+    kernel: dict
+    target: str
+    strategy: str
+    flops: float
+    budget: dict
+    settings: dict
+
+
+@dataclass(frozen=True)
+class BaselineMeasured(Event):
+    kind: ClassVar[str] = "baseline_measured"
+    status: str
+    latency_s: float | None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class NodeCreated(Event):
+    kind: ClassVar[str] = "node_created"
+    node_id: int
+    parent_id: int | None
+    depth: int
+    created_by: str | None  # the model whose proposal made it; None for random moves
+    expand_model: str | None  # the model assigned to expand it
+    mutators: list
+    predicted: float
+    shash: str
+    decisions: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExpansionFailed(Event):
+    kind: ClassVar[str] = "expansion_failed"
+    node_id: int
+    model: str | None
+    reason: str
+    fail_streak: int
+    dead: bool
+
+
+@dataclass(frozen=True)
+class Backpropagated(Event):
+    kind: ClassVar[str] = "backpropagated"
+    path: list  # node ids from the expanded node up to the root
+    reward: float
+
+
+@dataclass(frozen=True)
+class NodeMeasured(Event):
+    kind: ClassVar[str] = "node_measured"
+    node_id: int
+    trial: int
+    status: str
+    latency_s: float | None
+    build_s: float = 0.0
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class BestImproved(Event):
+    kind: ClassVar[str] = "best_improved"
+    node_id: int
+    trial: int
+    latency_s: float
+    gflops: float
+    speedup: float | None
+
+
+@dataclass(frozen=True)
+class Progress(Event):
+    kind: ClassVar[str] = "progress"
+    trials: int
+    trials_budget: int
+    expansions: int
+    nodes: int
+    best_latency_s: float | None
+    elapsed_s: float
+    llm_calls: int = 0
+    usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    kind: ClassVar[str] = "run_finished"
+    status: str  # "succeeded" | "failed" | "cancelled"
+    reason: str
+    trials: int
+    best_node_id: int | None
+    best_latency_s: float | None
+    baseline_latency_s: float | None
+    elapsed_s: float
+
+
+class EventSink(Protocol):
+    def emit(self, event: Event) -> None: ...
+
+
+class NullSink:
+    def emit(self, event: Event) -> None:
+        pass
+
+
+class ListSink:
+    """Keeps every event; what tests and the benchmark read."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+
+    def of(self, kind: type[Event]) -> list:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+class FanOutSink:
+    def __init__(self, *sinks: EventSink) -> None:
+        self.sinks = sinks
+
+    def emit(self, event: Event) -> None:
+        for sink in self.sinks:
+            sink.emit(event)

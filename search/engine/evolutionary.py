@@ -1,0 +1,149 @@
+"""The ``evolutionary`` strategy: MetaSchedule's own evolutionary search, same trial budget.
+
+It runs stock ``tune_tir`` (XGBoost cost model, LocalBuilder and LocalRunner with the same
+timing settings as the tree strategies). A measure callback turns each measured candidate
+into a node under the root, so the dashboard and the summary read it like any run. The best
+records are then re-checked with our measurer (correctness against numpy, same timing
+code) so that the figures compare like for like.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from typing import Callable
+
+import numpy as np
+
+from . import events as ev
+from .compiler import Candidate, SearchSpace, structural_hash, trace_to_json
+from .measure import Measurer, MeasureConfig
+from .mcts import Budget, SearchResult, SearchSettings
+from .tree import Tree
+from .workloads import flops
+
+
+def _worker_init() -> None:
+    from search.engine.tvmenv import install_tensor_intrin_stub
+
+    install_tensor_intrin_stub()
+
+
+class EvolutionarySearch:
+    def __init__(
+        self,
+        *,
+        space: SearchSpace,
+        measurer: Measurer,
+        sink: ev.EventSink,
+        settings: SearchSettings,
+        budget: Budget,
+        measure_config: MeasureConfig,
+        baseline_latency: float | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ):
+        self.space = space
+        self.measurer = measurer
+        self.sink = sink
+        self.s = settings
+        self.budget = budget
+        self.cfg = measure_config
+        self.baseline = baseline_latency
+        self.should_stop = should_stop
+        self.tree = Tree()
+
+    def run(self) -> SearchResult:
+        from tvm.ir.utils import derived_object
+        from tvm.s_tir import meta_schedule as ms
+        from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
+        from tvm.s_tir.meta_schedule.runner import EvaluatorConfig
+
+        search = self
+        start = time.perf_counter()
+        state = {"trials": 0, "best": None}
+        work = flops(self.space.spec)
+
+        @derived_object
+        class EmitEvents(PyMeasureCallback):
+            def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
+                for cand, built, ran in zip(measure_candidates, builder_results, runner_results):
+                    state["trials"] += 1
+                    c = Candidate(sch=cand.sch, shash=structural_hash(cand.sch.mod))
+                    node = search.tree.add(search.tree.root, c, shash=c.shash, mutators=[])
+                    search.sink.emit(
+                        ev.NodeCreated(node.id, 0, 1, None, None, [], 0.0, c.shash, search.space.decisions(c.trace))
+                    )
+                    secs = [float(x) for x in ran.run_secs] if ran.run_secs else []
+                    if built.error_msg:
+                        status, lat, err = "build_error", None, str(built.error_msg).strip().splitlines()[-1][:300]
+                    elif ran.error_msg or not secs:
+                        status, lat, err = "run_error", None, str(ran.error_msg or "").strip()[-300:]
+                    else:
+                        status, lat, err = "ok", float(np.mean(secs)), ""
+                    node.status, node.latency = status, lat
+                    search.sink.emit(ev.NodeMeasured(node.id, state["trials"], status, lat, 0.0, err))
+                search.sink.emit(
+                    ev.Progress(
+                        trials=state["trials"],
+                        trials_budget=search.budget.trials,
+                        expansions=0,
+                        nodes=len(search.tree) - 1,
+                        best_latency_s=min((n.latency for n in search.tree.nodes if n.latency), default=None),
+                        elapsed_s=time.perf_counter() - start,
+                    )
+                )
+
+        evaluator = EvaluatorConfig(
+            number=self.cfg.number, repeat=self.cfg.repeat, min_repeat_ms=self.cfg.min_repeat_ms
+        )
+        with tempfile.TemporaryDirectory(prefix="colt-evo-") as work_dir:
+            database = ms.tune_tir(
+                self.space.mod,
+                self.space.target,
+                work_dir,
+                max_trials_global=self.budget.trials,
+                num_trials_per_iter=min(self.budget.trials, 2 * self.s.measure_batch),
+                builder=ms.builder.LocalBuilder(max_workers=1, initializer=_worker_init),
+                runner=ms.runner.LocalRunner(
+                    timeout_sec=self.cfg.timeout_s, evaluator_config=evaluator, initializer=_worker_init
+                ),
+                measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), EmitEvents()],
+                num_tuning_cores=1,
+                seed=self.s.seed,
+            )
+            records = database.get_all_tuning_records()
+        # Re-check the best few with our measurer: correctness against numpy, the same timer.
+        by_hash = {n.shash: n for n in self.tree.nodes[1:]}
+        ranked = sorted((n for n in self.tree.nodes[1:] if n.latency), key=lambda n: n.latency)
+        best = None
+        for node in ranked[:3]:
+            res = self.measurer.measure([node.candidate.trace_json()])[0]
+            if res.ok:
+                node.latency = res.latency_s
+                if best is None or res.latency_s < best.latency:
+                    best = node
+            else:
+                node.status, node.latency = res.status, None
+                self.sink.emit(ev.NodeMeasured(node.id, state["trials"], res.status, None, res.build_s, res.error))
+        if best is not None:
+            speedup = self.baseline / best.latency if self.baseline else None
+            self.sink.emit(ev.BestImproved(best.id, state["trials"], best.latency, work / best.latency / 1e9, speedup))
+        history, running = [], None
+        for n in self.tree.nodes[1:]:
+            if n.latency and (running is None or n.latency < running):
+                running = n.latency
+            if running is not None:
+                history.append((n.id, running))
+        del records, by_hash
+        return SearchResult(
+            best=best,
+            best_latency=best.latency if best else None,
+            trials=state["trials"],
+            stop_reason="trial budget spent",
+            elapsed_s=time.perf_counter() - start,
+            tree=self.tree,
+            history=history,
+        )
+
+
+__all__ = ["EvolutionarySearch", "trace_to_json"]

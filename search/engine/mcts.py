@@ -1,0 +1,349 @@
+"""The shared MCTS loop (ALGORITHM.md sections 1-5), the same for every tree strategy.
+
+One iteration: select a leaf with the LLM-aware UCT, ask the policy for a joint action,
+apply its mutators, score the child with the cost model, let the policy review it (course
+alteration), roll out and back-propagate. Every ``expansions_per_round`` iterations a
+measurement round compiles and times a batch of unmeasured nodes (95% by predicted score,
+5% at random), trains the cost model and updates the best schedule. The run stops at the
+first budget spent: measured trials, the policy's LLM calls or USD, wall-clock, or a stop
+request from outside (cancel).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from . import events as ev
+from .compiler import Candidate, CostModel, SearchSpace
+from .measure import MeasureResult, Measurer
+from .policy import ExpansionPolicy, ExpansionRequest, Proposal, random_mutator
+from .tree import Node, Tree, backpropagate, select
+from .workloads import flops
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    population: int = 3
+    branching: int = 2  # B
+    max_depth: int = 500
+    lam: float = 0.2  # model-balance weight
+    c: float = math.sqrt(2)
+    rollouts: int = 1
+    rollout_depth: int = 2
+    measure_batch: int = 8
+    expansions_per_round: int = 16
+    epsilon: float = 0.05  # share of each batch picked at random
+    dead_end_failures: int = 5
+    mutator_retries: int = 3
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Budget:
+    trials: int = 64
+    llm_calls: int | None = None
+    usd: float | None = None
+    wall_s: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SearchResult:
+    best: Node | None
+    best_latency: float | None
+    trials: int
+    stop_reason: str
+    elapsed_s: float
+    tree: Tree
+    history: list = field(default_factory=list)  # (trial, best latency so far)
+    expansions: int = 0
+
+    @property
+    def best_candidate(self) -> Candidate | None:
+        return self.best.candidate if self.best else None
+
+
+class MCTSSearch:
+    def __init__(
+        self,
+        *,
+        space: SearchSpace,
+        policy: ExpansionPolicy,
+        measurer: Measurer,
+        sink: ev.EventSink,
+        settings: SearchSettings,
+        budget: Budget,
+        baseline_latency: float | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ):
+        self.space = space
+        self.policy = policy
+        self.measurer = measurer
+        self.sink = sink
+        self.s = settings
+        self.budget = budget
+        self.baseline = baseline_latency
+        self.should_stop = should_stop
+        self.rng = np.random.default_rng(settings.seed)
+        self.cost_model = CostModel(space, self.rng)
+        self.tree = Tree()
+        self.params = policy.model_params()
+        self.trials = 0
+        self.expansions = 0
+        self.best: Node | None = None
+        self.history: list[tuple[int, float]] = []
+        self.flops = flops(space.spec)
+        policy.bind(sink=sink, rng=self.rng)
+
+    # -- building blocks -----------------------------------------------------------------------
+    def _add(self, parent: Node, cand: Candidate, *, created_by, expand_model, mutators, score) -> Node:
+        node = self.tree.add(
+            parent,
+            cand,
+            shash=cand.shash,
+            created_by=created_by,
+            expand_model=expand_model,
+            mutators=mutators,
+            predicted=float(score),
+        )
+        self.sink.emit(
+            ev.NodeCreated(
+                node_id=node.id,
+                parent_id=parent.id,
+                depth=node.depth,
+                created_by=created_by,
+                expand_model=expand_model,
+                mutators=list(mutators),
+                predicted=float(score),
+                shash=cand.shash,
+                decisions=self.space.decisions(cand.trace),
+            )
+        )
+        return node
+
+    def _score(self, cand: Candidate) -> float:
+        return float(self.cost_model.predict([cand])[0])
+
+    def _apply(self, trace, mutators: list[str]) -> tuple[object | None, list[str]]:
+        """Apply mutators in order, each retried a few times, skipping those that fail."""
+        applied = []
+        for name in mutators:
+            if name not in self.space.mutators:
+                continue
+            for _ in range(self.s.mutator_retries):
+                new = self.space.mutate(trace, name, self.rng)
+                if new is not None:
+                    trace = new
+                    applied.append(name)
+                    break
+        return (trace if applied else None), applied
+
+    def _child_of(self, leaf: Node, proposal: Proposal) -> tuple[Candidate | None, list[str], str]:
+        """The candidate a proposal makes from ``leaf``; (None, applied, reason) on failure."""
+        trace, applied = self._apply(leaf.candidate.trace, proposal.mutators)
+        if trace is None:
+            self.policy.record_failure(proposal.model, "no mutator applied")
+            fallback = random_mutator(self.space.mutator_probs, self.rng)
+            trace, applied = self._apply(leaf.candidate.trace, [fallback])
+            if trace is None:
+                return None, [], "no mutator applied"
+        cand = self.space.realize(trace, self.rng)
+        if cand is None:
+            return None, applied, "post-processing rejected the schedule"
+        if cand.shash in self.tree.hashes:
+            return None, applied, "duplicate schedule"
+        return cand, applied, ""
+
+    def _rollout(self, cand: Candidate, score: float) -> float:
+        """Reward: the cost model's score after a few random mutations, averaged."""
+        rewards = []
+        for _ in range(max(1, self.s.rollouts)):
+            trace, last = cand.trace, None
+            for _ in range(self.s.rollout_depth):
+                new = self.space.mutate(trace, random_mutator(self.space.mutator_probs, self.rng), self.rng)
+                if new is not None:
+                    trace, last = new, new
+            end = self.space.realize(last, self.rng) if last is not None else None
+            rewards.append(self._score(end) if end is not None else score)
+        return max(0.0, float(np.mean(rewards)))
+
+    def _fail(self, leaf: Node, model: str | None, reason: str) -> None:
+        leaf.fail_streak += 1
+        if leaf.fail_streak >= self.s.dead_end_failures:
+            leaf.dead = True
+        self.policy.record_failure(model, reason)
+        self.sink.emit(ev.ExpansionFailed(leaf.id, model, reason, leaf.fail_streak, leaf.dead))
+        self.sink.emit(ev.Backpropagated(backpropagate(leaf, 0.0), 0.0))
+
+    def _request(self, leaf: Node) -> ExpansionRequest:
+        return ExpansionRequest(
+            leaf=leaf,
+            model=leaf.expand_model,
+            mutator_probs=self.space.mutator_probs,
+            trials_used=self.trials,
+            trials_budget=self.budget.trials,
+            describe=lambda n: self.space.decisions(n.candidate.trace),
+        )
+
+    # -- one iteration ---------------------------------------------------------------------------
+    def expand(self, leaf: Node) -> Node | None:
+        self.expansions += 1
+        request = self._request(leaf)
+        if leaf.depth <= 1:
+            proposal = Proposal(
+                mutators=[random_mutator(self.space.mutator_probs, self.rng)],
+                next_model=self.policy.initial_model(),
+            )
+        else:
+            proposal = self.policy.propose(request)
+        cand, applied, reason = self._child_of(leaf, proposal)
+        if cand is None:
+            self._fail(leaf, proposal.model, reason)
+            return None
+        score = self._score(cand)
+        replacement = self.policy.review(request, proposal, leaf.predicted, score)
+        if replacement is not None:
+            alt, alt_applied, _ = self._child_of(leaf, replacement)
+            if alt is not None:
+                alt_score = self._score(alt)
+                if alt_score >= score:
+                    cand, applied, score, proposal = alt, alt_applied, alt_score, replacement
+        leaf.fail_streak = 0
+        child = self._add(
+            leaf,
+            cand,
+            created_by=proposal.model,
+            expand_model=proposal.next_model,
+            mutators=applied,
+            score=score,
+        )
+        reward = self._rollout(cand, score)
+        self.sink.emit(ev.Backpropagated(backpropagate(child, reward), reward))
+        return child
+
+    # -- measurement -----------------------------------------------------------------------------
+    def _pick_batch(self) -> list[Node]:
+        pending = [n for n in self.tree.nodes[1:] if n.status is None]
+        if not pending:
+            return []
+        scores = self.cost_model.predict([n.candidate for n in pending])
+        for node, score in zip(pending, scores):
+            node.predicted = float(score)
+        k = min(self.s.measure_batch, self.budget.trials - self.trials, len(pending))
+        order = sorted(pending, key=lambda n: (-n.predicted, n.id))
+        picks: list[Node] = []
+        for _ in range(k):
+            rest = [n for n in order if n not in picks]
+            if self.rng.random() < self.s.epsilon:
+                picks.append(rest[int(self.rng.integers(len(rest)))])
+            else:
+                picks.append(rest[0])
+        return picks
+
+    def measure_round(self) -> int:
+        picks = self._pick_batch()
+        if not picks:
+            return 0
+        results: list[MeasureResult] = self.measurer.measure([n.candidate.trace_json() for n in picks])
+        for node, res in zip(picks, results):
+            self.trials += 1
+            node.status = res.status
+            node.latency = res.latency_s if res.ok else None
+            self.sink.emit(ev.NodeMeasured(node.id, self.trials, res.status, node.latency, res.build_s, res.error))
+            if res.ok and (self.best is None or res.latency_s < self.best.latency):
+                self.best = node
+                speedup = self.baseline / res.latency_s if self.baseline else None
+                self.sink.emit(
+                    ev.BestImproved(node.id, self.trials, res.latency_s, self.flops / res.latency_s / 1e9, speedup)
+                )
+            if self.best is not None:
+                self.history.append((self.trials, self.best.latency))
+        self.cost_model.update([n.candidate for n in picks], [n.latency for n in picks])
+        return len(picks)
+
+    # -- the loop --------------------------------------------------------------------------------
+    def _progress(self, start: float) -> None:
+        spent = self.policy.spent()
+        self.sink.emit(
+            ev.Progress(
+                trials=self.trials,
+                trials_budget=self.budget.trials,
+                expansions=self.expansions,
+                nodes=len(self.tree) - 1,
+                best_latency_s=self.best.latency if self.best else None,
+                elapsed_s=time.perf_counter() - start,
+                llm_calls=spent["llm_calls"],
+                usd=spent["usd"],
+            )
+        )
+
+    def _stop_reason(self, start: float) -> str | None:
+        if self.trials >= self.budget.trials:
+            return "trial budget spent"
+        if self.should_stop():
+            return "cancelled"
+        if self.budget.wall_s is not None and time.perf_counter() - start >= self.budget.wall_s:
+            return "wall-clock budget spent"
+        return self.policy.exhausted()
+
+    def _init_population(self) -> None:
+        for _ in range(self.s.population * 4):
+            if len(self.tree.root.children) >= self.s.population:
+                break
+            cand = self.space.sample(self.rng)
+            if cand is None or cand.shash in self.tree.hashes:
+                continue
+            self._add(self.tree.root, cand, created_by=None, expand_model=None, mutators=[], score=self._score(cand))
+
+    def run(self) -> SearchResult:
+        start = time.perf_counter()
+        self._init_population()
+        while True:
+            reason, exhausted = None, False
+            for _ in range(self.s.expansions_per_round):
+                reason = self._stop_reason(start)
+                if reason is not None:
+                    break
+                leaf = select(
+                    self.tree,
+                    branching=self.s.branching,
+                    lam=self.s.lam,
+                    c=self.s.c,
+                    params=self.params,
+                    rng=self.rng,
+                    max_depth=self.s.max_depth,
+                )
+                if leaf is None:
+                    exhausted = True
+                    break
+                self.expand(leaf)
+            # what the policy already proposed is still measured when an LLM budget ran out
+            measured = 0
+            if reason not in ("cancelled", "wall-clock budget spent") and self.trials < self.budget.trials:
+                measured = self.measure_round()
+            self._progress(start)
+            reason = reason or self._stop_reason(start)
+            if reason is None and exhausted and measured == 0:
+                reason = "search space exhausted"
+            if reason is not None:
+                break
+        return SearchResult(
+            best=self.best,
+            best_latency=self.best.latency if self.best else None,
+            trials=self.trials,
+            stop_reason=reason,
+            elapsed_s=time.perf_counter() - start,
+            tree=self.tree,
+            history=list(self.history),
+            expansions=self.expansions,
+        )

@@ -1,0 +1,188 @@
+"""Building and timing candidates on real hardware, out of process.
+
+A :class:`Measurer` takes a batch of stored traces and returns one :class:`MeasureResult`
+each. :class:`LocalMeasurer` compiles and times them in a TVM ``PopenPoolExecutor`` worker
+(so that a schedule that crashes the compiler or runs for minutes kills a worker, not the
+search), checks every output against the kernel's numpy reference, and then times it with
+``time_evaluator`` (number, repeat, min_repeat_ms). A wrong result is a failed candidate.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol, Sequence
+
+from .workloads import KernelSpec
+
+OK, WRONG, BUILD_ERROR, RUN_ERROR, TIMEOUT, NO_DEVICE = (
+    "ok",
+    "wrong",
+    "build_error",
+    "run_error",
+    "timeout",
+    "no_device",
+)
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """Timing settings; the authors used number 3, repeat 5, min_repeat_ms 100."""
+
+    number: int = 3
+    repeat: int = 5
+    min_repeat_ms: int = 100
+    timeout_s: float = 30.0
+    check: bool = True
+
+
+@dataclass
+class MeasureResult:
+    status: str
+    latency_s: float | None = None  # the mean of the repeats
+    repeats_s: list[float] = field(default_factory=list)
+    build_s: float = 0.0
+    max_error: float | None = None
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Measurer(Protocol):
+    """Builds and times candidates; ``None`` as a trace means the unscheduled kernel."""
+
+    def measure(self, traces: Sequence[list | None], config: MeasureConfig | None = None) -> list[MeasureResult]: ...
+
+    def close(self) -> None: ...
+
+
+def _project_root() -> str:
+    return str(Path(__file__).resolve().parents[2])
+
+
+# --- the worker side -------------------------------------------------------------------------
+
+_CACHE: dict = {}
+
+
+def _worker_init(root: str) -> None:
+    import sys
+
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from search.engine.tvmenv import install_tensor_intrin_stub
+
+    install_tensor_intrin_stub()
+
+
+def _kernel_data(spec_dict: dict, target_name: str):
+    """Per-process cache of the kernel's module, inputs and reference output."""
+    from .compiler import make_target
+    from .workloads import build_module, make_inputs, reference
+
+    key = (repr(sorted(spec_dict["shape"].items())), spec_dict["op"], spec_dict["dtype"], target_name)
+    if key not in _CACHE:
+        spec = KernelSpec(spec_dict["op"], spec_dict["shape"], spec_dict["dtype"])
+        inputs = make_inputs(spec)
+        _CACHE.clear()
+        _CACHE[key] = (spec, build_module(spec), make_target(target_name), inputs, reference(spec, inputs))
+    return _CACHE[key]
+
+
+def measure_in_worker(spec_dict: dict, target_name: str, trace_json: list | None, cfg: dict) -> dict:
+    """Build, check and time one candidate. Runs in a worker process; returns a plain dict."""
+    import numpy as np
+
+    from .tvmenv import tvm as _tvm
+    from .workloads import check_output, output_shape
+
+    tvm = _tvm()
+    spec, mod, target, inputs, want = _kernel_data(spec_dict, target_name)
+    start = time.perf_counter()
+    try:
+        if trace_json is not None:
+            from .compiler import apply_trace_json
+
+            mod = apply_trace_json(mod, trace_json).mod
+        executable = tvm.compile(mod, target=target)
+    except Exception as exc:  # noqa: BLE001 - any compiler failure marks the candidate invalid
+        return MeasureResult(BUILD_ERROR, error=_one_line(exc)).to_dict()
+    build_s = time.perf_counter() - start
+    dev = tvm.cpu(0) if target.kind.name == "llvm" else tvm.device(target.kind.name, 0)
+    if not dev.exist:
+        return MeasureResult(NO_DEVICE, build_s=build_s, error=f"no {target.kind.name} device on this host").to_dict()
+    try:
+        fn = executable.jit() if hasattr(executable, "jit") else executable
+        args = [tvm.runtime.tensor(a, dev) for a in inputs]
+        args.append(tvm.runtime.tensor(np.zeros(output_shape(spec), spec.dtype), dev))
+        fn["main"](*args)
+        dev.sync()
+        max_error = None
+        if cfg.get("check", True):
+            ok, max_error = check_output(spec, args[-1].numpy(), want)
+            if not ok:
+                return MeasureResult(WRONG, build_s=build_s, max_error=max_error, error="output differs from the numpy reference").to_dict()
+        evaluator = fn.time_evaluator(
+            "main", dev, number=cfg["number"], repeat=cfg["repeat"], min_repeat_ms=cfg["min_repeat_ms"]
+        )
+        res = evaluator(*args)
+    except Exception as exc:  # noqa: BLE001
+        return MeasureResult(RUN_ERROR, build_s=build_s, error=_one_line(exc)).to_dict()
+    repeats = [float(x) for x in res.results]
+    return MeasureResult(OK, float(np.mean(repeats)), repeats, build_s, max_error).to_dict()
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    msg = lines[-1] if lines else type(exc).__name__
+    return f"{type(exc).__name__}: {msg}"[:500]
+
+
+# --- the search side -------------------------------------------------------------------------
+
+
+class LocalMeasurer:
+    """Measures on this host, one candidate at a time (timings must not overlap)."""
+
+    def __init__(self, spec: KernelSpec, target_name: str, config: MeasureConfig | None = None):
+        from .tvmenv import tvm as _tvm
+
+        _tvm()
+        from tvm.support.popen_pool import PopenPoolExecutor
+
+        self.spec = spec
+        self.target_name = target_name
+        self.config = config or MeasureConfig()
+        root = _project_root()
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
+        )
+        self._pool = PopenPoolExecutor(
+            max_workers=1,
+            timeout=self.config.timeout_s,
+            initializer=_worker_init,
+            initargs=(root,),
+        )
+
+    def measure(self, traces, config: MeasureConfig | None = None) -> list[MeasureResult]:
+        cfg = asdict(config or self.config)
+        results = []
+        for trace_json in traces:
+            future = self._pool.submit(measure_in_worker, self.spec.to_dict(), self.target_name, trace_json, cfg)
+            try:
+                results.append(MeasureResult(**future.result()))
+            except TimeoutError:
+                results.append(MeasureResult(TIMEOUT, error=f"took longer than {self.config.timeout_s:.0f} s"))
+            except Exception as exc:  # noqa: BLE001 - the worker died (a crash in generated code)
+                results.append(MeasureResult(RUN_ERROR, error=_one_line(exc)))
+        return results
+
+    def close(self) -> None:
+        self._pool.shutdown() if hasattr(self._pool, "shutdown") else None

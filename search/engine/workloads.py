@@ -1,0 +1,507 @@
+"""Kernels as validated specs (operator, shapes, dtype), never code.
+
+A :class:`KernelSpec` names an operator from :data:`OPERATORS` and gives its shape
+parameters and dtype. :func:`validate` checks it; :func:`build_primfunc` turns it into a
+TVM PrimFunc with TE; :func:`reference` computes the expected output with numpy, and
+:func:`flops` states the work. Nothing here evaluates user text: shapes are integers
+checked against bounds, operators and dtypes are looked up by name.
+
+TVM is imported lazily so that validating a spec (a web form, the CLI) stays cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import numpy as np
+
+MAX_DIM = 1 << 16
+MAX_BYTES = 512 << 20  # inputs + output
+MAX_FLOPS = 50e9  # above this, one measurement takes many seconds on a CPU
+SUPPORTED_DTYPES = ("float32",)
+
+
+class SpecError(ValueError):
+    """A kernel spec that cannot be built: unknown operator, bad shape, bad dtype."""
+
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    description: str
+    params: tuple[str, ...]
+    inputs: Callable[[Mapping[str, int]], list[tuple[str, tuple[int, ...]]]]
+    output: Callable[[Mapping[str, int]], tuple[int, ...]]
+    flops: Callable[[Mapping[str, int]], float]
+    reference: Callable[..., np.ndarray]
+    build: Callable[..., list]  # (shape, dtype) -> [te.Tensor inputs..., output]
+    fixed: Mapping[str, int] = field(default_factory=dict)  # non-shape params with defaults
+
+
+# --- numpy references (float64 accumulation) ------------------------------------------
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _ref_gemm(s, a, b):
+    return a.astype(np.float64) @ b.astype(np.float64)
+
+
+def _ref_batch_matmul_nt(s, a, b):
+    return np.einsum("bik,bjk->bij", a.astype(np.float64), b.astype(np.float64))
+
+
+def _ref_batch_matmul(s, a, b):
+    return np.einsum("bik,bkj->bij", a.astype(np.float64), b.astype(np.float64))
+
+
+def _ref_attention(s, q, k, v):
+    scores = np.einsum("bid,bjd->bij", q.astype(np.float64), k.astype(np.float64))
+    return _softmax(scores / math.sqrt(s["D"])) @ v.astype(np.float64)
+
+
+def _ref_conv2d(s, x, w):
+    x = x.astype(np.float64)
+    w = w.astype(np.float64)
+    pad, st = s["pad"], s["stride"]
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    n, c, h, wd = xp.shape
+    k, _, r, q = w.shape
+    oh, ow = (h - r) // st + 1, (wd - q) // st + 1
+    win = np.lib.stride_tricks.sliding_window_view(xp, (r, q), axis=(2, 3))[:, :, ::st, ::st]
+    return np.einsum("nchwrs,kcrs->nkhw", win[:, :, :oh, :ow], w)
+
+
+def _ref_gated_mlp(s, x, w1, w3):
+    x = x.astype(np.float64)
+    g = x @ w1.astype(np.float64)
+    u = x @ w3.astype(np.float64)
+    return g / (1.0 + np.exp(-g)) * u
+
+
+def _ref_layer_norm(s, x, gamma, beta):
+    x = x.astype(np.float64)
+    mean = x.mean(axis=-1, keepdims=True)
+    var = x.var(axis=-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + 1e-5) * gamma + beta
+
+
+def _ref_softmax(s, x):
+    return _softmax(x.astype(np.float64))
+
+
+# --- TE builders -----------------------------------------------------------------------
+
+
+def _te_gemm(s, dtype):
+    from tvm import te
+
+    a = te.placeholder((s["M"], s["K"]), dtype, name="A")
+    b = te.placeholder((s["K"], s["N"]), dtype, name="B")
+    k = te.reduce_axis((0, s["K"]), name="k")
+    c = te.compute((s["M"], s["N"]), lambda i, j: te.sum(a[i, k] * b[k, j], axis=k), name="C")
+    return [a, b, c]
+
+
+def _te_batch_matmul_nt(s, dtype):
+    from tvm import te
+
+    a = te.placeholder((s["B"], s["M"], s["K"]), dtype, name="A")
+    b = te.placeholder((s["B"], s["N"], s["K"]), dtype, name="B")
+    k = te.reduce_axis((0, s["K"]), name="k")
+    c = te.compute(
+        (s["B"], s["M"], s["N"]),
+        lambda n, i, j: te.sum(a[n, i, k] * b[n, j, k], axis=k),
+        name="C",
+    )
+    return [a, b, c]
+
+
+def _te_batch_matmul(s, dtype):
+    from tvm import te
+
+    a = te.placeholder((s["B"], s["M"], s["K"]), dtype, name="A")
+    b = te.placeholder((s["B"], s["K"], s["N"]), dtype, name="B")
+    k = te.reduce_axis((0, s["K"]), name="k")
+    c = te.compute(
+        (s["B"], s["M"], s["N"]),
+        lambda n, i, j: te.sum(a[n, i, k] * b[n, k, j], axis=k),
+        name="C",
+    )
+    return [a, b, c]
+
+
+def _te_softmax_rows(x, shape, prefix=""):
+    """Numerically stable softmax over the last axis of a 2-D or 3-D TE tensor."""
+    from tvm import te, tirx
+
+    last = shape[-1]
+    r1 = te.reduce_axis((0, last), name="r1")
+    r2 = te.reduce_axis((0, last), name="r2")
+    lead = shape[:-1]
+    mx = te.compute(lead, lambda *i: te.max(x[i + (r1,)], axis=r1), name=prefix + "max")
+    ex = te.compute(shape, lambda *i: tirx.exp(x[i] - mx[i[:-1]]), name=prefix + "exp")
+    sm = te.compute(lead, lambda *i: te.sum(ex[i + (r2,)], axis=r2), name=prefix + "sum")
+    return te.compute(shape, lambda *i: ex[i] / sm[i[:-1]], name=prefix + "softmax")
+
+
+def _te_attention(s, dtype):
+    from tvm import te, tirx
+
+    b, n, d = s["B"], s["S"], s["D"]
+    q = te.placeholder((b, n, d), dtype, name="Q")
+    k = te.placeholder((b, n, d), dtype, name="K")
+    v = te.placeholder((b, n, d), dtype, name="V")
+    rk = te.reduce_axis((0, d), name="rk")
+    scale = tirx.const(1.0 / math.sqrt(d), dtype)
+    scores = te.compute(
+        (b, n, n),
+        lambda h, i, j: te.sum(q[h, i, rk] * scale * k[h, j, rk], axis=rk),
+        name="QK",
+    )
+    p = _te_softmax_rows(scores, (b, n, n), prefix="P_")
+    rv = te.reduce_axis((0, n), name="rv")
+    out = te.compute(
+        (b, n, d), lambda h, i, j: te.sum(p[h, i, rv] * v[h, rv, j], axis=rv), name="O"
+    )
+    return [q, k, v, out]
+
+
+def _te_conv2d(s, dtype):
+    from tvm import te, tirx
+
+    n, c, h, w, k, r = s["N"], s["C"], s["H"], s["W"], s["K"], s["R"]
+    pad, st = s["pad"], s["stride"]
+    x = te.placeholder((n, c, h, w), dtype, name="X")
+    wt = te.placeholder((k, c, r, r), dtype, name="W")
+    xp = te.compute(
+        (n, c, h + 2 * pad, w + 2 * pad),
+        lambda b, ci, y, z: tirx.if_then_else(
+            tirx.all(y >= pad, y < h + pad, z >= pad, z < w + pad),
+            x[b, ci, y - pad, z - pad],
+            tirx.const(0.0, dtype),
+        ),
+        name="pad",
+    )
+    oh, ow = (h + 2 * pad - r) // st + 1, (w + 2 * pad - r) // st + 1
+    rc = te.reduce_axis((0, c), name="rc")
+    ry = te.reduce_axis((0, r), name="ry")
+    rx = te.reduce_axis((0, r), name="rx")
+    out = te.compute(
+        (n, k, oh, ow),
+        lambda b, ko, y, z: te.sum(
+            xp[b, rc, y * st + ry, z * st + rx] * wt[ko, rc, ry, rx], axis=[rc, ry, rx]
+        ),
+        name="conv",
+    )
+    return [x, wt, out]
+
+
+def _te_gated_mlp(s, dtype):
+    from tvm import te, tirx
+
+    m, hdim, inter = s["M"], s["H"], s["I"]
+    x = te.placeholder((m, hdim), dtype, name="X")
+    w1 = te.placeholder((hdim, inter), dtype, name="W_gate")
+    w3 = te.placeholder((hdim, inter), dtype, name="W_up")
+    k1 = te.reduce_axis((0, hdim), name="k1")
+    k3 = te.reduce_axis((0, hdim), name="k3")
+    g = te.compute((m, inter), lambda i, j: te.sum(x[i, k1] * w1[k1, j], axis=k1), name="gate")
+    u = te.compute((m, inter), lambda i, j: te.sum(x[i, k3] * w3[k3, j], axis=k3), name="up")
+    out = te.compute((m, inter), lambda i, j: g[i, j] * tirx.sigmoid(g[i, j]) * u[i, j], name="act")
+    return [x, w1, w3, out]
+
+
+def _te_layer_norm(s, dtype):
+    from tvm import te, tirx
+
+    m, n = s["M"], s["N"]
+    x = te.placeholder((m, n), dtype, name="X")
+    gamma = te.placeholder((n,), dtype, name="gamma")
+    beta = te.placeholder((n,), dtype, name="beta")
+    r1 = te.reduce_axis((0, n), name="r1")
+    r2 = te.reduce_axis((0, n), name="r2")
+    inv_n = tirx.const(1.0 / n, dtype)
+    mean = te.compute((m,), lambda i: te.sum(x[i, r1] * inv_n, axis=r1), name="mean")
+    var = te.compute(
+        (m,),
+        lambda i: te.sum((x[i, r2] - mean[i]) * (x[i, r2] - mean[i]) * inv_n, axis=r2),
+        name="var",
+    )
+    out = te.compute(
+        (m, n),
+        lambda i, j: (x[i, j] - mean[i]) * tirx.rsqrt(var[i] + tirx.const(1e-5, dtype)) * gamma[j]
+        + beta[j],
+        name="norm",
+    )
+    return [x, gamma, beta, out]
+
+
+def _te_softmax(s, dtype):
+    from tvm import te
+
+    x = te.placeholder((s["M"], s["N"]), dtype, name="X")
+    return [x, _te_softmax_rows(x, (s["M"], s["N"]))]
+
+
+def _conv_out(s):
+    oh = (s["H"] + 2 * s["pad"] - s["R"]) // s["stride"] + 1
+    ow = (s["W"] + 2 * s["pad"] - s["R"]) // s["stride"] + 1
+    return (s["N"], s["K"], oh, ow)
+
+
+OPERATORS: dict[str, OpDef] = {
+    op.name: op
+    for op in [
+        OpDef(
+            "gemm",
+            "C[M,N] = A[M,K] @ B[K,N]",
+            ("M", "N", "K"),
+            lambda s: [("A", (s["M"], s["K"])), ("B", (s["K"], s["N"]))],
+            lambda s: (s["M"], s["N"]),
+            lambda s: 2.0 * s["M"] * s["N"] * s["K"],
+            _ref_gemm,
+            _te_gemm,
+        ),
+        OpDef(
+            "batch_matmul_nt",
+            "C[B,M,N] = A[B,M,K] @ B[B,N,K]^T (attention scores Q K^T)",
+            ("B", "M", "N", "K"),
+            lambda s: [("A", (s["B"], s["M"], s["K"])), ("B", (s["B"], s["N"], s["K"]))],
+            lambda s: (s["B"], s["M"], s["N"]),
+            lambda s: 2.0 * s["B"] * s["M"] * s["N"] * s["K"],
+            _ref_batch_matmul_nt,
+            _te_batch_matmul_nt,
+        ),
+        OpDef(
+            "batch_matmul",
+            "C[B,M,N] = A[B,M,K] @ B[B,K,N] (softmax(S) V)",
+            ("B", "M", "N", "K"),
+            lambda s: [("A", (s["B"], s["M"], s["K"])), ("B", (s["B"], s["K"], s["N"]))],
+            lambda s: (s["B"], s["M"], s["N"]),
+            lambda s: 2.0 * s["B"] * s["M"] * s["N"] * s["K"],
+            _ref_batch_matmul,
+            _te_batch_matmul,
+        ),
+        OpDef(
+            "attention",
+            "O = softmax(Q K^T / sqrt(D)) V per head; B heads, S tokens, D head dim",
+            ("B", "S", "D"),
+            lambda s: [(n, (s["B"], s["S"], s["D"])) for n in ("Q", "K", "V")],
+            lambda s: (s["B"], s["S"], s["D"]),
+            lambda s: 4.0 * s["B"] * s["S"] * s["S"] * s["D"] + 5.0 * s["B"] * s["S"] * s["S"],
+            _ref_attention,
+            _te_attention,
+        ),
+        OpDef(
+            "conv2d",
+            "NCHW conv, KCRR weights, square R x R window",
+            ("N", "C", "H", "W", "K", "R", "stride", "pad"),
+            lambda s: [("X", (s["N"], s["C"], s["H"], s["W"])), ("W", (s["K"], s["C"], s["R"], s["R"]))],
+            _conv_out,
+            lambda s: 2.0 * math.prod(_conv_out(s)) * s["C"] * s["R"] * s["R"],
+            _ref_conv2d,
+            _te_conv2d,
+            fixed={"stride": 1, "pad": 1},
+        ),
+        OpDef(
+            "gated_mlp",
+            "silu(X W_gate) * (X W_up), the gated MLP up-projection",
+            ("M", "H", "I"),
+            lambda s: [("X", (s["M"], s["H"])), ("W_gate", (s["H"], s["I"])), ("W_up", (s["H"], s["I"]))],
+            lambda s: (s["M"], s["I"]),
+            lambda s: 4.0 * s["M"] * s["H"] * s["I"] + 4.0 * s["M"] * s["I"],
+            _ref_gated_mlp,
+            _te_gated_mlp,
+        ),
+        OpDef(
+            "layer_norm",
+            "layer norm over the last axis with gamma and beta",
+            ("M", "N"),
+            lambda s: [("X", (s["M"], s["N"])), ("gamma", (s["N"],)), ("beta", (s["N"],))],
+            lambda s: (s["M"], s["N"]),
+            lambda s: 8.0 * s["M"] * s["N"],
+            _ref_layer_norm,
+            _te_layer_norm,
+        ),
+        OpDef(
+            "softmax",
+            "softmax over the last axis",
+            ("M", "N"),
+            lambda s: [("X", (s["M"], s["N"]))],
+            lambda s: (s["M"], s["N"]),
+            lambda s: 5.0 * s["M"] * s["N"],
+            _ref_softmax,
+            _te_softmax,
+        ),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """A kernel: an operator name, its shape parameters and a dtype. Plain data."""
+
+    op: str
+    shape: Mapping[str, int]
+    dtype: str = "float32"
+    name: str = ""
+
+    def to_dict(self) -> dict:
+        return {"op": self.op, "shape": dict(self.shape), "dtype": self.dtype, "name": self.name}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "KernelSpec":
+        if not isinstance(data, Mapping):
+            raise SpecError("a kernel spec is an object with op, shape and dtype")
+        shape = data.get("shape")
+        if not isinstance(shape, Mapping):
+            raise SpecError("shape must be an object of named integer dimensions")
+        return validate(
+            cls(
+                op=str(data.get("op", "")),
+                shape=dict(shape),
+                dtype=str(data.get("dtype", "float32")),
+                name=str(data.get("name", "")),
+            )
+        )
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        dims = ",".join(f"{k}={v}" for k, v in self.shape.items())
+        return f"{self.op}({dims})"
+
+
+def validate(spec: KernelSpec) -> KernelSpec:
+    """Return a normalized copy of ``spec`` or raise :class:`SpecError` with a clear message."""
+    op = OPERATORS.get(spec.op)
+    if op is None:
+        raise SpecError(f"unknown operator {spec.op!r}; known: {', '.join(sorted(OPERATORS))}")
+    if spec.dtype not in SUPPORTED_DTYPES:
+        raise SpecError(f"dtype {spec.dtype!r} not supported; supported: {', '.join(SUPPORTED_DTYPES)}")
+    shape: dict[str, int] = {}
+    unknown = set(spec.shape) - set(op.params)
+    if unknown:
+        raise SpecError(f"{op.name} has no dimension {', '.join(sorted(unknown))}; it takes {', '.join(op.params)}")
+    for p in op.params:
+        value = spec.shape.get(p, op.fixed.get(p))
+        if value is None:
+            raise SpecError(f"{op.name} needs dimension {p} (takes {', '.join(op.params)})")
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+                value = int(value)
+            else:
+                raise SpecError(f"dimension {p} must be an integer, got {value!r}")
+        value = int(value)
+        low = 0 if p == "pad" else 1
+        if value < low:
+            raise SpecError(f"dimension {p} must be {'non-negative' if low == 0 else 'positive'}, got {value}")
+        if value > MAX_DIM:
+            raise SpecError(f"dimension {p}={value} is larger than {MAX_DIM}")
+        shape[p] = value
+    if op.name == "conv2d":
+        if shape["R"] > shape["H"] + 2 * shape["pad"] or shape["R"] > shape["W"] + 2 * shape["pad"]:
+            raise SpecError("conv2d window R is larger than the padded input")
+        if shape["pad"] >= shape["R"]:
+            raise SpecError("conv2d pad must be smaller than the window R")
+    nbytes = 4 * (sum(math.prod(s) for _, s in op.inputs(shape)) + math.prod(op.output(shape)))
+    if nbytes > MAX_BYTES:
+        raise SpecError(f"tensors take {nbytes / 2**20:.0f} MiB; the limit is {MAX_BYTES >> 20} MiB")
+    work = op.flops(shape)
+    if work > MAX_FLOPS:
+        raise SpecError(f"{work / 1e9:.1f} GFLOP per call is too much to measure; the limit is {MAX_FLOPS / 1e9:.0f}")
+    return KernelSpec(op=op.name, shape=shape, dtype=spec.dtype, name=spec.name)
+
+
+def flops(spec: KernelSpec) -> float:
+    return OPERATORS[spec.op].flops(spec.shape)
+
+
+def input_shapes(spec: KernelSpec) -> list[tuple[str, tuple[int, ...]]]:
+    return OPERATORS[spec.op].inputs(spec.shape)
+
+
+def output_shape(spec: KernelSpec) -> tuple[int, ...]:
+    return OPERATORS[spec.op].output(spec.shape)
+
+
+def make_inputs(spec: KernelSpec, seed: int = 0) -> list[np.ndarray]:
+    """Deterministic inputs in [-1, 1): the same for every candidate of a kernel."""
+    rng = np.random.default_rng(seed)
+    return [rng.uniform(-1.0, 1.0, size=shp).astype(spec.dtype) for _, shp in input_shapes(spec)]
+
+
+def reference(spec: KernelSpec, inputs: list[np.ndarray]) -> np.ndarray:
+    return OPERATORS[spec.op].reference(spec.shape, *inputs)
+
+
+def check_output(spec: KernelSpec, got: np.ndarray, want: np.ndarray) -> tuple[bool, float]:
+    """Compare a kernel's output with the reference; returns (ok, max relative error)."""
+    if got.shape != want.shape or not np.all(np.isfinite(got)):
+        return False, float("inf")
+    scale = max(1.0, float(np.abs(want).max()))
+    err = float(np.abs(got.astype(np.float64) - want).max()) / scale
+    return err <= 1e-3, err
+
+
+def build_primfunc(spec: KernelSpec):
+    """The unscheduled TVM PrimFunc of a validated spec."""
+    from tvm import te
+
+    spec = validate(spec)
+    tensors = OPERATORS[spec.op].build(spec.shape, spec.dtype)
+    return te.create_prim_func(tensors)
+
+
+def build_module(spec: KernelSpec):
+    import tvm
+
+    return tvm.IRModule({"main": build_primfunc(spec)})
+
+
+# --- the library: the papers' layers, scaled for a 2-core CPU, plus references -------------
+
+LIBRARY: dict[str, KernelSpec] = {
+    s.name: validate(s)
+    for s in [
+        KernelSpec("gemm", {"M": 512, "N": 512, "K": 512}, name="gemm-512"),
+        KernelSpec("gemm", {"M": 128, "N": 128, "K": 128}, name="gemm-128"),
+        # Llama-3-8B: 32 heads, head dim 128; sequence scaled to 128.
+        KernelSpec("attention", {"B": 32, "S": 128, "D": 128}, name="llama3-8b-attention"),
+        KernelSpec("batch_matmul_nt", {"B": 32, "M": 128, "N": 128, "K": 128}, name="llama3-8b-attn-qk"),
+        KernelSpec("batch_matmul", {"B": 32, "M": 128, "N": 128, "K": 128}, name="llama3-8b-attn-sv"),
+        # DeepSeek-R1 MoE expert: (1,16,7168) x (7168,2048); N scaled to 512.
+        KernelSpec("gemm", {"M": 16, "N": 512, "K": 7168}, name="deepseek-r1-moe"),
+        # FLUX.1 joint attention: 24 heads of dim 128 over 4608 tokens; scaled to 8 x 256.
+        KernelSpec("attention", {"B": 8, "S": 256, "D": 128}, name="flux-attention"),
+        # FLUX VAE 3x3 conv; scaled to 64 channels at 56x56.
+        KernelSpec("conv2d", {"N": 1, "C": 64, "H": 56, "W": 56, "K": 64, "R": 3}, name="flux-conv2d"),
+        # Llama-4-Scout MLP (hidden 5120, expert 8192); scaled to 32 tokens, 1024 -> 1024.
+        KernelSpec("gated_mlp", {"M": 32, "H": 1024, "I": 1024}, name="llama4-scout-mlp"),
+        KernelSpec("layer_norm", {"M": 128, "N": 4096}, name="layer-norm"),
+        KernelSpec("softmax", {"M": 256, "N": 1024}, name="softmax"),
+    ]
+}
+
+#: The five layers of the papers, in the order the benchmark tables use.
+PAPER_LAYERS = (
+    "llama3-8b-attention",
+    "deepseek-r1-moe",
+    "flux-attention",
+    "flux-conv2d",
+    "llama4-scout-mlp",
+)
+
+
+def get_kernel(name: str) -> KernelSpec:
+    try:
+        return LIBRARY[name]
+    except KeyError:
+        raise SpecError(f"unknown kernel {name!r}; known: {', '.join(LIBRARY)}") from None

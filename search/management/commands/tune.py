@@ -1,0 +1,121 @@
+"""``manage.py tune``: one tuning run from the command line."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from django.conf import settings as django_settings
+from django.core.management.base import BaseCommand, CommandError
+
+from search.console import ConsoleSink, summary_lines
+from search.engine.compiler import TargetError, target_kind
+from search.engine.mcts import Budget, SearchSettings
+from search.engine.measure import MeasureConfig
+from search.engine.tuning import STRATEGIES
+from search.engine.workloads import LIBRARY, KernelSpec, SpecError, get_kernel, validate
+
+
+def _shape(text: str) -> dict[str, str]:
+    shape = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise CommandError(f"--shape takes NAME=INT pairs separated by commas, got {part!r}", returncode=2)
+        shape[key.strip()] = value.strip()
+    return shape
+
+
+class Command(BaseCommand):
+    help = "Tune one kernel on one target and write its best schedule (TVMScript and trace JSON)."
+
+    def add_arguments(self, parser):
+        kernel = parser.add_argument_group("kernel")
+        kernel.add_argument("--kernel", help=f"a library kernel: {', '.join(LIBRARY)}")
+        kernel.add_argument("--op", help="a custom kernel's operator (instead of --kernel)")
+        kernel.add_argument("--shape", default="", help="a custom kernel's dimensions, e.g. M=256,N=256,K=512")
+        kernel.add_argument("--dtype", default="float32")
+        kernel.add_argument("--list-kernels", action="store_true", help="list the library and exit")
+        parser.add_argument("--target", default="llvm", help="llvm, cuda or cuda-smXY (default llvm)")
+        parser.add_argument("--strategy", default="mcts-random", help=", ".join(STRATEGIES))
+        parser.add_argument("--trials", type=int, default=64, help="measured trials (default 64)")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--wall-clock", type=float, default=None, help="stop after this many seconds")
+        parser.add_argument("--out", default=None, help="where to write the best schedule")
+        search = parser.add_argument_group("search settings")
+        defaults = SearchSettings()
+        search.add_argument("--lam", type=float, default=defaults.lam, help="model-balance weight lambda")
+        search.add_argument("--c", type=float, default=defaults.c, help="UCT exploration constant")
+        search.add_argument("--branching", type=int, default=defaults.branching, help="children per node B")
+        search.add_argument("--measure-batch", type=int, default=defaults.measure_batch)
+        search.add_argument("--expansions-per-round", type=int, default=defaults.expansions_per_round)
+        timing = parser.add_argument_group("timing")
+        timing.add_argument("--number", type=int, default=3)
+        timing.add_argument("--repeat", type=int, default=5)
+        timing.add_argument("--min-repeat-ms", type=int, default=100)
+        parser.add_argument("--verbose-trials", action="store_true", help="print every measured candidate")
+
+    def _spec(self, opts) -> KernelSpec:
+        if opts["kernel"] and opts["op"]:
+            raise CommandError("give either --kernel or --op with --shape, not both", returncode=2)
+        if opts["kernel"]:
+            return get_kernel(opts["kernel"])
+        if opts["op"]:
+            return validate(KernelSpec(opts["op"], _shape(opts["shape"]), opts["dtype"]))
+        raise CommandError("which kernel? give --kernel NAME (see --list-kernels) or --op and --shape", returncode=2)
+
+    def handle(self, *args, **opts):
+        if opts["list_kernels"]:
+            for name, spec in LIBRARY.items():
+                dims = ", ".join(f"{k}={v}" for k, v in spec.shape.items())
+                self.stdout.write(f"{name:22s} {spec.op}({dims}) {spec.dtype}")
+            return
+        try:
+            spec = self._spec(opts)
+            target_kind(opts["target"])
+        except (SpecError, TargetError) as exc:
+            raise CommandError(str(exc), returncode=2) from None
+        if opts["strategy"] not in STRATEGIES:
+            raise CommandError(f"unknown strategy {opts['strategy']!r}; known: {', '.join(STRATEGIES)}", returncode=2)
+        checks = [
+            (opts["trials"] > 0, "--trials must be positive"),
+            (opts["trials"] <= 100_000, "--trials must be at most 100000"),
+            (opts["branching"] > 0, "--branching must be positive"),
+            (opts["measure_batch"] > 0, "--measure-batch must be positive"),
+            (opts["expansions_per_round"] > 0, "--expansions-per-round must be positive"),
+            (0.0 <= opts["lam"] <= 1.0, "--lam must be between 0 and 1"),
+            (math.isfinite(opts["c"]) and opts["c"] >= 0, "--c must be a non-negative number"),
+            (opts["wall_clock"] is None or opts["wall_clock"] > 0, "--wall-clock must be positive"),
+            (min(opts["number"], opts["repeat"]) > 0 and opts["min_repeat_ms"] >= 0, "--number and --repeat must be positive"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise CommandError(message, returncode=2)
+        from search.services import tune_and_write
+
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = Path(opts["out"] or django_settings.COLT_OUTPUT_DIR / f"{spec.name or spec.op}-{opts['strategy']}-{stamp}")
+        run = tune_and_write(
+            spec=spec,
+            target=opts["target"],
+            strategy=opts["strategy"],
+            budget=Budget(trials=opts["trials"], wall_s=opts["wall_clock"]),
+            settings=SearchSettings(
+                lam=opts["lam"],
+                c=opts["c"],
+                branching=opts["branching"],
+                measure_batch=opts["measure_batch"],
+                expansions_per_round=opts["expansions_per_round"],
+                seed=opts["seed"],
+            ),
+            out_dir=out,
+            sink=ConsoleSink(self.stdout, verbose=opts["verbose_trials"]),
+            measure_config=MeasureConfig(number=opts["number"], repeat=opts["repeat"], min_repeat_ms=opts["min_repeat_ms"]),
+        )
+        for line in summary_lines(run.outcome.summary()):
+            self.stdout.write(line)
+        for kind, path in run.files.items():
+            self.stdout.write(f"  {kind:<16}  {path}")
+        if run.outcome.result.best is None:
+            raise CommandError("no valid schedule was found", returncode=1)
