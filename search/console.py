@@ -25,7 +25,8 @@ class ConsoleSink:
         self.flops = 0.0
 
     def _print(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        self.stream.write(text + "\n")
+        self.stream.flush()
 
     def emit(self, event: ev.Event) -> None:
         if isinstance(event, ev.RunStarted):

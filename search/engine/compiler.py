@@ -156,7 +156,7 @@ class SearchSpace:
         self.context = ms.TuneContext(
             self.mod,
             target=self.target,
-            space_generator="post-order-apply",
+            space_generator=self.make_generator(),
             rand_state=seed + 1,
             num_threads=1,
         )
@@ -172,6 +172,15 @@ class SearchSpace:
         #: mutator name -> probability, only those this kernel's design space has
         self.mutator_probs = {n: p for n, p in probs.items() if n in self.mutators}
         self._tvm = tvm
+
+    def make_generator(self):
+        """MetaSchedule's default space for the target kind, named explicitly: on sm_80+ the
+        from-target default would add tensor-core rules, which need the real intrinsics."""
+        from tvm.s_tir import meta_schedule as ms
+
+        return ms.space_generator.PostOrderApply(
+            sch_rules=self.kind, postprocs=self.kind, mutator_probs=self.kind
+        )
 
     # -- names ---------------------------------------------------------------------------
     @property

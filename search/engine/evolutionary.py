@@ -108,6 +108,7 @@ class EvolutionarySearch:
                     timeout_sec=self.cfg.timeout_s, evaluator_config=evaluator, initializer=_worker_init
                 ),
                 measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), EmitEvents()],
+                space=self.space.make_generator(),
                 num_tuning_cores=1,
                 seed=self.s.seed,
             )

@@ -1,0 +1,34 @@
+import pytest
+
+from search.engine.measure import MeasureConfig
+
+#: Fast, still real timing for tests: one repeat pair, no minimum duration.
+FAST = MeasureConfig(number=1, repeat=2, min_repeat_ms=0, timeout_s=60.0)
+
+
+@pytest.fixture(scope="session")
+def fast_config():
+    return FAST
+
+
+@pytest.fixture(scope="session")
+def gemm128():
+    from search.engine.workloads import get_kernel
+
+    return get_kernel("gemm-128")
+
+
+@pytest.fixture(scope="session")
+def gemm_space(gemm128):
+    from search.engine.compiler import SearchSpace
+
+    return SearchSpace(gemm128, "llvm", seed=0)
+
+
+@pytest.fixture(scope="session")
+def gemm_measurer(gemm128):
+    from search.engine.measure import LocalMeasurer
+
+    measurer = LocalMeasurer(gemm128, "llvm", FAST)
+    yield measurer
+    measurer.close()

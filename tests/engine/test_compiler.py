@@ -1,0 +1,140 @@
+"""MetaSchedule glue on the real TVM: mutators, dedup, trace JSON, the cost model, CUDA builds."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from search.engine import compiler as C
+from search.engine.workloads import get_kernel
+
+
+def test_llvm_design_space_has_the_cpu_mutators(gemm_space):
+    assert gemm_space.mutator_probs == C.MUTATOR_PROBS["llvm"]
+    assert len(gemm_space.sketches) >= 1
+    assert gemm_space.target.attrs["num-cores"] >= 1
+
+
+def test_random_samples_are_distinct_and_valid(gemm_space):
+    rng = np.random.default_rng(0)
+    cands = [gemm_space.sample(rng) for _ in range(8)]
+    assert all(c is not None for c in cands)
+    assert len({c.shash for c in cands}) >= 6  # random decisions: nearly all distinct
+
+
+def test_tile_size_mutation_changes_decisions_and_hash(gemm_space):
+    rng = np.random.default_rng(1)
+    base = gemm_space.sample(rng)
+    changed = 0
+    for _ in range(6):
+        trace = gemm_space.mutate(base.trace, "MutateTileSize", rng)
+        assert trace is not None
+        child = gemm_space.realize(trace, rng)
+        assert child is not None
+        if child.shash != base.shash:
+            changed += 1
+            assert gemm_space.decisions(child.trace)["tile"] != gemm_space.decisions(base.trace)["tile"]
+    assert changed >= 4
+
+
+def test_unroll_mutation_is_seen_after_post_processing(gemm_space):
+    """The unroll decision changes the post-processed module (enter_postproc is recorded)."""
+    rng = np.random.default_rng(2)
+    base = gemm_space.sample(rng)
+    seen = set()
+    for _ in range(12):
+        trace = gemm_space.mutate(base.trace, "MutateUnroll", rng)
+        if trace is None:
+            continue
+        child = gemm_space.realize(trace, rng)
+        seen.add((tuple(gemm_space.decisions(child.trace)["unroll"]), child.shash))
+    # different unroll decisions give different modules
+    by_decision = {}
+    for decision, shash in seen:
+        by_decision.setdefault(decision, set()).add(shash)
+    assert len(by_decision) >= 2
+    assert len({next(iter(v)) for v in by_decision.values()}) == len(by_decision)
+
+
+def test_replaying_a_trace_dedups_to_the_same_structural_hash(gemm_space):
+    rng = np.random.default_rng(3)
+    base = gemm_space.sample(rng)
+    again = gemm_space.realize(base.trace, rng)
+    assert again.shash == base.shash
+
+
+def test_unknown_mutator_is_refused(gemm_space):
+    rng = np.random.default_rng(0)
+    with pytest.raises(KeyError):
+        gemm_space.mutate(gemm_space.sample(rng).trace, "MutateEverything", rng)
+
+
+def test_trace_json_round_trip(gemm_space):
+    rng = np.random.default_rng(4)
+    cand = gemm_space.realize(gemm_space.mutate(gemm_space.sample(rng).trace, "MutateTileSize", rng), rng)
+    text = json.dumps(cand.trace_json())
+    loaded = gemm_space.load(json.loads(text))
+    assert loaded.shash == cand.shash
+    assert json.dumps(loaded.trace_json()) == text
+    assert gemm_space.decisions(loaded.trace) == gemm_space.decisions(cand.trace)
+    assert "T.parallel" in loaded.script() or "parallel" in loaded.script()
+
+
+def test_decisions_are_compact(gemm_space):
+    rng = np.random.default_rng(5)
+    d = gemm_space.decisions(gemm_space.sample(rng).trace)
+    assert set(d) >= {"tile", "unroll", "compute_at", "parallel"}
+    assert all(np.prod(t) in (128,) for t in d["tile"])  # perfect tiles of the 128 loops
+    assert len(json.dumps(d)) < 300
+
+
+def test_cost_model_is_random_until_trained_then_ranks_by_measurement(gemm_space, gemm_measurer):
+    rng = np.random.default_rng(6)
+    cands = [gemm_space.sample(rng) for _ in range(10)]
+    model = C.CostModel(gemm_space, np.random.default_rng(0))
+    untrained = model.predict(cands)
+    assert untrained.shape == (10,) and not model.trained
+    assert np.array_equal(untrained, C.CostModel(gemm_space, np.random.default_rng(0)).predict(cands))
+    results = gemm_measurer.measure([c.trace_json() for c in cands])
+    assert all(r.ok for r in results), [r.error for r in results]
+    model.update(cands, [r.latency_s for r in results])
+    assert model.trained
+    scores = model.predict(cands)
+    # trained on these very points: the fastest schedule scores at least as high as the slowest
+    lat = np.array([r.latency_s for r in results])
+    assert scores[lat.argmin()] >= scores[lat.argmax()]
+
+
+@pytest.mark.parametrize("name", ["llvm", "cuda", "cuda-sm80", "cuda-sm90"])
+def test_target_names(name):
+    target = C.make_target(name)
+    assert target.kind.name == C.target_kind(name)
+
+
+@pytest.mark.parametrize("name", ["", "metal", "cuda-", "llvm -mcpu=x", "cuda-sm9x"])
+def test_bad_target_names(name):
+    with pytest.raises(C.TargetError):
+        C.target_kind(name)
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+def test_cuda_design_space_post_processes_and_builds_with_nvcc():
+    """CUDA schedules are generated and compiled here; measuring them needs a GPU host."""
+    from search.engine.measure import BUILD_ERROR, NO_DEVICE, OK, LocalMeasurer, MeasureConfig
+
+    spec = get_kernel("gemm-128")
+    space = C.SearchSpace(spec, "cuda-sm80", seed=0)
+    assert set(space.mutator_probs) <= set(C.MUTATOR_PROBS["cuda"])
+    assert "MutateTileSize" in space.mutator_probs
+    rng = np.random.default_rng(0)
+    cand = space.sample(rng, attempts=200)
+    assert cand is not None, "no CUDA sample passed the GPU post-processors"
+    assert "threadIdx" in cand.script()
+    measurer = LocalMeasurer(spec, "cuda-sm80", MeasureConfig(timeout_s=120))
+    try:
+        res = measurer.measure([cand.trace_json()])[0]
+    finally:
+        measurer.close()
+    assert res.status in (OK, NO_DEVICE), res.error
+    assert res.status != BUILD_ERROR and res.build_s > 0

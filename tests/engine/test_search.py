@@ -1,0 +1,166 @@
+"""Real tuning runs on small shapes: the shared MCTS loop and the evolutionary baseline."""
+
+import json
+
+import numpy as np
+import pytest
+
+from search.engine import events as ev
+from search.engine.measure import MeasureResult
+from search.engine.mcts import Budget, SearchSettings
+from search.engine.tuning import tune
+
+pytestmark = pytest.mark.slow
+
+
+class RecordingMeasurer:
+    """Wraps a real measurer and remembers what each trace measured."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.seen: dict[str, MeasureResult] = {}
+
+    def measure(self, traces, config=None):
+        results = self.inner.measure(traces, config)
+        for trace, res in zip(traces, results):
+            self.seen[json.dumps(trace)] = res
+        return results
+
+    def close(self):
+        pass
+
+
+class ReplayMeasurer:
+    """Answers with the measurements a RecordingMeasurer took: same inputs, same numbers."""
+
+    def __init__(self, seen):
+        self.seen = seen
+
+    def measure(self, traces, config=None):
+        return [self.seen[json.dumps(t)] for t in traces]
+
+    def close(self):
+        pass
+
+
+SETTINGS = SearchSettings(measure_batch=4, expansions_per_round=6, seed=7)
+
+
+def run(spec, measurer, trials=12, settings=SETTINGS, **kw):
+    sink = ev.ListSink()
+    outcome = tune(spec=spec, strategy="mcts-random", budget=Budget(trials=trials), settings=settings,
+                   sink=sink, measurer=measurer, **kw)
+    return outcome, sink
+
+
+@pytest.fixture(scope="module")
+def recorded(gemm128, gemm_measurer):
+    recorder = RecordingMeasurer(gemm_measurer)
+    outcome, sink = run(gemm128, recorder)
+    return recorder, outcome, sink
+
+
+def test_small_run_finds_a_correct_faster_schedule(recorded, gemm128, gemm_measurer):
+    _, outcome, sink = recorded
+    result = outcome.result
+    assert result.trials == 12 and result.stop_reason == "trial budget spent"
+    assert outcome.baseline_latency > 0
+    assert result.best is not None and result.best.status == "ok"
+    assert result.best_latency < outcome.baseline_latency
+    # the best schedule re-measured from its stored trace: correct against numpy
+    again = gemm_measurer.measure([result.best.candidate.trace_json()])[0]
+    assert again.ok and again.max_error is not None and again.max_error < 1e-3
+    finished = sink.of(ev.RunFinished)[-1]
+    assert finished.status == "succeeded" and finished.best_node_id == result.best.id
+
+
+def test_events_tell_the_whole_story_in_order(recorded):
+    _, outcome, sink = recorded
+    kinds = [e.kind for e in sink.events]
+    assert kinds[0] == "run_started" and kinds[1] == "baseline_measured" and kinds[-1] == "run_finished"
+    created = sink.of(ev.NodeCreated)
+    assert [e.node_id for e in created] == list(range(1, len(created) + 1))
+    known = {0}
+    for e in created:
+        assert e.parent_id in known  # a parent is announced before its children
+        known.add(e.node_id)
+    assert len(created) == len(outcome.result.tree) - 1
+    measured = sink.of(ev.NodeMeasured)
+    assert [e.trial for e in measured] == list(range(1, 13))
+    assert len({e.node_id for e in measured}) == 12  # never the same node twice
+    for bp in sink.of(ev.Backpropagated):
+        assert bp.path[-1] == 0 and bp.reward >= 0
+    bests = [e.latency_s for e in sink.of(ev.BestImproved)]
+    assert bests == sorted(bests, reverse=True) and bests[-1] == outcome.result.best_latency
+
+
+def test_tree_invariants(recorded):
+    _, outcome, _ = recorded
+    tree = outcome.result.tree
+    assert len(tree.root.children) == SETTINGS.population
+    for node in tree.nodes[1:]:
+        assert len(node.children) <= SETTINGS.branching
+        # one visit from its own creation (population nodes have none), one per child visit,
+        # and one per failed expansion at the node
+        assert node.visits >= (1 if node.depth > 1 else 0) + sum(c.visits for c in node.children)
+    assert len({n.shash for n in tree.nodes[1:]}) == len(tree) - 1  # deduplicated
+    # every expansion, successful or failed, back-propagates exactly once through the root
+    assert tree.root.visits == outcome.result.expansions
+
+
+def test_same_seed_same_measurements_same_tree(recorded, gemm128):
+    recorder, first, _ = recorded
+    second, _ = run(gemm128, ReplayMeasurer(recorder.seen))
+
+    def shape(outcome):
+        return [(n.id, n.parent.id if n.parent else None, n.shash, tuple(n.mutators), n.visits, round(n.value, 9))
+                for n in outcome.result.tree.nodes]
+
+    assert shape(first) == shape(second)
+    assert first.result.best.id == second.result.best.id
+
+
+def test_another_seed_grows_another_tree(recorded, gemm128, gemm_measurer):
+    _, first, _ = recorded
+    other, _ = run(gemm128, gemm_measurer, trials=4,
+                   settings=SearchSettings(measure_batch=4, expansions_per_round=6, seed=8))
+    assert [n.shash for n in other.result.tree.nodes[1:4]] != [n.shash for n in first.result.tree.nodes[1:4]]
+
+
+def test_wall_clock_budget_stops_cleanly(gemm128, gemm_measurer):
+    sink = ev.ListSink()
+    outcome = tune(spec=gemm128, budget=Budget(trials=1000, wall_s=1.0), settings=SETTINGS,
+                   sink=sink, measurer=gemm_measurer)
+    assert outcome.result.stop_reason == "wall-clock budget spent"
+    assert outcome.result.trials < 1000
+    assert sink.events[-1].kind == "run_finished"
+
+
+def test_cancel_request_stops_within_one_iteration(gemm128, gemm_measurer):
+    calls = {"n": 0}
+
+    def should_stop():
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    outcome, sink = run(gemm128, gemm_measurer, trials=50, should_stop=should_stop)
+    assert outcome.result.stop_reason == "cancelled"
+    assert outcome.result.expansions <= 3
+    assert sink.of(ev.RunFinished)[-1].status == "cancelled"
+
+
+def test_evolutionary_strategy_runs_metaschedule_with_the_same_budget(gemm128, fast_config):
+    sink = ev.ListSink()
+    outcome = tune(spec=gemm128, strategy="evolutionary", budget=Budget(trials=8),
+                   settings=SearchSettings(measure_batch=4, seed=1), sink=sink, measure_config=fast_config)
+    assert outcome.result.trials == 8
+    assert len(sink.of(ev.NodeMeasured)) >= 8
+    assert outcome.result.best is not None and outcome.result.best.status == "ok"
+    assert outcome.speedup and outcome.speedup > 1.0
+
+
+def test_unknown_strategy_and_empty_budget_are_refused(gemm128, gemm_measurer):
+    with pytest.raises(ValueError, match="unknown strategy"):
+        tune(spec=gemm128, strategy="magic", measurer=gemm_measurer)
+    with pytest.raises(ValueError, match="positive"):
+        tune(spec=gemm128, budget=Budget(trials=0), measurer=gemm_measurer)

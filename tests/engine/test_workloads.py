@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+
+from search.engine import workloads as W
+from search.engine.workloads import KernelSpec, SpecError, validate
+
+SMALL = {
+    "gemm": {"M": 8, "N": 12, "K": 16},
+    "batch_matmul_nt": {"B": 2, "M": 8, "N": 4, "K": 16},
+    "batch_matmul": {"B": 2, "M": 8, "N": 4, "K": 16},
+    "attention": {"B": 2, "S": 8, "D": 4},
+    "conv2d": {"N": 1, "C": 3, "H": 6, "W": 5, "K": 4, "R": 3},
+    "gated_mlp": {"M": 4, "H": 8, "I": 6},
+    "layer_norm": {"M": 4, "N": 16},
+    "softmax": {"M": 4, "N": 16},
+}
+
+
+def test_every_operator_has_a_small_case():
+    assert set(SMALL) == set(W.OPERATORS)
+
+
+@pytest.mark.parametrize("op", sorted(SMALL))
+def test_unscheduled_kernel_matches_numpy_reference(op):
+    """Each operator's TE definition, built and run by TVM, agrees with its numpy reference."""
+    from search.engine.tvmenv import tvm as _tvm
+
+    tvm = _tvm()
+    spec = validate(KernelSpec(op, SMALL[op]))
+    lib = tvm.compile(W.build_module(spec), target="llvm")
+    dev = tvm.cpu()
+    inputs = W.make_inputs(spec, seed=3)
+    out = tvm.runtime.tensor(np.zeros(W.output_shape(spec), "float32"), dev)
+    lib["main"](*[tvm.runtime.tensor(a, dev) for a in inputs], out)
+    ok, err = W.check_output(spec, out.numpy(), W.reference(spec, inputs))
+    assert ok, err
+    # and the check is not vacuous: a perturbed output fails it
+    bad = out.numpy().copy()
+    bad.flat[0] += 1.0
+    assert not W.check_output(spec, bad, W.reference(spec, inputs))[0]
+
+
+def test_flops_of_gemm_and_conv():
+    assert W.flops(W.get_kernel("gemm-512")) == 2 * 512**3
+    conv = W.get_kernel("flux-conv2d")
+    assert W.output_shape(conv) == (1, 64, 56, 56)
+    assert W.flops(conv) == 2 * 64 * 56 * 56 * 64 * 9
+
+
+def test_library_has_the_five_paper_layers_and_references():
+    for name in W.PAPER_LAYERS + ("gemm-512", "layer-norm", "softmax"):
+        spec = W.get_kernel(name)
+        assert W.flops(spec) > 0
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (KernelSpec("matmul", {"M": 1}), "unknown operator"),
+        (KernelSpec("gemm", {"M": 4, "N": 4}), "needs dimension K"),
+        (KernelSpec("gemm", {"M": 0, "N": 4, "K": 4}), "must be positive"),
+        (KernelSpec("gemm", {"M": -3, "N": 4, "K": 4}), "must be positive"),
+        (KernelSpec("gemm", {"M": 4, "N": 4, "K": 4, "Q": 2}), "has no dimension Q"),
+        (KernelSpec("gemm", {"M": 4.5, "N": 4, "K": 4}), "must be an integer"),
+        (KernelSpec("gemm", {"M": "__import__('os')", "N": 4, "K": 4}), "must be an integer"),
+        (KernelSpec("gemm", {"M": 1 << 20, "N": 4, "K": 4}), "larger than"),
+        (KernelSpec("gemm", {"M": 65536, "N": 65536, "K": 8}), "MiB"),
+        (KernelSpec("gemm", {"M": 4096, "N": 4096, "K": 4096}, dtype="int8"), "not supported"),
+        (KernelSpec("gemm", {"M": 4096, "N": 4096, "K": 4096}), "too much"),
+        (KernelSpec("conv2d", {"N": 1, "C": 3, "H": 2, "W": 2, "K": 4, "R": 7}), "window"),
+    ],
+)
+def test_bad_specs_are_rejected_with_a_clear_message(spec, message):
+    with pytest.raises(SpecError, match=message):
+        validate(spec)
+
+
+def test_spec_round_trips_through_a_dict():
+    spec = W.get_kernel("flux-conv2d")
+    again = KernelSpec.from_dict(spec.to_dict())
+    assert again == spec
+    assert KernelSpec.from_dict({"op": "gemm", "shape": {"M": "8", "N": 8, "K": 8}}).shape["M"] == 8
+    with pytest.raises(SpecError):
+        KernelSpec.from_dict({"op": "gemm", "shape": "M=8"})

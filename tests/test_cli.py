@@ -1,0 +1,80 @@
+"""``manage.py tune`` as a user runs it: a subprocess, its exit code, its output files."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tune(*args, timeout=300):
+    return subprocess.run(
+        [sys.executable, "manage.py", "tune", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--kernel", "no-such-kernel"], "unknown kernel 'no-such-kernel'"),
+        (["--op", "gemm", "--shape", "M=0,N=8,K=8"], "dimension M must be positive"),
+        (["--op", "gemm", "--shape", "M=100000,N=8,K=8"], "larger than 65536"),
+        (["--op", "gemm", "--shape", "M=8,N=8"], "needs dimension K"),
+        (["--op", "gemm", "--shape", "M8"], "NAME=INT"),
+        (["--op", "fft", "--shape", "N=8"], "unknown operator 'fft'"),
+        (["--kernel", "gemm-128", "--trials", "0"], "--trials must be positive"),
+        (["--kernel", "gemm-128", "--trials", "-5"], "--trials must be positive"),
+        (["--kernel", "gemm-128", "--target", "tpu"], "unknown target 'tpu'"),
+        (["--kernel", "gemm-128", "--strategy", "guess"], "unknown strategy 'guess'"),
+        (["--kernel", "gemm-128", "--lam", "2"], "--lam must be between 0 and 1"),
+        ([], "which kernel?"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(args, message):
+    proc = tune(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_non_integer_trials_is_an_argparse_error():
+    proc = tune("--kernel", "gemm-128", "--trials", "many")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_list_kernels():
+    proc = tune("--list-kernels")
+    assert proc.returncode == 0
+    for name in ("gemm-512", "llama3-8b-attention", "deepseek-r1-moe", "flux-attention", "flux-conv2d",
+                 "llama4-scout-mlp", "layer-norm", "softmax"):
+        assert name in proc.stdout
+
+
+@pytest.mark.slow
+def test_a_real_run_writes_a_replayable_schedule(tmp_path):
+    out = tmp_path / "out"
+    proc = tune("--op", "gemm", "--shape", "M=64,N=64,K=64", "--trials", "6", "--measure-batch", "3",
+                "--number", "1", "--repeat", "2", "--min-repeat-ms", "0", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "unscheduled kernel:" in proc.stdout
+    assert "[6/6 trials]" in proc.stdout and "speedup" in proc.stdout and "GFLOP/s" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["trials"] == 6 and summary["best_latency_s"] > 0
+    assert summary["speedup"] == pytest.approx(summary["baseline_latency_s"] / summary["best_latency_s"])
+    script = (out / "best_schedule.py").read_text()
+    assert "T.prim_func" in script
+    # the trace JSON replays on the kernel and gives the module the TVMScript shows
+    from search.engine.compiler import SearchSpace
+    from search.engine.workloads import KernelSpec, validate
+
+    space = SearchSpace(validate(KernelSpec("gemm", {"M": 64, "N": 64, "K": 64})), "llvm")
+    cand = space.load(json.loads((out / "best_trace.json").read_text()))
+    assert cand.script() == script
