@@ -1,0 +1,90 @@
+"""Compare strategies at equal trial budgets on the papers' layers.
+
+    .venv/bin/python bench/strategies.py --trials 32
+    .venv/bin/python bench/strategies.py --kernels gemm-512 --strategies mcts-random --trials 16
+
+Writes a Markdown table into docs/benchmarks.md (section "strategies") and the raw numbers
+to bench/out/strategies.json. Timings are real measurements on this host: rerun on a quiet
+machine, and compare ratios rather than absolute numbers across hosts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._report import ROOT, table, write_section  # noqa: E402
+from search.engine import events as ev  # noqa: E402
+from search.engine.mcts import Budget, SearchSettings  # noqa: E402
+from search.engine.tuning import STRATEGIES, tune  # noqa: E402
+from search.engine.workloads import PAPER_LAYERS, get_kernel  # noqa: E402
+
+
+def fmt_ms(seconds):
+    return f"{seconds * 1e3:.3f}" if seconds else "-"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kernels", nargs="+", default=["gemm-512", *PAPER_LAYERS])
+    parser.add_argument("--strategies", nargs="+", default=["mcts-random", "evolutionary"], choices=list(STRATEGIES))
+    parser.add_argument("--trials", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--section", default="strategies")
+    parser.add_argument("--no-docs", action="store_true", help="print the table, leave docs/ alone")
+    args = parser.parse_args()
+
+    rows, raw = [], []
+    for name in args.kernels:
+        spec = get_kernel(name)
+        for strategy in args.strategies:
+            started = time.perf_counter()
+            outcome = tune(
+                spec=spec,
+                strategy=strategy,
+                budget=Budget(trials=args.trials),
+                settings=SearchSettings(seed=args.seed),
+                sink=ev.NullSink(),
+            )
+            wall = time.perf_counter() - started
+            s = outcome.summary()
+            s["wall_s"] = wall
+            raw.append(s)
+            row = [
+                name,
+                strategy,
+                s["trials"],
+                fmt_ms(s["baseline_latency_s"]),
+                fmt_ms(s["best_latency_s"]),
+                f"{s['speedup']:.1f}x" if s["speedup"] else "-",
+                f"{s['gflops']:.1f}" if s["gflops"] else "-",
+                f"{wall:.0f}",
+            ]
+            rows.append(row)
+            print(" | ".join(str(c) for c in row), flush=True)
+
+    headers = ["kernel", "strategy", "trials", "unscheduled (ms)", "best (ms)", "speedup", "GFLOP/s", "wall time (s)"]
+    md = table(headers, rows)
+    print(md)
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{args.section}.json").write_text(json.dumps(raw, indent=2))
+    if not args.no_docs:
+        host = f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores, {platform.python_version()}"
+        body = (
+            f"### Strategies at equal trials ({args.trials} measured trials, seed {args.seed})\n\n"
+            f"Measured {time.strftime('%Y-%m-%d')} on this project's CI machine kind ({host}) with "
+            f"`bench/strategies.py --trials {args.trials}`. Timing: number 3, repeat 5, min_repeat_ms 100; "
+            "every best schedule was checked against numpy.\n\n" + md
+        )
+        write_section(args.section, body)
+
+
+if __name__ == "__main__":
+    main()
