@@ -53,6 +53,14 @@ class ConsoleSink:
             )
         elif isinstance(event, ev.NodeMeasured) and self.verbose:
             self._print(f"    node {event.node_id}: {event.status} {fmt_latency(event.latency_s)} {event.error}")
+        elif isinstance(event, ev.Escalation):
+            verdict = "kept" if event.accepted else "not better"
+            self._print(
+                f"  escalation: {event.small_model} regressed {event.streak}x at node {event.node_id}; "
+                f"{event.large_model} corrected ({verdict})"
+            )
+        elif isinstance(event, ev.LLMCallRecorded) and self.verbose:
+            self._print(f"    call {event.call_id} {event.model}: {event.outcome} {event.mutators} -> {event.next_model}")
         elif isinstance(event, ev.RunFinished) and event.status != "succeeded":
             self._print(f"run {event.status}: {event.reason}")
 
@@ -71,5 +79,24 @@ def summary_lines(summary: dict) -> list[str]:
         ("GFLOP/s", gflops),
         ("time spent", f"{summary['elapsed_s']:.1f} s"),
     ]
+    llm = summary.get("llm")
+    if llm:
+        rows += [
+            ("LLM calls", f"{llm['llm_calls']} (${llm['usd']:.6f})"),
+            ("largest-model share", f"{llm['largest_share']:.0%} ({llm['largest_model']})"),
+            ("escalations", str(llm["escalations"])),
+        ]
     width = max(len(k) for k, _ in rows)
-    return ["summary"] + [f"  {k.ljust(width)}  {v}" for k, v in rows]
+    lines = ["summary"] + [f"  {k.ljust(width)}  {v}" for k, v in rows]
+    if llm:
+        lines.append("  per model:")
+        lines.append(f"    {'model':<20} {'calls':>5} {'share':>6} {'prompt':>7} {'compl.':>6} {'USD':>10} "
+                     f"{'hit rate':>8} {'mean s':>6}  errors")
+        for name, m in llm["models"].items():
+            share = m["calls"] / llm["llm_calls"] if llm["llm_calls"] else 0.0
+            errors = ", ".join(f"{k} {v}" for k, v in sorted(m["errors_by_kind"].items())) or "-"
+            lines.append(
+                f"    {name:<20} {m['calls']:>5} {share:>6.0%} {m['prompt_tokens']:>7} {m['completion_tokens']:>6} "
+                f"{m['usd']:>10.6f} {m['hit_rate']:>8.0%} {m['mean_latency_s']:>6.1f}  {errors}"
+            )
+    return lines

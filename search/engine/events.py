@@ -52,6 +52,7 @@ class NodeCreated(Event):
     predicted: float
     shash: str
     decisions: dict = field(default_factory=dict)
+    call_id: int | None = None  # the LLM call whose proposal made it
 
 
 @dataclass(frozen=True)
@@ -146,3 +147,36 @@ class FanOutSink:
     def emit(self, event: Event) -> None:
         for sink in self.sinks:
             sink.emit(event)
+
+
+@dataclass(frozen=True)
+class LLMCallRecorded(Event):
+    kind: ClassVar[str] = "llm_call"
+    call_id: int
+    node_id: int  # the node the call was made to expand
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    usd: float
+    latency_s: float
+    outcome: str  # ok | parse_error | invalid_model | timeout | server_error | escalation
+    escalation: bool = False
+    mutators: list = field(default_factory=list)
+    next_model: str | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Escalation(Event):
+    """Course alteration: the largest model was asked to correct small-model regressions."""
+
+    kind: ClassVar[str] = "escalation"
+    node_id: int  # the leaf that was being expanded
+    child_id: int | None  # the child that joined the tree
+    small_model: str
+    large_model: str
+    streak: int  # consecutive small-model regressions that triggered it
+    small_score: float
+    large_score: float | None
+    accepted: bool  # the large model's child replaced the small model's
+    call_id: int | None = None

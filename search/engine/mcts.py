@@ -36,7 +36,8 @@ class SearchSettings:
     rollouts: int = 1
     rollout_depth: int = 2
     measure_batch: int = 8
-    expansions_per_round: int = 16
+    expansions_per_round: int | None = None  # None: 2 x measure_batch, or 1 x when LLMs expand
+    course_alteration_k: int = 2  # K: escalate on every K-th consecutive small-model regression
     epsilon: float = 0.05  # share of each batch picked at random
     dead_end_failures: int = 5
     mutator_retries: int = 3
@@ -103,10 +104,13 @@ class MCTSSearch:
         self.best: Node | None = None
         self.history: list[tuple[int, float]] = []
         self.flops = flops(space.spec)
+        self.expansions_per_round = settings.expansions_per_round or settings.measure_batch * (
+            1 if policy.uses_llm else 2
+        )
         policy.bind(sink=sink, rng=self.rng)
 
     # -- building blocks -----------------------------------------------------------------------
-    def _add(self, parent: Node, cand: Candidate, *, created_by, expand_model, mutators, score) -> Node:
+    def _add(self, parent: Node, cand: Candidate, *, created_by, expand_model, mutators, score, call_id=None) -> Node:
         node = self.tree.add(
             parent,
             cand,
@@ -127,6 +131,7 @@ class MCTSSearch:
                 predicted=float(score),
                 shash=cand.shash,
                 decisions=self.space.decisions(cand.trace),
+                call_id=call_id,
             )
         )
         return node
@@ -212,11 +217,13 @@ class MCTSSearch:
             return None
         score = self._score(cand)
         replacement = self.policy.review(request, proposal, leaf.predicted, score)
-        if replacement is not None:
+        accepted, alt_score = False, None
+        if replacement is not None and replacement.mutators:
             alt, alt_applied, _ = self._child_of(leaf, replacement)
             if alt is not None:
                 alt_score = self._score(alt)
-                if alt_score >= score:
+                if alt_score >= score:  # the correction replaces the child unless it scores lower
+                    accepted = True
                     cand, applied, score, proposal = alt, alt_applied, alt_score, replacement
         leaf.fail_streak = 0
         child = self._add(
@@ -226,7 +233,10 @@ class MCTSSearch:
             expand_model=proposal.next_model,
             mutators=applied,
             score=score,
+            call_id=proposal.call_id,
         )
+        if replacement is not None:
+            self.policy.escalated(request, replacement, child_id=child.id, accepted=accepted, large_score=alt_score)
         reward = self._rollout(cand, score)
         self.sink.emit(ev.Backpropagated(backpropagate(child, reward), reward))
         return child
@@ -310,7 +320,7 @@ class MCTSSearch:
         self._init_population()
         while True:
             reason, exhausted = None, False
-            for _ in range(self.s.expansions_per_round):
+            for _ in range(self.expansions_per_round):
                 reason = self._stop_reason(start)
                 if reason is not None:
                     break

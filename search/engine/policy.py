@@ -23,6 +23,7 @@ class Proposal:
     next_model: str | None = None
     model: str | None = None  # who proposed it (None: a random move)
     escalation: bool = False
+    call_id: int | None = None  # the accounting record of the call that made it
 
 
 @dataclass
@@ -42,6 +43,7 @@ class ExpansionPolicy:
     """The interface every strategy's policy implements. Subclasses override what they need."""
 
     name = "policy"
+    uses_llm = False
 
     def bind(self, *, sink, rng: np.random.Generator) -> None:
         self.sink = sink
@@ -64,6 +66,10 @@ class ExpansionPolicy:
     def review(self, request: ExpansionRequest, proposal: Proposal, parent_score: float, child_score: float) -> Proposal | None:
         """After a child is scored: return a replacement proposal (course alteration) or None."""
         return None
+
+    def escalated(self, request: ExpansionRequest, replacement: Proposal, *, child_id: int | None,
+                  accepted: bool, large_score: float | None) -> None:
+        """What became of the replacement that :meth:`review` returned."""
 
     def exhausted(self) -> str | None:
         """A reason to stop (an LLM budget spent), or None."""
@@ -89,3 +95,283 @@ def random_mutator(probs: Mapping[str, float], rng: np.random.Generator) -> str:
     names = list(probs)
     p = np.array([probs[n] for n in names], dtype=float)
     return names[int(rng.choice(len(names), p=p / p.sum()))]
+
+
+# --- the LLM policies: colt (a fleet) and single-llm (one model) ------------------------------
+
+
+@dataclass
+class ModelStats:
+    calls: int = 0
+    scored: int = 0  # proposals whose child was scored against its parent
+    hits: int = 0  # ... and scored above it
+    errors: int = 0
+    errors_by_kind: dict = field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    usd: float = 0.0
+    latency_s: float = 0.0
+    escalations: int = 0
+    consecutive_failures: int = 0  # calls in a row that got no reply (timeout, server down)
+
+    @property
+    def hit_rate(self) -> float:
+        return self.hits / self.scored if self.scored else 0.0
+
+    def error(self, kind: str, n: int = 1) -> None:
+        self.errors += n
+        self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + n
+
+    def to_dict(self) -> dict:
+        return {
+            "calls": self.calls,
+            "hit_rate": self.hit_rate,
+            "errors": self.errors,
+            "errors_by_kind": dict(self.errors_by_kind),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "usd": self.usd,
+            "mean_latency_s": self.latency_s / self.calls if self.calls else 0.0,
+            "escalations": self.escalations,
+        }
+
+
+class LLMPolicy(ExpansionPolicy):
+    """Asks the model assigned to a leaf for a joint action; accounts for every call.
+
+    With a fleet of several models this is COLT: the LLM-aware UCT (through
+    :meth:`model_params`), joint actions choosing the next model, and course alteration
+    (every ``k``-th consecutive small-model regression asks the largest model to correct).
+    With one model it is the single-LLM Reasoning Compiler: plain UCT, no escalation.
+    """
+
+    UNHEALTHY_AFTER = 3  # consecutive failed calls before a model is routed around
+    uses_llm = True
+
+    def __init__(
+        self,
+        fleet,
+        client,
+        *,
+        kernel: str,
+        target: str,
+        course_alteration_k: int | None = 2,
+        max_llm_calls: int | None = None,
+        max_usd: float | None = None,
+    ):
+        from .llm import Fleet
+
+        if not isinstance(fleet, Fleet):
+            raise TypeError("fleet must be a Fleet")
+        self.fleet = fleet
+        self.client = client
+        self.kernel = kernel
+        self.target = target
+        self.k = course_alteration_k if len(fleet.models) > 1 else None
+        self.max_llm_calls = max_llm_calls
+        self.max_usd = max_usd
+        self.stats = {m.name: ModelStats() for m in fleet.models}
+        self.calls = 0
+        self.usd = 0.0
+        self.streak = 0  # consecutive small-model regressions
+        self.escalations = 0
+        self._system: str | None = None
+        self.name = "colt" if len(fleet.models) > 1 else "single-llm"
+
+    # -- interface -------------------------------------------------------------------------------
+    def model_params(self) -> dict[str, float]:
+        return self.fleet.params() if len(self.fleet.models) > 1 else {}
+
+    def initial_model(self) -> str | None:
+        return self.fleet.largest.name
+
+    def exhausted(self) -> str | None:
+        if self.max_llm_calls is not None and self.calls >= self.max_llm_calls:
+            return "LLM call budget spent"
+        if self.max_usd is not None and self.usd >= self.max_usd:
+            return "USD budget spent"
+        return None
+
+    def spent(self) -> dict:
+        return {"llm_calls": self.calls, "usd": self.usd}
+
+    def largest_share(self) -> float:
+        return self.stats[self.fleet.largest.name].calls / self.calls if self.calls else 0.0
+
+    def summary(self) -> dict:
+        return {
+            "llm_calls": self.calls,
+            "usd": self.usd,
+            "largest_model": self.fleet.largest.name,
+            "largest_share": self.largest_share(),
+            "escalations": self.escalations,
+            "models": {name: s.to_dict() for name, s in self.stats.items()},
+        }
+
+    # -- prompting ---------------------------------------------------------------------------------
+    def _messages(self, request: ExpansionRequest, correction: str = "") -> list[dict]:
+        from .prompting import system_prompt, user_prompt
+
+        if self._system is None:
+            self._system = system_prompt(
+                kernel=self.kernel,
+                target=self.target,
+                mutators=list(request.mutator_probs),
+                models=self.fleet.params(),
+            )
+        nodes = []
+        node = request.leaf
+        for _ in range(3):
+            if node is None or node.parent is None:  # the root is a dummy
+                nodes.append(None)
+            else:
+                nodes.append(
+                    {
+                        "decisions": request.describe(node) if request.describe else {},
+                        "score": node.predicted,
+                        "latency_ms": node.latency * 1e3 if node.latency else None,
+                    }
+                )
+                node = node.parent
+        user = user_prompt(
+            nodes=nodes,
+            depth=request.leaf.depth,
+            trials_used=request.trials_used,
+            trials_budget=request.trials_budget,
+            stats={n: {"calls": s.calls, "hit_rate": s.hit_rate, "errors": s.errors} for n, s in self.stats.items()},
+            largest_share=self.largest_share(),
+            correction=correction,
+        )
+        return [{"role": "system", "content": self._system}, {"role": "user", "content": user}]
+
+    def _healthy(self, name: str) -> bool:
+        return self.stats[name].consecutive_failures < self.UNHEALTHY_AFTER
+
+    def _fallback_model(self, current: str) -> str:
+        """Best hit rate among models with scored calls, then the current model, then the largest."""
+        scored = [n for n, s in self.stats.items() if s.scored and self._healthy(n)]
+        if scored:
+            return max(scored, key=lambda n: (self.stats[n].hit_rate, -self.fleet.get(n).params))
+        if self._healthy(current):
+            return current
+        healthy = [m for m in self.fleet.models if self._healthy(m.name)]
+        return max(healthy or self.fleet.models, key=lambda m: m.params).name
+
+    def _ask(self, model_name: str, request: ExpansionRequest, *, correction: str = "", escalation: bool = False) -> Proposal:
+        from . import events as ev
+        from .llm import INVALID_MODEL, OK, PARSE_ERROR
+        from .prompting import parse_reply, response_schema
+
+        model = self.fleet.get(model_name)
+        mutators = list(request.mutator_probs)
+        reply = self.client.complete(
+            model, self._messages(request, correction), schema=response_schema(mutators, self.fleet.names)
+        )
+        stats = self.stats[model_name]
+        self.calls += 1
+        self.usd += reply.usd
+        stats.calls += 1
+        stats.usd += reply.usd
+        stats.prompt_tokens += reply.prompt_tokens
+        stats.completion_tokens += reply.completion_tokens
+        stats.latency_s += reply.latency_s
+        outcome, proposal = reply.outcome, Proposal(mutators=[], model=model_name, escalation=escalation)
+        if reply.outcome == OK:
+            stats.consecutive_failures = 0
+            parsed = parse_reply(reply.text, mutators, self.fleet.names)
+            if parsed.invalid_mutators:
+                stats.error("invalid_mutator", parsed.invalid_mutators)
+            if parsed.invalid_model:
+                stats.error(INVALID_MODEL)
+            if not parsed.parsed:
+                stats.error(PARSE_ERROR)
+                outcome = PARSE_ERROR
+            elif parsed.invalid_model:
+                outcome = INVALID_MODEL
+            proposal.mutators = parsed.mutators
+            proposal.next_model = parsed.next_model
+        else:
+            stats.consecutive_failures += 1
+            stats.error(reply.outcome)
+        if len(self.fleet.models) == 1:
+            proposal.next_model = model_name
+        elif proposal.next_model is None or not self._healthy(proposal.next_model):
+            proposal.next_model = self._fallback_model(model_name)
+        if escalation:
+            stats.escalations += 1
+            if outcome == OK:
+                outcome = "escalation"
+        proposal.call_id = self.calls
+        self.sink.emit(
+            ev.LLMCallRecorded(
+                call_id=self.calls,
+                node_id=request.leaf.id,
+                model=model_name,
+                prompt_tokens=reply.prompt_tokens,
+                completion_tokens=reply.completion_tokens,
+                usd=reply.usd,
+                latency_s=reply.latency_s,
+                outcome=outcome,
+                escalation=escalation,
+                mutators=list(proposal.mutators),
+                next_model=proposal.next_model,
+                error=reply.error,
+            )
+        )
+        return proposal
+
+    def propose(self, request: ExpansionRequest) -> Proposal:
+        model = request.model if request.model in self.stats else self.fleet.largest.name
+        if not self._healthy(model):
+            model = self._fallback_model(model)
+        return self._ask(model, request)
+
+    def record_failure(self, model: str | None, reason: str) -> None:
+        if model in self.stats:
+            self.stats[model].error("no_child")
+
+    def review(self, request: ExpansionRequest, proposal: Proposal, parent_score: float, child_score: float) -> Proposal | None:
+        """Hit-rate bookkeeping, and course alteration on every k-th small-model regression."""
+        from .prompting import correction_note
+
+        if proposal.model not in self.stats:
+            return None
+        stats = self.stats[proposal.model]
+        stats.scored += 1
+        stats.hits += int(child_score > parent_score)
+        largest = self.fleet.largest.name
+        if proposal.escalation or proposal.model == largest or self.k is None:
+            return None
+        if child_score >= parent_score:
+            self.streak = 0
+            return None
+        self.streak += 1
+        if self.streak % self.k != 0 or self.exhausted():
+            return None
+        self.escalations += 1
+        note = correction_note(proposal.model, proposal.mutators, parent_score, child_score, self.streak)
+        self._pending_escalation = (proposal.model, self.streak, child_score)
+        return self._ask(largest, request, correction=note, escalation=True)
+
+    def escalated(self, request: ExpansionRequest, replacement: Proposal, *, child_id: int | None,
+                  accepted: bool, large_score: float | None) -> None:
+        from . import events as ev
+
+        small, streak, small_score = self._pending_escalation
+        if large_score is not None and replacement.model in self.stats:
+            s = self.stats[replacement.model]
+            s.scored += 1
+            s.hits += int(large_score > request.leaf.predicted)
+        self.sink.emit(
+            ev.Escalation(
+                node_id=request.leaf.id,
+                child_id=child_id,
+                small_model=small,
+                large_model=replacement.model,
+                streak=streak,
+                small_score=small_score,
+                large_score=large_score,
+                accepted=accepted,
+                call_id=replacement.call_id,
+            )
+        )

@@ -18,14 +18,18 @@ from . import events as ev
 from .compiler import SearchSpace, target_kind
 from .measure import LocalMeasurer, MeasureConfig, Measurer
 from .mcts import Budget, MCTSSearch, SearchResult, SearchSettings
-from .policy import ExpansionPolicy, RandomPolicy
+from .llm import Fleet, LLMClient, LiteLLMClient
+from .policy import ExpansionPolicy, LLMPolicy, RandomPolicy
 from .workloads import KernelSpec, flops, validate
 
 #: strategy name -> (description, needs LLMs)
 STRATEGIES = {
     "mcts-random": "the shared MCTS with random mutator choices, no LLM",
     "evolutionary": "MetaSchedule's own evolutionary search with the same trial budget",
+    "colt": "the shared MCTS expanded by a fleet of LLMs (LLM-aware UCT, course alteration)",
+    "single-llm": "the shared MCTS expanded by one LLM with plain UCT (the Reasoning Compiler)",
 }
+LLM_STRATEGIES = ("colt", "single-llm")
 
 BASELINE_CONFIG = MeasureConfig(number=1, repeat=3, min_repeat_ms=0, timeout_s=60.0)
 
@@ -39,6 +43,7 @@ class TuneOutcome:
     baseline_latency: float | None
     elapsed_s: float
     space: SearchSpace
+    llm_summary: dict | None = None
 
     @property
     def flops(self) -> float:
@@ -58,6 +63,7 @@ class TuneOutcome:
     def summary(self) -> dict:
         best = self.result.best
         return {
+            "llm": self.llm_summary,
             "kernel": self.spec.to_dict(),
             "target": self.target,
             "strategy": self.strategy,
@@ -89,10 +95,35 @@ class TuneOutcome:
         return paths
 
 
-def make_policy(strategy: str) -> ExpansionPolicy:
+def make_policy(
+    strategy: str,
+    *,
+    spec: KernelSpec,
+    target: str,
+    settings: SearchSettings,
+    budget: Budget,
+    fleet: Fleet | None = None,
+    client: LLMClient | None = None,
+    model: str | None = None,
+) -> ExpansionPolicy:
+    """The expansion policy of a tree strategy. ``single-llm`` uses ``model`` or the largest."""
     if strategy == "mcts-random":
         return RandomPolicy()
-    raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+    if strategy not in LLM_STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+    if fleet is None:
+        raise ValueError(f"strategy {strategy} needs a fleet of LLMs")
+    if strategy == "single-llm":
+        fleet = fleet.only(model or fleet.largest.name)
+    return LLMPolicy(
+        fleet,
+        client or LiteLLMClient(),
+        kernel=spec.label,
+        target=target,
+        course_alteration_k=settings.course_alteration_k,
+        max_llm_calls=budget.llm_calls,
+        max_usd=budget.usd,
+    )
 
 
 def tune(
@@ -106,6 +137,9 @@ def tune(
     measurer: Measurer | None = None,
     measure_config: MeasureConfig | None = None,
     policy: ExpansionPolicy | None = None,
+    fleet: Fleet | None = None,
+    llm_client: LLMClient | None = None,
+    model: str | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> TuneOutcome:
     spec = validate(spec)
@@ -114,6 +148,9 @@ def tune(
         raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
     if budget.trials <= 0:
         raise ValueError("the trial budget must be positive")
+    if policy is None and strategy != "evolutionary":
+        policy = make_policy(strategy, spec=spec, target=target, settings=settings, budget=budget,
+                             fleet=fleet, client=llm_client, model=model)
     sink = sink or ev.NullSink()
     measure_config = measure_config or MeasureConfig()
     start = time.perf_counter()
@@ -140,7 +177,7 @@ def tune(
 
             search = EvolutionarySearch(measure_config=measure_config, **common)
         else:
-            search = MCTSSearch(policy=policy or make_policy(strategy), **common)
+            search = MCTSSearch(policy=policy, **common)
         result = search.run()
     except BaseException as exc:
         sink.emit(
@@ -165,4 +202,5 @@ def tune(
             elapsed,
         )
     )
-    return TuneOutcome(spec, target, strategy, result, baseline, elapsed, space)
+    llm = policy.summary() if policy is not None and policy.uses_llm else None
+    return TuneOutcome(spec, target, strategy, result, baseline, elapsed, space, llm)

@@ -13,7 +13,8 @@ from search.console import ConsoleSink, summary_lines
 from search.engine.compiler import TargetError, target_kind
 from search.engine.mcts import Budget, SearchSettings
 from search.engine.measure import MeasureConfig
-from search.engine.tuning import STRATEGIES
+from search.engine.llm import FleetError
+from search.engine.tuning import LLM_STRATEGIES, STRATEGIES
 from search.engine.workloads import LIBRARY, KernelSpec, SpecError, get_kernel, validate
 
 
@@ -42,6 +43,15 @@ class Command(BaseCommand):
         parser.add_argument("--trials", type=int, default=64, help="measured trials (default 64)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--wall-clock", type=float, default=None, help="stop after this many seconds")
+        llm = parser.add_argument_group("LLM strategies (colt, single-llm)")
+        llm.add_argument("--fleet", default="local", help="'local' (the three local models) or a fleet JSON file")
+        llm.add_argument("--model", default=None, help="single-llm: the model to use (default: the largest)")
+        llm.add_argument("--max-llm-calls", type=int, default=None, help="stop after this many LLM calls")
+        llm.add_argument("--max-usd", type=float, default=None, help="stop after spending this much")
+        llm.add_argument("--course-alteration-k", type=int, default=SearchSettings().course_alteration_k,
+                         help="escalate on every K-th consecutive small-model regression")
+        llm.add_argument("--no-serve", action="store_true",
+                         help="with --fleet local, do not start the local servers if they are down")
         parser.add_argument("--out", default=None, help="where to write the best schedule")
         search = parser.add_argument_group("search settings")
         defaults = SearchSettings()
@@ -49,7 +59,8 @@ class Command(BaseCommand):
         search.add_argument("--c", type=float, default=defaults.c, help="UCT exploration constant")
         search.add_argument("--branching", type=int, default=defaults.branching, help="children per node B")
         search.add_argument("--measure-batch", type=int, default=defaults.measure_batch)
-        search.add_argument("--expansions-per-round", type=int, default=defaults.expansions_per_round)
+        search.add_argument("--expansions-per-round", type=int, default=None,
+                            help="default: 2 x measure batch (1 x with LLMs)")
         timing = parser.add_argument_group("timing")
         timing.add_argument("--number", type=int, default=3)
         timing.add_argument("--repeat", type=int, default=5)
@@ -83,7 +94,11 @@ class Command(BaseCommand):
             (opts["trials"] <= 100_000, "--trials must be at most 100000"),
             (opts["branching"] > 0, "--branching must be positive"),
             (opts["measure_batch"] > 0, "--measure-batch must be positive"),
-            (opts["expansions_per_round"] > 0, "--expansions-per-round must be positive"),
+            (opts["expansions_per_round"] is None or opts["expansions_per_round"] > 0,
+             "--expansions-per-round must be positive"),
+            (opts["max_llm_calls"] is None or opts["max_llm_calls"] > 0, "--max-llm-calls must be positive"),
+            (opts["max_usd"] is None or opts["max_usd"] > 0, "--max-usd must be positive"),
+            (opts["course_alteration_k"] > 0, "--course-alteration-k must be positive"),
             (0.0 <= opts["lam"] <= 1.0, "--lam must be between 0 and 1"),
             (math.isfinite(opts["c"]) and opts["c"] >= 0, "--c must be a non-negative number"),
             (opts["wall_clock"] is None or opts["wall_clock"] > 0, "--wall-clock must be positive"),
@@ -92,15 +107,40 @@ class Command(BaseCommand):
         for ok, message in checks:
             if not ok:
                 raise CommandError(message, returncode=2)
-        from search.services import tune_and_write
+        from search.services import FleetUnavailable, load_fleet, tune_and_write
+
+        fleet = None
+        if opts["strategy"] in LLM_STRATEGIES:
+            try:
+                fleet = load_fleet(opts["fleet"])
+                if opts["model"] is not None:
+                    fleet.get(opts["model"])
+            except KeyError:
+                raise CommandError(f"--model {opts['model']!r} is not in the fleet ({', '.join(fleet.names)})",
+                                   returncode=2) from None
+            except (FleetError, FleetUnavailable, OSError, ValueError) as exc:
+                raise CommandError(str(exc), returncode=2) from None
 
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out = Path(opts["out"] or django_settings.COLT_OUTPUT_DIR / f"{spec.name or spec.op}-{opts['strategy']}-{stamp}")
-        run = tune_and_write(
+        try:
+            run = self._run(tune_and_write, spec, opts, out, fleet)
+        except FleetUnavailable as exc:
+            raise CommandError(str(exc), returncode=2) from None
+        for line in summary_lines(run.outcome.summary()):
+            self.stdout.write(line)
+        for kind, path in run.files.items():
+            self.stdout.write(f"  {kind:<16}  {path}")
+        if run.outcome.result.best is None:
+            raise CommandError("no valid schedule was found", returncode=1)
+
+    def _run(self, tune_and_write, spec, opts, out, fleet):
+        return tune_and_write(
             spec=spec,
             target=opts["target"],
             strategy=opts["strategy"],
-            budget=Budget(trials=opts["trials"], wall_s=opts["wall_clock"]),
+            budget=Budget(trials=opts["trials"], wall_s=opts["wall_clock"], llm_calls=opts["max_llm_calls"],
+                          usd=opts["max_usd"]),
             settings=SearchSettings(
                 lam=opts["lam"],
                 c=opts["c"],
@@ -108,7 +148,11 @@ class Command(BaseCommand):
                 measure_batch=opts["measure_batch"],
                 expansions_per_round=opts["expansions_per_round"],
                 seed=opts["seed"],
+                course_alteration_k=opts["course_alteration_k"],
             ),
+            fleet=fleet,
+            model=opts["model"],
+            serve_local=opts["fleet"] == "local" and not opts["no_serve"],
             out_dir=out,
             sink=ConsoleSink(self.stdout, verbose=opts["verbose_trials"]),
             measure_config=MeasureConfig(number=opts["number"], repeat=opts["repeat"], min_repeat_ms=opts["min_repeat_ms"]),

@@ -1,0 +1,206 @@
+"""The LLM policy through LiteLLM over real HTTP to a fake OpenAI-compatible server:
+joint actions, the next-model fallback chain, course alteration, budgets, faults, secrets."""
+
+import json
+import socket
+
+import numpy as np
+import pytest
+
+from search.engine import events as ev
+from search.engine.llm import Fleet, LiteLLMClient, ModelSpec
+from search.engine.policy import ExpansionRequest, LLMPolicy, Proposal
+from search.engine.tree import Tree
+from tests.fakellm import FakeLLMServer, Script
+
+MUTATORS = {"MutateTileSize": 0.9, "MutateComputeLocation": 0.05, "MutateUnroll": 0.03, "MutateParallel": 0.02}
+
+
+@pytest.fixture
+def fake():
+    server = FakeLLMServer()
+    yield server
+    server.close()
+
+
+def fleet_at(api_base, timeout_s=10.0, key_env=None):
+    return Fleet.of(
+        [
+            ModelSpec("small", "openai/small", 135e6, 0.03, 0.08, api_base, key_env, timeout_s),
+            ModelSpec("mid", "openai/mid", 270e6, 0.05, 0.16, api_base, key_env, timeout_s),
+            ModelSpec("large", "openai/large", 494e6, 0.10, 0.30, api_base, key_env, timeout_s),
+        ]
+    )
+
+
+def make_policy(fleet, **kw):
+    policy = LLMPolicy(fleet, LiteLLMClient(), kernel="gemm-128", target="llvm", **kw)
+    sink = ev.ListSink()
+    policy.bind(sink=sink, rng=np.random.default_rng(0))
+    return policy, sink
+
+
+def request_for(model="small"):
+    tree = Tree()
+    a = tree.add(tree.root, None, shash="a")
+    b = tree.add(a, None, shash="b", expand_model=model)
+    b.predicted = 0.5
+    return ExpansionRequest(leaf=b, model=model, mutator_probs=MUTATORS, trials_used=3, trials_budget=16,
+                            describe=lambda n: {"tile": [[4, 32]], "unroll": [16]})
+
+
+def test_a_joint_action_is_parsed_accounted_and_recorded(fake):
+    fake.scripts["small"] = Script('{"mutators": ["MutateTileSize", "MutateUnroll"], "next_model": "mid"}',
+                                   prompt_tokens=321, completion_tokens=17)
+    policy, sink = make_policy(fleet_at(fake.api_base))
+    proposal = policy.propose(request_for("small"))
+    assert proposal.mutators == ["MutateTileSize", "MutateUnroll"]
+    assert proposal.next_model == "mid" and proposal.model == "small" and proposal.call_id == 1
+    (call,) = sink.of(ev.LLMCallRecorded)
+    assert (call.model, call.prompt_tokens, call.completion_tokens, call.outcome) == ("small", 321, 17, "ok")
+    assert call.usd == pytest.approx((321 * 0.03 + 17 * 0.08) / 1e6)
+    assert policy.spent() == {"llm_calls": 1, "usd": pytest.approx(call.usd)}
+    # the request carried the schema with enums, and the stable system prompt first
+    body = fake.requests[-1]
+    schema = body["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["next_model"]["enum"] == ["small", "mid", "large"]
+    assert body["messages"][0]["role"] == "system" and "MutateTileSize" in body["messages"][0]["content"]
+    assert "Depth 2, trials 3/16." in body["messages"][1]["content"]
+
+
+def test_system_prompt_is_byte_identical_across_calls_for_the_prefix_cache(fake):
+    policy, _ = make_policy(fleet_at(fake.api_base))
+    policy.propose(request_for("small"))
+    policy.propose(request_for("mid"))
+    assert fake.requests[0]["messages"][0] == fake.requests[1]["messages"][0]
+
+
+def test_unknown_next_model_falls_back_best_hit_rate_then_current_then_largest(fake):
+    fake.scripts["small"] = Script('{"mutators": ["MutateTileSize"], "next_model": "gpt-5"}')
+    fake.scripts["mid"] = Script('{"mutators": ["MutateTileSize"]}')
+    policy, sink = make_policy(fleet_at(fake.api_base))
+    # nobody has a hit rate yet: the current model
+    p = policy.propose(request_for("small"))
+    assert p.next_model == "small"
+    assert sink.of(ev.LLMCallRecorded)[-1].outcome == "invalid_model"
+    assert policy.stats["small"].errors_by_kind == {"invalid_model": 1}
+    # mid scores a hit, small a miss: the best hit rate wins
+    policy.review(request_for("mid"), Proposal(["MutateTileSize"], model="mid"), 0.5, 0.9)
+    policy.review(request_for("small"), Proposal(["MutateTileSize"], model="small"), 0.5, 0.9)
+    policy.review(request_for("small"), Proposal(["MutateTileSize"], model="small"), 0.9, 0.1)
+    assert policy.propose(request_for("small")).next_model == "mid"
+    # missing next_model (no error counted) follows the same chain
+    assert policy.propose(request_for("mid")).next_model == "mid"
+    assert policy.stats["mid"].errors == 0
+
+
+def test_garbage_reply_is_a_parse_error_with_no_mutators(fake):
+    fake.scripts["small"] = Script("I am a small model and I like trains.")
+    policy, sink = make_policy(fleet_at(fake.api_base))
+    p = policy.propose(request_for("small"))
+    assert p.mutators == [] and p.next_model in ("small", "mid", "large")
+    assert sink.of(ev.LLMCallRecorded)[-1].outcome == "parse_error"
+    assert policy.stats["small"].errors_by_kind == {"parse_error": 1}
+
+
+def regress(policy, model="small", parent=0.8, child=0.2):
+    return policy.review(request_for(model), Proposal(["MutateTileSize"], model=model), parent, child)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_course_alteration_on_every_kth_consecutive_small_model_regression(fake, k):
+    fake.scripts["large"] = Script('{"mutators": ["MutateParallel"], "next_model": "small"}')
+    policy, sink = make_policy(fleet_at(fake.api_base), course_alteration_k=k)
+    fired = []
+    for i in range(1, 3 * k + 1):
+        replacement = regress(policy, "small" if i % 2 else "mid")
+        fired.append(replacement is not None)
+        if replacement is not None:
+            assert replacement.model == "large" and replacement.escalation
+            assert replacement.mutators == ["MutateParallel"]
+    assert fired == [i % k == 0 for i in range(1, 3 * k + 1)]
+    calls = sink.of(ev.LLMCallRecorded)
+    assert len(calls) == 3 and all(c.escalation and c.model == "large" and c.outcome == "escalation" for c in calls)
+    assert "Correction:" in fake.requests[-1]["messages"][1]["content"]
+    assert policy.escalations == 3 and policy.stats["large"].escalations == 3
+
+
+def test_a_non_regression_resets_and_the_largest_model_leaves_the_count_unchanged(fake):
+    policy, _ = make_policy(fleet_at(fake.api_base), course_alteration_k=2)
+    assert regress(policy) is None  # streak 1
+    assert regress(policy, "large") is None  # unchanged
+    assert policy.streak == 1
+    assert regress(policy, "small", 0.2, 0.8) is None  # a hit resets
+    assert policy.streak == 0
+    assert regress(policy) is None and regress(policy) is not None  # 1, 2 -> escalate
+
+
+def test_single_llm_never_escalates_and_has_no_phi(fake):
+    policy, _ = make_policy(fleet_at(fake.api_base).only("large"))
+    assert policy.model_params() == {} and policy.name == "single-llm"
+    for _ in range(4):
+        assert regress(policy, "large") is None
+    assert policy.propose(request_for("large")).next_model == "large"
+
+
+def test_call_and_usd_budgets(fake):
+    policy, _ = make_policy(fleet_at(fake.api_base), max_llm_calls=2)
+    policy.propose(request_for())
+    assert policy.exhausted() is None
+    policy.propose(request_for())
+    assert policy.exhausted() == "LLM call budget spent"
+    fake.scripts["small"] = Script(prompt_tokens=1_000_000, completion_tokens=0)
+    policy, _ = make_policy(fleet_at(fake.api_base), max_usd=0.05)
+    policy.propose(request_for())
+    assert policy.exhausted() is None  # $0.03
+    policy.propose(request_for())
+    assert policy.exhausted() == "USD budget spent"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_server_is_recorded_and_routed_around(fake):
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    models = list(fleet_at(fake.api_base).models)
+    models[0] = ModelSpec("small", "openai/small", 135e6, 0.03, 0.08, dead, None, 5.0)
+    policy, sink = make_policy(Fleet(tuple(models)))
+    p = policy.propose(request_for("small"))
+    assert p.mutators == [] and sink.of(ev.LLMCallRecorded)[-1].outcome == "server_error"
+    for _ in range(2):
+        policy.propose(request_for("small"))
+    assert not policy._healthy("small")
+    # the next request for small goes to a healthy model instead
+    policy.propose(request_for("small"))
+    assert sink.of(ev.LLMCallRecorded)[-1].model != "small"
+
+
+def test_slow_server_times_out(fake):
+    fake.scripts["small"] = Script(delay_s=3.0)
+    policy, sink = make_policy(fleet_at(fake.api_base, timeout_s=0.5))
+    policy.propose(request_for("small"))
+    call = sink.of(ev.LLMCallRecorded)[-1]
+    assert call.outcome == "timeout" and call.latency_s < 2.5
+
+
+def test_http_500_is_a_server_error(fake):
+    fake.scripts["mid"] = Script(status=500)
+    policy, sink = make_policy(fleet_at(fake.api_base))
+    policy.propose(request_for("mid"))
+    assert sink.of(ev.LLMCallRecorded)[-1].outcome == "server_error"
+
+
+def test_api_keys_come_from_the_environment_and_never_reach_events(fake, monkeypatch):
+    secret = "sk-test-" + "x" * 24
+    monkeypatch.setenv("COLT_TEST_KEY", secret)
+    fake.scripts["small"] = Script(status=401)
+    policy, sink = make_policy(fleet_at(fake.api_base, key_env="COLT_TEST_KEY"))
+    policy.propose(request_for("small"))
+    assert fake.requests[-1]["_authorization"] == f"Bearer {secret}"  # sent to the provider
+    assert sink.of(ev.LLMCallRecorded)[-1].outcome == "server_error"
+    assert secret not in json.dumps([e.to_dict() for e in sink.events])  # and nowhere else
+    with pytest.raises(ValueError, match="environment"):
+        ModelSpec.from_dict({"name": "x", "model": "openai/x", "params": 1e6, "api_key": secret})

@@ -1,0 +1,94 @@
+"""A tiny OpenAI-compatible HTTP server on 127.0.0.1 for tests.
+
+It stands in for a paid provider, which cannot exist here: LiteLLM talks to it over real
+HTTP, so its error paths (500s, timeouts, refused connections) are the real ones. Each
+model's behaviour is a script: a reply text, an HTTP error, a delay, or garbage.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+
+@dataclass
+class Script:
+    """What the fake answers for one model: ``reply(request_body) -> text``."""
+
+    reply: Callable[[dict], str] | str = '{"mutators": ["MutateTileSize"], "next_model": "small"}'
+    status: int = 200
+    delay_s: float = 0.0
+    prompt_tokens: int = 100
+    completion_tokens: int = 12
+
+
+@dataclass
+class FakeLLMServer:
+    scripts: dict[str, Script] = field(default_factory=dict)
+    requests: list[dict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status, payload):
+                body = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                self._send(200, {"status": "ok"})
+
+            def do_POST(self):
+                length = int(self.headers.get("content-length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                body["_authorization"] = self.headers.get("authorization", "")
+                fake.requests.append(body)
+                model = body.get("model", "")
+                script = fake.scripts.get(model, Script())
+                if script.delay_s:
+                    time.sleep(script.delay_s)
+                if script.status != 200:
+                    self._send(script.status, {"error": {"message": "scripted failure", "type": "server_error"}})
+                    return
+                text = script.reply(body) if callable(script.reply) else script.reply
+                self._send(
+                    200,
+                    {
+                        "id": "chatcmpl-fake",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": model,
+                        "choices": [{"index": 0, "finish_reason": "stop",
+                                     "message": {"role": "assistant", "content": text}}],
+                        "usage": {
+                            "prompt_tokens": script.prompt_tokens,
+                            "completion_tokens": script.completion_tokens,
+                            "total_tokens": script.prompt_tokens + script.completion_tokens,
+                        },
+                    },
+                )
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
