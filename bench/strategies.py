@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/strategies.py --trials 32
     .venv/bin/python bench/strategies.py --kernels gemm-512 --strategies mcts-random --trials 16
+    .venv/bin/python bench/strategies.py --kernels gemm-512 llama3-8b-attention \
+        --strategies colt single-llm mcts-random --trials 32 --section fleet     # ALGORITHM.md section 7
 
 Writes a Markdown table into docs/benchmarks.md (section "strategies") and the raw numbers
 to bench/out/strategies.json. Timings are real measurements on this host: rerun on a quiet
@@ -22,7 +24,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._report import ROOT, table, write_section  # noqa: E402
 from search.engine import events as ev  # noqa: E402
 from search.engine.mcts import Budget, SearchSettings  # noqa: E402
-from search.engine.tuning import STRATEGIES, tune  # noqa: E402
+from search.engine.tuning import LLM_STRATEGIES, STRATEGIES, tune  # noqa: E402
+from search.services import load_fleet, local_servers  # noqa: E402
+
+
+class CallTimer:
+    """Sums the latency of every LLM call of a run."""
+
+    def __init__(self):
+        self.llm_s = 0.0
+
+    def emit(self, event):
+        if isinstance(event, ev.LLMCallRecorded):
+            self.llm_s += event.latency_s
 from search.engine.workloads import PAPER_LAYERS, get_kernel  # noqa: E402
 
 
@@ -38,23 +52,33 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--section", default="strategies")
     parser.add_argument("--no-docs", action="store_true", help="print the table, leave docs/ alone")
+    parser.add_argument("--fleet", default="local", help="for colt/single-llm: 'local' or a fleet JSON file")
     args = parser.parse_args()
+    with_llm = any(s in LLM_STRATEGIES for s in args.strategies)
+    fleet = load_fleet(args.fleet) if with_llm else None
+    with local_servers(with_llm and args.fleet == "local"):
+        run_all(args, fleet, with_llm)
 
+
+def run_all(args, fleet, with_llm: bool) -> None:
     rows, raw = [], []
     for name in args.kernels:
         spec = get_kernel(name)
         for strategy in args.strategies:
             started = time.perf_counter()
+            timer = CallTimer()
             outcome = tune(
                 spec=spec,
                 strategy=strategy,
                 budget=Budget(trials=args.trials),
                 settings=SearchSettings(seed=args.seed),
-                sink=ev.NullSink(),
+                sink=timer,
+                fleet=fleet,
             )
             wall = time.perf_counter() - started
             s = outcome.summary()
             s["wall_s"] = wall
+            s["llm_s"] = timer.llm_s
             raw.append(s)
             row = [
                 name,
@@ -66,10 +90,21 @@ def main() -> None:
                 f"{s['gflops']:.1f}" if s["gflops"] else "-",
                 f"{wall:.0f}",
             ]
+            if with_llm:
+                llm = s.get("llm") or {}
+                row += [
+                    str(llm.get("llm_calls", "-")),
+                    f"{timer.llm_s:.0f}" if llm else "-",
+                    f"{llm['usd']:.6f}" if llm else "-",
+                    f"{llm['largest_share']:.0%}" if llm else "-",
+                    str(llm.get("escalations", "-")),
+                ]
             rows.append(row)
             print(" | ".join(str(c) for c in row), flush=True)
 
     headers = ["kernel", "strategy", "trials", "unscheduled (ms)", "best (ms)", "speedup", "GFLOP/s", "wall time (s)"]
+    if with_llm:
+        headers += ["LLM calls", "LLM time (s)", "USD", "largest-model share", "escalations"]
     md = table(headers, rows)
     print(md)
     out = ROOT / "bench" / "out"
@@ -77,10 +112,11 @@ def main() -> None:
     (out / f"{args.section}.json").write_text(json.dumps(raw, indent=2))
     if not args.no_docs:
         host = f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores, {platform.python_version()}"
+        title = "LLM fleet vs one LLM vs no LLM" if with_llm else "Strategies at equal trials"
         body = (
-            f"### Strategies at equal trials ({args.trials} measured trials, seed {args.seed})\n\n"
+            f"### {title} ({args.trials} measured trials, seed {args.seed})\n\n"
             f"Measured {time.strftime('%Y-%m-%d')} on this project's CI machine kind ({host}) with "
-            f"`bench/strategies.py --trials {args.trials}`. Timing: number 3, repeat 5, min_repeat_ms 100; "
+            f"`bench/strategies.py {' '.join(sys.argv[1:])}`. Timing: number 3, repeat 5, min_repeat_ms 100; "
             "every best schedule was checked against numpy.\n\n" + md
         )
         write_section(args.section, body)

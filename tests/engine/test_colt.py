@@ -1,0 +1,121 @@
+"""The colt and single-llm strategies in a real tuning run (real TVM, real measurements),
+with LLM calls through LiteLLM to a fake OpenAI-compatible server; and one real local model."""
+
+import itertools
+import json
+
+import pytest
+
+from search.engine import events as ev
+from search.engine.llm import LiteLLMClient
+from search.engine.mcts import Budget, SearchSettings
+from search.engine.tuning import tune
+from tests.engine.test_policy import fleet_at
+from tests.fakellm import FakeLLMServer, Script
+
+pytestmark = pytest.mark.slow
+
+MUT_CYCLE = ["MutateTileSize", "MutateUnroll", "MutateParallel", "MutateComputeLocation"]
+
+
+@pytest.fixture
+def fake():
+    server = FakeLLMServer()
+    turns = itertools.count()
+
+    def reply(body):
+        n = next(turns)
+        return json.dumps({"mutators": ["MutateTileSize", MUT_CYCLE[n % 4]],
+                           "next_model": ["small", "mid", "large", "small"][n % 4]})
+
+    for name in ("small", "mid", "large"):
+        server.scripts[name] = Script(reply, prompt_tokens=200, completion_tokens=20)
+    yield server
+    server.close()
+
+
+def run(spec, measurer, fleet, strategy="colt", trials=8, **budget):
+    sink = ev.ListSink()
+    outcome = tune(spec=spec, strategy=strategy, budget=Budget(trials=trials, **budget),
+                   settings=SearchSettings(measure_batch=4, seed=3), sink=sink, measurer=measurer, fleet=fleet)
+    return outcome, sink
+
+
+def test_colt_run_accounts_for_every_call_and_links_nodes_to_calls(fake, gemm128, gemm_measurer):
+    outcome, sink = run(gemm128, gemm_measurer, fleet_at(fake.api_base))
+    llm = outcome.llm_summary
+    calls = sink.of(ev.LLMCallRecorded)
+    assert outcome.result.trials == 8 and outcome.result.best.status == "ok"
+    assert llm["llm_calls"] == len(calls) == len(fake.requests) > 0
+    assert llm["usd"] == pytest.approx(sum(c.usd for c in calls))
+    assert sum(m["calls"] for m in llm["models"].values()) == llm["llm_calls"]
+    assert llm["largest_share"] == pytest.approx(llm["models"]["large"]["calls"] / llm["llm_calls"])
+    # the first LLM calls are the largest model's (children of depth-1 nodes are assigned to it)
+    assert calls[0].model == "large"
+    by_id = {c.call_id: c for c in calls}
+    created = sink.of(ev.NodeCreated)
+    llm_nodes = [n for n in created if n.call_id is not None]
+    assert llm_nodes, "no node came from an LLM proposal"
+    for node in llm_nodes:
+        call = by_id[node.call_id]
+        assert node.created_by == call.model
+        assert node.expand_model == call.next_model
+        assert set(node.mutators) <= set(call.mutators)
+    for esc in sink.of(ev.Escalation):
+        assert esc.large_model == "large" and esc.small_model != "large"
+        assert by_id[esc.call_id].escalation
+    # every model of the fleet was asked at least once (the replies rotate next_model)
+    assert all(m["calls"] > 0 for m in llm["models"].values())
+
+
+def test_llm_call_budget_stops_the_run_cleanly(fake, gemm128, gemm_measurer):
+    outcome, sink = run(gemm128, gemm_measurer, fleet_at(fake.api_base), trials=64, llm_calls=3)
+    assert outcome.result.stop_reason == "LLM call budget spent"
+    assert outcome.llm_summary["llm_calls"] == 3
+    assert outcome.result.trials < 64 and outcome.result.best is not None  # what was proposed got measured
+    assert sink.events[-1].kind == "run_finished" and sink.events[-1].status == "succeeded"
+
+
+def test_single_llm_uses_only_the_largest_model(fake, gemm128, gemm_measurer):
+    outcome, sink = run(gemm128, gemm_measurer, fleet_at(fake.api_base), strategy="single-llm")
+    assert set(outcome.llm_summary["models"]) == {"large"}
+    assert {c.model for c in sink.of(ev.LLMCallRecorded)} == {"large"}
+    assert not sink.of(ev.Escalation)
+    assert {b["model"] for b in fake.requests} == {"large"}
+
+
+def test_a_fleet_whose_servers_are_all_down_still_finishes(gemm128, gemm_measurer):
+    from tests.engine.test_policy import free_port
+
+    outcome, sink = run(gemm128, gemm_measurer, fleet_at(f"http://127.0.0.1:{free_port()}/v1", timeout_s=2.0))
+    calls = sink.of(ev.LLMCallRecorded)
+    assert calls and all(c.outcome == "server_error" for c in calls)
+    assert outcome.result.trials == 8 and outcome.result.best is not None
+
+
+def test_one_call_to_a_real_local_model():
+    """smollm2-135m served by llama.cpp, called through LiteLLM with the JSON schema."""
+    from search.engine.prompting import parse_reply, response_schema
+    from search.localfleet import is_fetched, local_fleet, local_model, serve, stop
+
+    if not is_fetched(local_model("smollm2-135m")):
+        pytest.skip("local models not fetched (scripts/setup fetches them)")
+    servers = serve(["smollm2-135m"])
+    try:
+        model = local_fleet().get("smollm2-135m")
+        mutators = ["MutateTileSize", "MutateUnroll"]
+        names = local_fleet().names
+        reply = LiteLLMClient().complete(
+            model,
+            [{"role": "system", "content": "Choose mutators for a TVM schedule. Answer with JSON."},
+             {"role": "user", "content": "Current: tile [[8, 64]]; unroll [0]. Your JSON:"}],
+            schema=response_schema(mutators, names),
+        )
+    finally:
+        stop(servers)
+    assert reply.outcome == "ok", reply.error
+    assert reply.prompt_tokens > 20 and reply.completion_tokens > 0  # the server's real counts
+    assert reply.usd == pytest.approx(model.cost(reply.prompt_tokens, reply.completion_tokens))
+    parsed = parse_reply(reply.text, mutators, names)
+    assert parsed.parsed and set(parsed.mutators) <= set(mutators)  # the schema is enforced
+    assert parsed.next_model in names
