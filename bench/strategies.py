@@ -105,18 +105,26 @@ def run_all(args, fleet, with_llm: bool) -> None:
     headers = ["kernel", "strategy", "trials", "unscheduled (ms)", "best (ms)", "speedup", "GFLOP/s", "wall time (s)"]
     if with_llm:
         headers += ["LLM calls", "LLM time (s)", "USD", "largest-model share", "escalations"]
+    # results accumulate across invocations (keyed by kernel, strategy, trials), so a rerun of
+    # one kernel updates its rows and keeps the others
+    results_path = ROOT / "bench" / "results" / f"{args.section}.json"
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    stored = json.loads(results_path.read_text()) if results_path.exists() else {}
+    for s, row in zip(raw, rows):
+        stored[f"{s['kernel']['name']}|{s['strategy']}|{args.trials}"] = {"row": row, "summary": s}
+    results_path.write_text(json.dumps(stored, indent=1))
+    rows = [v["row"] for k, v in stored.items() if k.endswith(f"|{args.trials}") and len(v["row"]) == len(headers)]
     md = table(headers, rows)
     print(md)
-    out = ROOT / "bench" / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.section}.json").write_text(json.dumps(raw, indent=2))
     if not args.no_docs:
         host = f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores, {platform.python_version()}"
         title = "LLM fleet vs one LLM vs no LLM" if with_llm else "Strategies at equal trials"
         body = (
             f"### {title} ({args.trials} measured trials, seed {args.seed})\n\n"
-            f"Measured {time.strftime('%Y-%m-%d')} on this project's CI machine kind ({host}) with "
-            f"`bench/strategies.py {' '.join(sys.argv[1:])}`. Timing: number 3, repeat 5, min_repeat_ms 100; "
+            f"Measured {time.strftime('%Y-%m-%d')} on this project's CI machine kind ({host}). Rerun with "
+            f"`bench/strategies.py --section {args.section} --trials {args.trials}` (add `--kernels`/`--strategies` "
+            "to rerun some rows; every row is kept from the last run of its kernel and strategy in "
+            f"`bench/results/{args.section}.json`). Timing: number 3, repeat 5, min_repeat_ms 100; "
             "every best schedule was checked against numpy.\n\n" + md
         )
         write_section(args.section, body)

@@ -42,7 +42,7 @@ class ModelSpec:
     api_base: str | None = None
     api_key_env: str | None = None  # the NAME of the environment variable holding the key
     timeout_s: float = 60.0
-    max_tokens: int = 64
+    max_tokens: int = 96
     json_schema: bool = True  # the server enforces response_format json_schema
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
@@ -151,8 +151,11 @@ class LiteLLMClient:
 
     def _litellm(self):
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        import logging
+
         import litellm
 
+        logging.getLogger("LiteLLM").setLevel(logging.ERROR)
         litellm.suppress_debug_info = True
         litellm.telemetry = False
         return litellm

@@ -41,18 +41,20 @@ def _norm(text: str) -> str:
 
 
 def response_schema(mutators: Sequence[str], models: Sequence[str]) -> dict:
+    """``next_model`` comes first: llama.cpp emits properties in schema order, and small models
+    pad JSON with whitespace, so a reply cut off at max_tokens still names the next model."""
     return {
         "type": "object",
         "properties": {
+            "next_model": {"type": "string", "enum": list(models)},
             "mutators": {
                 "type": "array",
                 "items": {"type": "string", "enum": list(mutators)},
                 "minItems": 1,
                 "maxItems": MAX_MUTATORS,
             },
-            "next_model": {"type": "string", "enum": list(models)},
         },
-        "required": ["mutators", "next_model"],
+        "required": ["next_model", "mutators"],
         "additionalProperties": False,
     }
 
@@ -60,7 +62,7 @@ def response_schema(mutators: Sequence[str], models: Sequence[str]) -> dict:
 def system_prompt(*, kernel: str, target: str, mutators: Sequence[str], models: Mapping[str, float]) -> str:
     mlines = "\n".join(f"- {m}: {MUTATOR_HELP.get(m, m)}" for m in mutators)
     fleet = ", ".join(f"{n} ({p / 1e6:.0f}M)" for n, p in sorted(models.items(), key=lambda kv: kv[1]))
-    example = json.dumps({"mutators": list(mutators)[:2], "next_model": min(models, key=models.get)})
+    example = json.dumps({"next_model": min(models, key=models.get), "mutators": list(mutators)[:2]})
     return (
         f"You optimize a TVM schedule of {kernel} on {target}. Each step you choose mutators that "
         f"change the current schedule (applied in order, 1 to {MAX_MUTATORS}) and the model that makes "
@@ -204,11 +206,14 @@ def parse_reply(text: str, mutators: Sequence[str], models: Sequence[str]) -> Pa
     out = ParsedAction()
     text = (text or "")[:4000]
 
-    def take_mutators(words: list[str]) -> None:
+    def take_mutators(words: list[str], listed: bool) -> None:
+        """``listed``: the words are items of a JSON list of mutators, so each unknown one is an
+        error; in free text only words that look like a mutator name (Mutate...) count."""
         for w in words:
             name = _match(w, mtable)
             if name is None:
-                out.invalid_mutators += 1
+                if listed or _norm(w).startswith("mutate"):
+                    out.invalid_mutators += 1
             elif len(out.mutators) < MAX_MUTATORS:
                 out.mutators.append(name)
 
@@ -227,16 +232,16 @@ def parse_reply(text: str, mutators: Sequence[str], models: Sequence[str]) -> Pa
         if obj is not None:
             lowered = {_norm(str(k)): v for k, v in obj.items()}
             raw = lowered.get("mutators", lowered.get("mutator", lowered.get("actions")))
-            take_mutators(_words(raw))
+            take_mutators(_words(raw), listed=isinstance(raw, list))
             take_model(lowered.get("nextmodel", lowered.get("model")))
             out.how = how
             if out.mutators:
                 return out
     line = re.search(r"mutators?\s*[:=]\s*(.+)", text, re.I)
     if line:
-        take_mutators(_words(line.group(1).split("next")[0]))
+        take_mutators(_words(line.group(1).split("next")[0]), listed=False)
         out.how = "lines"
-    model_line = re.search(r"next[\s_-]*model\s*[:=]\s*\"?([A-Za-z0-9._\-]+)", text, re.I)
+    model_line = re.search(r"next[\s_-]*model\"?\s*[:=]\s*\"?([A-Za-z0-9._\-]+)", text, re.I)
     if model_line and out.next_model is None:
         take_model(model_line.group(1))
     if not out.mutators:

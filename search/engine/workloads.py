@@ -77,11 +77,11 @@ def _ref_conv2d(s, x, w):
     return np.einsum("nchwrs,kcrs->nkhw", win[:, :, :oh, :ow], w)
 
 
-def _ref_gated_mlp(s, x, w1, w3):
+def _ref_gated_mlp(s, x, w1, w3, w2):
     x = x.astype(np.float64)
     g = x @ w1.astype(np.float64)
     u = x @ w3.astype(np.float64)
-    return g / (1.0 + np.exp(-g)) * u
+    return (g / (1.0 + np.exp(-g)) * u) @ w2.astype(np.float64)
 
 
 def _ref_layer_norm(s, x, gamma, beta):
@@ -209,12 +209,17 @@ def _te_gated_mlp(s, dtype):
     x = te.placeholder((m, hdim), dtype, name="X")
     w1 = te.placeholder((hdim, inter), dtype, name="W_gate")
     w3 = te.placeholder((hdim, inter), dtype, name="W_up")
+    w2 = te.placeholder((inter, hdim), dtype, name="W_down")
     k1 = te.reduce_axis((0, hdim), name="k1")
     k3 = te.reduce_axis((0, hdim), name="k3")
+    k2 = te.reduce_axis((0, inter), name="k2")
     g = te.compute((m, inter), lambda i, j: te.sum(x[i, k1] * w1[k1, j], axis=k1), name="gate")
     u = te.compute((m, inter), lambda i, j: te.sum(x[i, k3] * w3[k3, j], axis=k3), name="up")
-    out = te.compute((m, inter), lambda i, j: g[i, j] * tirx.sigmoid(g[i, j]) * u[i, j], name="act")
-    return [x, w1, w3, out]
+    act = te.compute((m, inter), lambda i, j: g[i, j] * tirx.sigmoid(g[i, j]) * u[i, j], name="act")
+    # With the down projection as act's consumer, MetaSchedule inlines act into it; an MLP that
+    # ends at act makes TVM 0.27's design-space generation fail (a consumer of two producers).
+    out = te.compute((m, hdim), lambda i, j: te.sum(act[i, k2] * w2[k2, j], axis=k2), name="down")
+    return [x, w1, w3, w2, out]
 
 
 def _te_layer_norm(s, dtype):
@@ -311,11 +316,16 @@ OPERATORS: dict[str, OpDef] = {
         ),
         OpDef(
             "gated_mlp",
-            "silu(X W_gate) * (X W_up), the gated MLP up-projection",
+            "(silu(X W_gate) * (X W_up)) W_down, the gated MLP of Llama-style models",
             ("M", "H", "I"),
-            lambda s: [("X", (s["M"], s["H"])), ("W_gate", (s["H"], s["I"])), ("W_up", (s["H"], s["I"]))],
-            lambda s: (s["M"], s["I"]),
-            lambda s: 4.0 * s["M"] * s["H"] * s["I"] + 4.0 * s["M"] * s["I"],
+            lambda s: [
+                ("X", (s["M"], s["H"])),
+                ("W_gate", (s["H"], s["I"])),
+                ("W_up", (s["H"], s["I"])),
+                ("W_down", (s["I"], s["H"])),
+            ],
+            lambda s: (s["M"], s["H"]),
+            lambda s: 6.0 * s["M"] * s["H"] * s["I"] + 4.0 * s["M"] * s["I"],
             _ref_gated_mlp,
             _te_gated_mlp,
         ),
@@ -483,8 +493,8 @@ LIBRARY: dict[str, KernelSpec] = {
         KernelSpec("attention", {"B": 8, "S": 256, "D": 128}, name="flux-attention"),
         # FLUX VAE 3x3 conv; scaled to 64 channels at 56x56.
         KernelSpec("conv2d", {"N": 1, "C": 64, "H": 56, "W": 56, "K": 64, "R": 3}, name="flux-conv2d"),
-        # Llama-4-Scout MLP (hidden 5120, expert 8192); scaled to 32 tokens, 1024 -> 1024.
-        KernelSpec("gated_mlp", {"M": 32, "H": 1024, "I": 1024}, name="llama4-scout-mlp"),
+        # Llama-4-Scout MLP (hidden 5120, expert 8192): gate, up, down; scaled to 32 tokens, 1024 -> 512.
+        KernelSpec("gated_mlp", {"M": 32, "H": 1024, "I": 512}, name="llama4-scout-mlp"),
         KernelSpec("layer_norm", {"M": 128, "N": 4096}, name="layer-norm"),
         KernelSpec("softmax", {"M": 256, "N": 1024}, name="softmax"),
     ]

@@ -34,10 +34,11 @@ def fake():
     server.close()
 
 
-def run(spec, measurer, fleet, strategy="colt", trials=8, **budget):
+def run(spec, measurer, fleet, strategy="colt", trials=8, expansions=8, **budget):
     sink = ev.ListSink()
     outcome = tune(spec=spec, strategy=strategy, budget=Budget(trials=trials, **budget),
-                   settings=SearchSettings(measure_batch=4, seed=3), sink=sink, measurer=measurer, fleet=fleet)
+                   settings=SearchSettings(measure_batch=4, expansions_per_round=expansions, seed=3),
+                   sink=sink, measurer=measurer, fleet=fleet)
     return outcome, sink
 
 
@@ -64,8 +65,12 @@ def test_colt_run_accounts_for_every_call_and_links_nodes_to_calls(fake, gemm128
     for esc in sink.of(ev.Escalation):
         assert esc.large_model == "large" and esc.small_model != "large"
         assert by_id[esc.call_id].escalation
-    # every model of the fleet was asked at least once (the replies rotate next_model)
-    assert all(m["calls"] > 0 for m in llm["models"].values())
+    # the model asked for a leaf is the one its creator assigned to it (joint actions at work)
+    assigned = {n.node_id: n.expand_model for n in created}
+    for call in calls:
+        if not call.escalation:
+            assert call.model == assigned[call.node_id]
+    assert sum(1 for m in llm["models"].values() if m["calls"]) >= 2
 
 
 def test_llm_call_budget_stops_the_run_cleanly(fake, gemm128, gemm_measurer):

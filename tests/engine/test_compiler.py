@@ -138,3 +138,12 @@ def test_cuda_design_space_post_processes_and_builds_with_nvcc():
         measurer.close()
     assert res.status in (OK, NO_DEVICE), res.error
     assert res.status != BUILD_ERROR and res.build_s > 0
+
+
+def test_every_library_kernel_has_a_design_space_and_a_valid_sample():
+    from search.engine.workloads import LIBRARY
+
+    for name, spec in LIBRARY.items():
+        space = C.SearchSpace(spec, "llvm", seed=0)
+        assert space.sketches, name
+        assert space.sample(np.random.default_rng(0)) is not None, name

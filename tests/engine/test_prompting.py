@@ -55,7 +55,8 @@ def test_schema_enumerates_mutators_and_models():
     schema = response_schema(MUTATORS, MODELS)
     assert schema["properties"]["mutators"]["items"]["enum"] == MUTATORS
     assert schema["properties"]["next_model"]["enum"] == MODELS
-    assert schema["required"] == ["mutators", "next_model"]
+    assert schema["required"] == ["next_model", "mutators"]
+    assert list(schema["properties"]) == ["next_model", "mutators"]  # survives truncation
 
 
 HAND_WRITTEN = [
@@ -81,6 +82,8 @@ HAND_WRITTEN = [
     ('{"mutators": [], "next_model": "gemma3-270m"}', [], "gemma3-270m", 0, False),
     # cut off by max_tokens: the names that did arrive are still recovered
     ('{"mutators": ["MutateTileSize", "MutateUnr', ["MutateTileSize"], None, 0, False),
+    ('{\n "mutators": [\n  "MutateTileSize",\n  "MutateUnroll"],\n  "next_model": "smollm2-1',
+     ["MutateTileSize", "MutateUnroll"], "smollm2-135m", 0, False),
     ('{"mutators": [{"name": "x"}], "next_model": 7}', [], None, 0, True),
     ('__import__("os").system("id") {"mutators": ["exec"]}', [], None, 1, False),
 ]
