@@ -93,3 +93,12 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("COLT_LOG_LEVEL", "WARNING")},
 }
+
+# Celery: Redis as broker when REDIS_URL is set; runs go to the queue named for their target.
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "llvm"
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("COLT_VISIBILITY_TIMEOUT", "3600"))}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False

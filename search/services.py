@@ -4,19 +4,31 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.db import transaction
+from django.utils import timezone
+
 from .engine import events as ev
+from .engine.compiler import target_kind
+from .engine.llm import Fleet, FleetError
 from .engine.measure import MeasureConfig
 from .engine.mcts import Budget, SearchSettings
-from .engine.tuning import TuneOutcome, tune
-from .engine.llm import Fleet, FleetError
-from .engine.workloads import KernelSpec
+from .engine.tuning import LLM_STRATEGIES, STRATEGIES, TuneOutcome, tune
+from .engine.workloads import KernelSpec, validate
+
+log = logging.getLogger(__name__)
 
 
 class FleetUnavailable(RuntimeError):
     """The fleet's local servers cannot be started (models not fetched, a server failed)."""
+
+
+class RunStateError(RuntimeError):
+    """The run is not in a state that allows this (resume a finished run, ...)."""
 
 
 def load_fleet(name: str) -> Fleet:
@@ -37,6 +49,13 @@ def load_fleet(name: str) -> Fleet:
     return Fleet.of(data)
 
 
+def fleet_is_local(fleet: Fleet) -> bool:
+    from .localfleet import local_fleet
+
+    local = {m.name: m.api_base for m in local_fleet().models}
+    return all(local.get(m.name) == m.api_base for m in fleet.models)
+
+
 @contextlib.contextmanager
 def local_servers(enabled: bool, log=print):
     """Start the local fleet's servers for the duration, unless they already run."""
@@ -53,6 +72,163 @@ def local_servers(enabled: bool, log=print):
         yield started
     finally:
         stop(started)
+
+
+# --- runs ---------------------------------------------------------------------------------------
+
+
+def create_run(
+    *,
+    spec: KernelSpec,
+    target: str = "llvm",
+    strategy: str = "mcts-random",
+    budget: Budget = Budget(),
+    settings: SearchSettings = SearchSettings(),
+    fleet: Fleet | None = None,
+    model: str | None = None,
+    owner=None,
+    enqueue: bool = True,
+):
+    """Validate and save a run; enqueue its search once the row is committed."""
+    from .models import Kernel, Run
+
+    spec = validate(spec)
+    target_kind(target)
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+    if budget.trials <= 0:
+        raise ValueError("the trial budget must be positive")
+    if strategy in LLM_STRATEGIES and fleet is None:
+        raise ValueError(f"strategy {strategy} needs a fleet")
+    with transaction.atomic():
+        kernel, _ = Kernel.objects.get_or_create(
+            key=Kernel.key_of(spec),
+            defaults=dict(name=spec.name, op=spec.op, shape=dict(spec.shape), dtype=spec.dtype),
+        )
+        run = Run.objects.create(
+            kernel=kernel,
+            target=target,
+            strategy=strategy,
+            fleet=fleet.to_list() if fleet is not None and strategy in LLM_STRATEGIES else [],
+            model=model or "",
+            settings=settings.to_dict(),
+            trials_budget=budget.trials,
+            llm_calls_budget=budget.llm_calls,
+            usd_budget=budget.usd,
+            wall_s_budget=budget.wall_s,
+            owner=owner,
+        )
+        if enqueue:
+            transaction.on_commit(lambda: enqueue_run(run.pk, run.target))
+    return run
+
+
+def enqueue_run(run_id: int, target: str) -> None:
+    """Send the run to the worker queue named for its target (or the in-process executor)."""
+    from .tasks import dispatch
+
+    dispatch(run_id, target)
+
+
+def cancel_run(run_id: int) -> None:
+    """Ask a running run to stop (it does within one iteration); a queued one stops at once."""
+    from .models import Run
+
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run_id)
+        if run.is_final:
+            return
+        run.cancel_requested = True
+        if run.status == Run.Status.QUEUED and not run.nodes.exists():
+            run.status = Run.Status.CANCELLED
+            run.stop_reason = "cancelled before it started"
+            run.finished_at = timezone.now()
+        run.save(update_fields=["cancel_requested", "status", "stop_reason", "finished_at"])
+
+
+def resume_run(run_id: int) -> None:
+    """Put a stopped (cancelled, failed or orphaned) run back in its queue; it goes on from the
+    tree in the database."""
+    from .models import Run
+
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run_id)
+        if run.status == Run.Status.SUCCEEDED and run.trials_done >= run.trials_budget:
+            raise RunStateError(f"run {run_id} already finished its trial budget")
+        run.status = Run.Status.QUEUED
+        run.cancel_requested = False
+        run.finished_at = None
+        run.save(update_fields=["status", "cancel_requested", "finished_at"])
+        transaction.on_commit(lambda: enqueue_run(run.pk, run.target))
+
+
+def mark_run_failed(run_id: int, error: str) -> None:
+    from .models import Run
+
+    Run.objects.filter(pk=run_id).exclude(status__in=Run.FINAL).update(
+        status=Run.Status.FAILED, error=error[:2000], finished_at=timezone.now()
+    )
+
+
+def execute_run(run_id: int, *, broadcast=None, measurer=None, llm_client=None) -> None:
+    """Run (or go on with) a run's search here: what the worker task calls."""
+    from .models import Run
+    from .persistence import DatabaseSink, saved_state
+
+    with transaction.atomic():
+        run = Run.objects.select_for_update().select_related("kernel").get(pk=run_id)
+        if run.is_final:
+            log.info("run %s is %s; nothing to do", run_id, run.status)
+            return
+        if run.cancel_requested:
+            run.status, run.stop_reason, run.finished_at = Run.Status.CANCELLED, "cancelled", timezone.now()
+            run.save(update_fields=["status", "stop_reason", "finished_at"])
+            return
+        run.status = Run.Status.RUNNING
+        run.attempts += 1
+        run.worker = socket.gethostname()
+        run.started_at = run.started_at or timezone.now()
+        run.save(update_fields=["status", "attempts", "worker", "started_at"])
+    state = saved_state(run)
+    fleet = Fleet.of(run.fleet) if run.fleet else None
+    settings = SearchSettings(**run.settings)
+    if run.attempts > 1:  # a resumed run draws new random numbers, reproducibly
+        settings = SearchSettings(**dict(run.settings, seed=settings.seed + 1000 * (run.attempts - 1)))
+    sink = DatabaseSink(run, broadcast)
+
+    def should_stop() -> bool:
+        return Run.objects.filter(pk=run_id, cancel_requested=True).exists()
+
+    try:
+        with local_servers(fleet is not None and fleet_is_local(fleet), log=log.info):
+            outcome = tune(
+                spec=run.kernel.spec,
+                target=run.target,
+                strategy=run.strategy,
+                budget=Budget(trials=run.trials_budget, llm_calls=run.llm_calls_budget, usd=run.usd_budget,
+                              wall_s=run.wall_s_budget),
+                settings=settings,
+                sink=sink,
+                measurer=measurer,
+                fleet=fleet,
+                llm_client=llm_client,
+                model=run.model or None,
+                should_stop=should_stop,
+                resume=state,
+                baseline_latency=run.baseline_latency,
+            )
+    except Exception as exc:
+        mark_run_failed(run_id, f"{type(exc).__name__}: {exc}")
+        raise
+    final = {
+        "succeeded": Run.Status.SUCCEEDED,
+        "cancelled": Run.Status.CANCELLED,
+    }.get(outcome.status, Run.Status.FAILED)
+    Run.objects.filter(pk=run_id).update(status=final, stop_reason=outcome.stop_reason[:200],
+                                         finished_at=timezone.now())
+
+
+# --- the command line ------------------------------------------------------------------------
 
 
 @dataclass

@@ -33,6 +33,16 @@ class RunStarted(Event):
 
 
 @dataclass(frozen=True)
+class RunResumed(Event):
+    """A run picked up again from its saved state (after a worker died, or resume)."""
+
+    kind: ClassVar[str] = "run_resumed"
+    nodes: int
+    trials: int
+    llm_calls: int
+
+
+@dataclass(frozen=True)
 class BaselineMeasured(Event):
     kind: ClassVar[str] = "baseline_measured"
     status: str
@@ -53,6 +63,8 @@ class NodeCreated(Event):
     shash: str
     decisions: dict = field(default_factory=dict)
     call_id: int | None = None  # the LLM call whose proposal made it
+    parent_score: float | None = None  # the parent's score when the child was made (hit rate)
+    trace: list | None = field(default=None, repr=False)  # full trace; persisted, not broadcast
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ code) so that the figures compare like for like.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from typing import Callable
@@ -21,6 +22,17 @@ from .measure import Measurer, MeasureConfig
 from .mcts import Budget, SearchResult, SearchSettings
 from .tree import Tree
 from .workloads import flops
+
+
+def _reset_metaschedule_logging() -> None:
+    """Each tune_tir call configures MetaSchedule's logger with handlers into its work dir and
+    lists the logger's existing handlers by name; a second call in one process then fails on a
+    stale, nameless handler. Start every run from a clean logger, quiet on the console."""
+    logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    logger.setLevel(logging.WARNING)
 
 
 def _worker_init() -> None:
@@ -52,6 +64,16 @@ class EvolutionarySearch:
         self.should_stop = should_stop
         self.tree = Tree()
 
+    def restore(self, state) -> None:
+        """Keep the candidates measured before a restart; the search runs the remaining trials."""
+        for saved in sorted(state.nodes, key=lambda n: n.node_id):
+            cand = self.space.load(saved.trace)
+            node = self.tree.add(self.tree.root, cand, shash=cand.shash, mutators=[])
+            node.latency, node.status = saved.latency, saved.status or None
+        self.done = state.trials
+
+    done = 0
+
     def run(self) -> SearchResult:
         from tvm.ir.utils import derived_object
         from tvm.s_tir import meta_schedule as ms
@@ -60,7 +82,8 @@ class EvolutionarySearch:
 
         search = self
         start = time.perf_counter()
-        state = {"trials": 0, "best": None}
+        state = {"trials": self.done, "best": None}
+        remaining = self.budget.trials - self.done
         work = flops(self.space.spec)
 
         @derived_object
@@ -71,7 +94,8 @@ class EvolutionarySearch:
                     c = Candidate(sch=cand.sch, shash=structural_hash(cand.sch.mod))
                     node = search.tree.add(search.tree.root, c, shash=c.shash, mutators=[])
                     search.sink.emit(
-                        ev.NodeCreated(node.id, 0, 1, None, None, [], 0.0, c.shash, search.space.decisions(c.trace))
+                        ev.NodeCreated(node.id, 0, 1, None, None, [], 0.0, c.shash, search.space.decisions(c.trace),
+                                       trace=c.trace_json())
                     )
                     secs = [float(x) for x in ran.run_secs] if ran.run_secs else []
                     if built.error_msg:
@@ -96,13 +120,16 @@ class EvolutionarySearch:
         evaluator = EvaluatorConfig(
             number=self.cfg.number, repeat=self.cfg.repeat, min_repeat_ms=self.cfg.min_repeat_ms
         )
+        if remaining <= 0:
+            raise ValueError("the trial budget is already spent")
+        _reset_metaschedule_logging()
         with tempfile.TemporaryDirectory(prefix="colt-evo-") as work_dir:
             database = ms.tune_tir(
                 self.space.mod,
                 self.space.target,
                 work_dir,
-                max_trials_global=self.budget.trials,
-                num_trials_per_iter=min(self.budget.trials, 2 * self.s.measure_batch),
+                max_trials_global=remaining,
+                num_trials_per_iter=min(remaining, 2 * self.s.measure_batch),
                 builder=ms.builder.LocalBuilder(max_workers=1, initializer=_worker_init),
                 runner=ms.runner.LocalRunner(
                     timeout_sec=self.cfg.timeout_s, evaluator_config=evaluator, initializer=_worker_init

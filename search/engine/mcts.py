@@ -59,6 +59,36 @@ class Budget:
 
 
 @dataclass
+class SavedNode:
+    node_id: int
+    parent_id: int | None
+    trace: list
+    created_by: str | None = None
+    expand_model: str | None = None
+    mutators: list = field(default_factory=list)
+    predicted: float = 0.0
+    parent_score: float | None = None
+    visits: int = 0
+    value: float = 0.0
+    latency: float | None = None
+    status: str | None = None
+    fail_streak: int = 0
+    dead: bool = False
+    call_id: int | None = None
+
+
+@dataclass
+class SavedState:
+    """What a persisted run holds, enough for :meth:`MCTSSearch.restore` to go on."""
+
+    nodes: list[SavedNode]
+    trials: int
+    history: list = field(default_factory=list)  # (trial, best latency so far)
+    calls: list = field(default_factory=list)  # dicts of LLMCallRecorded fields
+    escalations: int = 0
+
+
+@dataclass
 class SearchResult:
     best: Node | None
     best_latency: float | None
@@ -110,7 +140,8 @@ class MCTSSearch:
         policy.bind(sink=sink, rng=self.rng)
 
     # -- building blocks -----------------------------------------------------------------------
-    def _add(self, parent: Node, cand: Candidate, *, created_by, expand_model, mutators, score, call_id=None) -> Node:
+    def _add(self, parent: Node, cand: Candidate, *, created_by, expand_model, mutators, score, call_id=None,
+             parent_score=None) -> Node:
         node = self.tree.add(
             parent,
             cand,
@@ -132,6 +163,8 @@ class MCTSSearch:
                 shash=cand.shash,
                 decisions=self.space.decisions(cand.trace),
                 call_id=call_id,
+                parent_score=parent_score,
+                trace=cand.trace_json(),
             )
         )
         return node
@@ -234,6 +267,7 @@ class MCTSSearch:
             mutators=applied,
             score=score,
             call_id=proposal.call_id,
+            parent_score=leaf.predicted,
         )
         if replacement is not None:
             self.policy.escalated(request, replacement, child_id=child.id, accepted=accepted, large_score=alt_score)
@@ -315,9 +349,42 @@ class MCTSSearch:
                 continue
             self._add(self.tree.root, cand, created_by=None, expand_model=None, mutators=[], score=self._score(cand))
 
+    def restore(self, state: "SavedState") -> None:
+        """Rebuild the tree, counters, best schedule, cost model and policy statistics."""
+        for saved in sorted(state.nodes, key=lambda n: n.node_id):
+            parent = self.tree.nodes[saved.parent_id or 0]
+            node = self.tree.add(
+                parent,
+                self.space.load(saved.trace),
+                created_by=saved.created_by,
+                expand_model=saved.expand_model,
+                mutators=saved.mutators,
+                predicted=saved.predicted,
+            )
+            if node.id != saved.node_id:
+                raise ValueError(f"saved node ids are not dense: expected {node.id}, got {saved.node_id}")
+            node.shash = node.candidate.shash
+            self.tree.hashes.add(node.shash)
+            node.visits, node.value = saved.visits, saved.value
+            node.latency, node.status = saved.latency, saved.status or None
+            node.fail_streak, node.dead = saved.fail_streak, saved.dead
+        root = self.tree.root
+        root.visits = sum(c.visits for c in root.children)
+        root.value = sum(c.value for c in root.children)
+        self.expansions = root.visits
+        self.trials = state.trials
+        measured = [n for n in self.tree.nodes[1:] if n.status is not None]
+        ok = [n for n in measured if n.status == "ok" and n.latency]
+        self.best = min(ok, key=lambda n: n.latency) if ok else None
+        self.history = list(state.history)
+        if measured:
+            self.cost_model.update([n.candidate for n in measured], [n.latency for n in measured])
+        self.policy.restore(state)
+
     def run(self) -> SearchResult:
         start = time.perf_counter()
-        self._init_population()
+        if not self.tree.root.children:
+            self._init_population()
         while True:
             reason, exhausted = None, False
             for _ in range(self.expansions_per_round):

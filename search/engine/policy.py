@@ -75,6 +75,9 @@ class ExpansionPolicy:
         """A reason to stop (an LLM budget spent), or None."""
         return None
 
+    def restore(self, state) -> None:
+        """Rebuild statistics from a saved run (:class:`~search.engine.mcts.SavedState`)."""
+
     def spent(self) -> dict:
         return {"llm_calls": 0, "usd": 0.0}
 
@@ -207,6 +210,34 @@ class LLMPolicy(ExpansionPolicy):
             "escalations": self.escalations,
             "models": {name: s.to_dict() for name, s in self.stats.items()},
         }
+
+    def restore(self, state) -> None:
+        for call in state.calls:
+            stats = self.stats.get(call["model"])
+            if stats is None:
+                continue
+            self.calls = max(self.calls, call["call_id"])
+            self.usd += call["usd"]
+            stats.calls += 1
+            stats.usd += call["usd"]
+            stats.prompt_tokens += call["prompt_tokens"]
+            stats.completion_tokens += call["completion_tokens"]
+            stats.latency_s += call["latency_s"]
+            if call["escalation"]:
+                stats.escalations += 1
+            outcome = call["outcome"]
+            if outcome not in ("ok", "escalation"):
+                stats.error(outcome)
+        self.escalations = state.escalations
+        largest = self.fleet.largest.name
+        for node in sorted(state.nodes, key=lambda n: n.node_id):
+            if node.created_by in self.stats and node.parent_score is not None:
+                s = self.stats[node.created_by]
+                s.scored += 1
+                hit = node.predicted > node.parent_score
+                s.hits += int(hit)
+                if node.created_by != largest:
+                    self.streak = 0 if node.predicted >= node.parent_score else self.streak + 1
 
     # -- prompting ---------------------------------------------------------------------------------
     def _messages(self, request: ExpansionRequest, correction: str = "") -> list[dict]:

@@ -17,7 +17,7 @@ from typing import Callable
 from . import events as ev
 from .compiler import SearchSpace, target_kind
 from .measure import LocalMeasurer, MeasureConfig, Measurer
-from .mcts import Budget, MCTSSearch, SearchResult, SearchSettings
+from .mcts import Budget, MCTSSearch, SavedState, SearchResult, SearchSettings
 from .llm import Fleet, LLMClient, LiteLLMClient
 from .policy import ExpansionPolicy, LLMPolicy, RandomPolicy
 from .workloads import KernelSpec, flops, validate
@@ -44,6 +44,11 @@ class TuneOutcome:
     elapsed_s: float
     space: SearchSpace
     llm_summary: dict | None = None
+    status: str = "succeeded"  # succeeded | failed | cancelled
+
+    @property
+    def stop_reason(self) -> str:
+        return self.result.stop_reason if self.result.best else "no valid schedule was found"
 
     @property
     def flops(self) -> float:
@@ -141,7 +146,10 @@ def tune(
     llm_client: LLMClient | None = None,
     model: str | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    resume: SavedState | None = None,
+    baseline_latency: float | None = None,
 ) -> TuneOutcome:
+    """Tune ``spec``; with ``resume``, go on from a saved state (and its known baseline)."""
     spec = validate(spec)
     target_kind(target)
     if strategy not in STRATEGIES:
@@ -154,15 +162,19 @@ def tune(
     sink = sink or ev.NullSink()
     measure_config = measure_config or MeasureConfig()
     start = time.perf_counter()
-    sink.emit(ev.RunStarted(spec.to_dict(), target, strategy, flops(spec), budget.to_dict(), settings.to_dict()))
+    if resume is None:
+        sink.emit(ev.RunStarted(spec.to_dict(), target, strategy, flops(spec), budget.to_dict(), settings.to_dict()))
+    else:
+        sink.emit(ev.RunResumed(len(resume.nodes), resume.trials, len(resume.calls)))
     own_measurer = measurer is None
     measurer = measurer or LocalMeasurer(spec, target, measure_config)
-    baseline = None
+    baseline = baseline_latency
     try:
         space = SearchSpace(spec, target, seed=settings.seed)
-        base = measurer.measure([None], BASELINE_CONFIG)[0]
-        baseline = base.latency_s if base.ok else None
-        sink.emit(ev.BaselineMeasured(base.status, baseline, base.error))
+        if baseline is None:
+            base = measurer.measure([None], BASELINE_CONFIG)[0]
+            baseline = base.latency_s if base.ok else None
+            sink.emit(ev.BaselineMeasured(base.status, baseline, base.error))
         common = dict(
             space=space,
             measurer=measurer,
@@ -178,6 +190,8 @@ def tune(
             search = EvolutionarySearch(measure_config=measure_config, **common)
         else:
             search = MCTSSearch(policy=policy, **common)
+        if resume is not None:
+            search.restore(resume)
         result = search.run()
     except BaseException as exc:
         sink.emit(
@@ -203,4 +217,4 @@ def tune(
         )
     )
     llm = policy.summary() if policy is not None and policy.uses_llm else None
-    return TuneOutcome(spec, target, strategy, result, baseline, elapsed, space, llm)
+    return TuneOutcome(spec, target, strategy, result, baseline, elapsed, space, llm, status)

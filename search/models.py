@@ -1,0 +1,188 @@
+"""What persists: kernels, runs, the tree's nodes, measurements, LLM calls, escalations and the
+ordered event log of every run. The database is the source of truth; a worker that dies leaves
+everything needed to resume in these tables.
+
+Node, LLMCall and Measurement rows are keyed by the engine's own per-run ids (``node_id``,
+``call_id``, ``trial``) with unique constraints, so a replayed write can never duplicate one.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings as django_settings
+from django.db import models
+
+from .engine.workloads import KernelSpec
+
+
+class Kernel(models.Model):
+    name = models.CharField(max_length=64, blank=True)
+    op = models.CharField(max_length=32)
+    shape = models.JSONField()
+    dtype = models.CharField(max_length=16, default="float32")
+    key = models.CharField(max_length=255, unique=True)  # canonical op|dtype|dims
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    @staticmethod
+    def key_of(spec: KernelSpec) -> str:
+        dims = ",".join(f"{k}={spec.shape[k]}" for k in sorted(spec.shape))
+        return f"{spec.op}|{spec.dtype}|{dims}"
+
+    @property
+    def spec(self) -> KernelSpec:
+        return KernelSpec(self.op, dict(self.shape), self.dtype, self.name)
+
+    def __str__(self) -> str:
+        return self.spec.label
+
+
+class Run(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    FINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    kernel = models.ForeignKey(Kernel, on_delete=models.PROTECT, related_name="runs")
+    target = models.CharField(max_length=32)
+    strategy = models.CharField(max_length=32)
+    fleet = models.JSONField(default=list, blank=True)  # model definitions and prices; never keys
+    model = models.CharField(max_length=64, blank=True)  # single-llm: the model
+    settings = models.JSONField(default=dict)  # SearchSettings
+    trials_budget = models.PositiveIntegerField()
+    llm_calls_budget = models.PositiveIntegerField(null=True, blank=True)
+    usd_budget = models.FloatField(null=True, blank=True)
+    wall_s_budget = models.FloatField(null=True, blank=True)
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    stop_reason = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    owner = models.ForeignKey(django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    worker = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    baseline_latency = models.FloatField(null=True, blank=True)
+    best_latency = models.FloatField(null=True, blank=True)
+    best_node_id = models.IntegerField(null=True, blank=True)
+    trials_done = models.PositiveIntegerField(default=0)
+    llm_calls = models.PositiveIntegerField(default=0)
+    usd = models.FloatField(default=0.0)
+    escalations = models.PositiveIntegerField(default=0)
+    last_seq = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["-created_at"], name="run_newest"),
+            models.Index(fields=["status", "-created_at"], name="run_status_newest"),
+            models.Index(fields=["kernel", "strategy"], name="run_kernel_strategy"),
+        ]
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL
+
+    @property
+    def speedup(self) -> float | None:
+        if self.baseline_latency and self.best_latency:
+            return self.baseline_latency / self.best_latency
+        return None
+
+    def __str__(self) -> str:
+        return f"run {self.pk} {self.kernel} {self.strategy} ({self.status})"
+
+
+class Node(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="nodes")
+    node_id = models.PositiveIntegerField()
+    parent_id = models.PositiveIntegerField(null=True, blank=True)
+    depth = models.PositiveIntegerField()
+    trace = models.JSONField(null=True, blank=True)  # the full trace; replays exactly
+    shash = models.CharField(max_length=16)
+    created_by = models.CharField(max_length=64, blank=True)
+    expand_model = models.CharField(max_length=64, blank=True)
+    mutators = models.JSONField(default=list)
+    decisions = models.JSONField(default=dict)
+    predicted = models.FloatField(default=0.0)  # the cost model's score when the node was made
+    parent_score = models.FloatField(null=True, blank=True)  # the parent's score then (hit rate)
+    visits = models.PositiveIntegerField(default=0)
+    value = models.FloatField(default=0.0)
+    fail_streak = models.PositiveIntegerField(default=0)
+    dead = models.BooleanField(default=False)
+    latency = models.FloatField(null=True, blank=True)
+    status = models.CharField(max_length=16, blank=True)  # "" until measured
+    call_id = models.PositiveIntegerField(null=True, blank=True)
+    seq = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "node_id"], name="node_unique_per_run")]
+        indexes = [models.Index(fields=["run", "latency"], name="node_run_latency")]
+
+
+class Measurement(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="measurements")
+    node_id = models.PositiveIntegerField()
+    trial = models.PositiveIntegerField()
+    status = models.CharField(max_length=16)
+    latency = models.FloatField(null=True, blank=True)
+    build_s = models.FloatField(default=0.0)
+    error = models.TextField(blank=True)
+    seq = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "trial"], name="measurement_unique_trial")]
+
+
+class LLMCall(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="llm_calls_made")
+    call_id = models.PositiveIntegerField()
+    node_id = models.PositiveIntegerField()
+    model = models.CharField(max_length=64)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    usd = models.FloatField(default=0.0)
+    latency_s = models.FloatField(default=0.0)
+    outcome = models.CharField(max_length=16)
+    escalation = models.BooleanField(default=False)
+    mutators = models.JSONField(default=list)
+    next_model = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+    seq = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "call_id"], name="llmcall_unique_per_run")]
+        indexes = [models.Index(fields=["run", "model"], name="llmcall_run_model")]
+
+
+class Escalation(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="escalation_events")
+    node_id = models.PositiveIntegerField()
+    child_id = models.PositiveIntegerField(null=True, blank=True)
+    small_model = models.CharField(max_length=64)
+    large_model = models.CharField(max_length=64)
+    streak = models.PositiveIntegerField()
+    small_score = models.FloatField()
+    large_score = models.FloatField(null=True, blank=True)
+    accepted = models.BooleanField()
+    call_id = models.PositiveIntegerField(null=True, blank=True)
+    seq = models.PositiveIntegerField()
+
+
+class Event(models.Model):
+    """The run's event log, in order; what the live page replays from ``?after=<seq>``."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    kind = models.CharField(max_length=32)
+    data = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="event_unique_seq")]

@@ -1,0 +1,170 @@
+"""The event sink that writes a run's events to the database, and the loader for resume.
+
+Each engine event becomes, in one transaction: an ``Event`` row with the next per-run
+sequence number, the row it describes (a Node, a Measurement, an LLMCall, an Escalation, or
+updates to them), and the Run's counters. After the commit, the event (without the trace)
+goes to an optional broadcaster (the Channels group ``run-<id>``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .engine import events as ev
+from .engine.mcts import SavedNode, SavedState
+from .models import Escalation, Event, LLMCall, Measurement, Node, Run
+
+Broadcast = Callable[[int, int, dict], None]
+
+
+class DatabaseSink:
+    def __init__(self, run: Run, broadcast: Broadcast | None = None):
+        self.run_id = run.pk
+        self.seq = run.last_seq
+        self.broadcast = broadcast
+
+    def emit(self, event: ev.Event) -> None:
+        data = event.to_dict()
+        trace = data.pop("trace", None)
+        with transaction.atomic():
+            self.seq += 1
+            seq = self.seq
+            Event.objects.create(run_id=self.run_id, seq=seq, kind=event.kind, data=data)
+            run_updates = {"last_seq": seq, "heartbeat_at": timezone.now()}
+            handler = getattr(self, f"_on_{event.kind}", None)
+            if handler is not None:
+                run_updates.update(handler(event, seq, trace) or {})
+            Run.objects.filter(pk=self.run_id).update(**run_updates)
+        if self.broadcast is not None:
+            payload = dict(data, seq=seq)
+            transaction.on_commit(lambda: self.broadcast(self.run_id, seq, payload))
+
+    # -- one handler per event kind that changes a row ------------------------------------------
+    def _on_baseline_measured(self, e: ev.BaselineMeasured, seq, _):
+        return {"baseline_latency": e.latency_s}
+
+    def _on_node_created(self, e: ev.NodeCreated, seq, trace):
+        Node.objects.create(
+            run_id=self.run_id,
+            node_id=e.node_id,
+            parent_id=e.parent_id,
+            depth=e.depth,
+            trace=trace,
+            shash=e.shash,
+            created_by=e.created_by or "",
+            expand_model=e.expand_model or "",
+            mutators=e.mutators,
+            decisions=e.decisions,
+            predicted=e.predicted,
+            parent_score=e.parent_score,
+            call_id=e.call_id,
+            seq=seq,
+        )
+        # a successful expansion resets the parent's failure streak (as the engine does)
+        Node.objects.filter(run_id=self.run_id, node_id=e.parent_id, fail_streak__gt=0).update(fail_streak=0)
+
+    def _on_expansion_failed(self, e: ev.ExpansionFailed, seq, _):
+        Node.objects.filter(run_id=self.run_id, node_id=e.node_id).update(fail_streak=e.fail_streak, dead=e.dead)
+
+    def _on_backpropagated(self, e: ev.Backpropagated, seq, _):
+        Node.objects.filter(run_id=self.run_id, node_id__in=[i for i in e.path if i != 0]).update(
+            visits=F("visits") + 1, value=F("value") + e.reward
+        )
+
+    def _on_node_measured(self, e: ev.NodeMeasured, seq, _):
+        Measurement.objects.update_or_create(
+            run_id=self.run_id,
+            trial=e.trial,
+            defaults=dict(node_id=e.node_id, status=e.status, latency=e.latency_s, build_s=e.build_s,
+                          error=e.error, seq=seq),
+        )
+        Node.objects.filter(run_id=self.run_id, node_id=e.node_id).update(status=e.status, latency=e.latency_s)
+        return {"trials_done": e.trial}
+
+    def _on_best_improved(self, e: ev.BestImproved, seq, _):
+        return {"best_latency": e.latency_s, "best_node_id": e.node_id}
+
+    def _on_llm_call(self, e: ev.LLMCallRecorded, seq, _):
+        LLMCall.objects.create(
+            run_id=self.run_id,
+            call_id=e.call_id,
+            node_id=e.node_id,
+            model=e.model,
+            prompt_tokens=e.prompt_tokens,
+            completion_tokens=e.completion_tokens,
+            usd=e.usd,
+            latency_s=e.latency_s,
+            outcome=e.outcome,
+            escalation=e.escalation,
+            mutators=e.mutators,
+            next_model=e.next_model or "",
+            error=e.error,
+            seq=seq,
+        )
+        return {"llm_calls": F("llm_calls") + 1, "usd": F("usd") + e.usd}
+
+    def _on_escalation(self, e: ev.Escalation, seq, _):
+        Escalation.objects.create(
+            run_id=self.run_id,
+            node_id=e.node_id,
+            child_id=e.child_id,
+            small_model=e.small_model,
+            large_model=e.large_model,
+            streak=e.streak,
+            small_score=e.small_score,
+            large_score=e.large_score,
+            accepted=e.accepted,
+            call_id=e.call_id,
+            seq=seq,
+        )
+        return {"escalations": F("escalations") + 1}
+
+
+def saved_state(run: Run) -> SavedState | None:
+    """The engine state a run left in the database; None when it has no node yet."""
+    nodes = list(run.nodes.order_by("node_id"))
+    if not nodes:
+        return None
+    saved = [
+        SavedNode(
+            node_id=n.node_id,
+            parent_id=n.parent_id,
+            trace=n.trace,
+            created_by=n.created_by or None,
+            expand_model=n.expand_model or None,
+            mutators=n.mutators,
+            predicted=n.predicted,
+            parent_score=n.parent_score,
+            visits=n.visits,
+            value=n.value,
+            latency=n.latency,
+            status=n.status or None,
+            fail_streak=n.fail_streak,
+            dead=n.dead,
+            call_id=n.call_id,
+        )
+        for n in nodes
+    ]
+    history, best = [], None
+    for m in run.measurements.order_by("trial"):
+        if m.status == "ok" and m.latency and (best is None or m.latency < best):
+            best = m.latency
+        if best is not None:
+            history.append((m.trial, best))
+    calls = list(
+        run.llm_calls_made.order_by("call_id").values(
+            "call_id", "node_id", "model", "prompt_tokens", "completion_tokens", "usd", "latency_s", "outcome",
+            "escalation",
+        )
+    )
+    return SavedState(
+        nodes=saved,
+        trials=run.measurements.count(),
+        history=history,
+        calls=calls,
+        escalations=run.escalation_events.count(),
+    )
