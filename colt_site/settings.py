@@ -71,6 +71,11 @@ DATABASES = {
         os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"), conn_max_age=60
     )
 }
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # a worker process shares the file with the web process; wait for its writes
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # tests that start worker processes need a test database those processes can open
+    DATABASES["default"]["TEST"] = {"NAME": os.environ.get("COLT_TEST_SQLITE", str(BASE_DIR / "test-db.sqlite3"))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 #: Optional: Celery broker and channel layer. Absent means the embedded in-process worker.

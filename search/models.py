@@ -51,6 +51,7 @@ class Run(models.Model):
     fleet = models.JSONField(default=list, blank=True)  # model definitions and prices; never keys
     model = models.CharField(max_length=64, blank=True)  # single-llm: the model
     settings = models.JSONField(default=dict)  # SearchSettings
+    timing = models.JSONField(default=dict, blank=True)  # MeasureConfig overrides (number, repeat, ...)
     trials_budget = models.PositiveIntegerField()
     llm_calls_budget = models.PositiveIntegerField(null=True, blank=True)
     usd_budget = models.FloatField(null=True, blank=True)

@@ -6,7 +6,8 @@ import contextlib
 import json
 import logging
 import socket
-from dataclasses import dataclass
+import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from django.db import transaction
@@ -29,6 +30,10 @@ class FleetUnavailable(RuntimeError):
 
 class RunStateError(RuntimeError):
     """The run is not in a state that allows this (resume a finished run, ...)."""
+
+
+class RunBusy(RunStateError):
+    """Another worker is running this run right now (its last event is recent)."""
 
 
 def load_fleet(name: str) -> Fleet:
@@ -86,6 +91,7 @@ def create_run(
     settings: SearchSettings = SearchSettings(),
     fleet: Fleet | None = None,
     model: str | None = None,
+    timing: MeasureConfig | None = None,
     owner=None,
     enqueue: bool = True,
 ):
@@ -112,6 +118,7 @@ def create_run(
             fleet=fleet.to_list() if fleet is not None and strategy in LLM_STRATEGIES else [],
             model=model or "",
             settings=settings.to_dict(),
+            timing=asdict(timing) if timing is not None else {},
             trials_budget=budget.trials,
             llm_calls_budget=budget.llm_calls,
             usd_budget=budget.usd,
@@ -170,8 +177,14 @@ def mark_run_failed(run_id: int, error: str) -> None:
     )
 
 
-def execute_run(run_id: int, *, broadcast=None, measurer=None, llm_client=None) -> None:
-    """Run (or go on with) a run's search here: what the worker task calls."""
+#: A running run whose last event is older than this is orphaned (its worker died) and may be
+#: taken over by a redelivered task; a fresher one is left to the worker that runs it.
+STALE_AFTER_S = float(os.environ.get("COLT_STALE_AFTER_S", "180"))
+
+
+def execute_run(run_id: int, *, broadcast=None, measurer=None, llm_client=None, worker: str = "",
+                extra_sink: ev.EventSink | None = None, serve_local: bool = True) -> TuneOutcome | None:
+    """Run (or go on with) a run's search here: what the worker task (and the CLI) calls."""
     from .models import Run
     from .persistence import DatabaseSink, saved_state
 
@@ -179,28 +192,35 @@ def execute_run(run_id: int, *, broadcast=None, measurer=None, llm_client=None) 
         run = Run.objects.select_for_update().select_related("kernel").get(pk=run_id)
         if run.is_final:
             log.info("run %s is %s; nothing to do", run_id, run.status)
-            return
+            return None
+        if run.status == Run.Status.RUNNING and run.heartbeat_at is not None:
+            age = (timezone.now() - run.heartbeat_at).total_seconds()
+            if age < STALE_AFTER_S:
+                raise RunBusy(f"run {run_id} is being run by {run.worker} (last event {age:.0f} s ago)")
         if run.cancel_requested:
             run.status, run.stop_reason, run.finished_at = Run.Status.CANCELLED, "cancelled", timezone.now()
             run.save(update_fields=["status", "stop_reason", "finished_at"])
-            return
+            return None
         run.status = Run.Status.RUNNING
         run.attempts += 1
-        run.worker = socket.gethostname()
+        run.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
         run.started_at = run.started_at or timezone.now()
-        run.save(update_fields=["status", "attempts", "worker", "started_at"])
+        run.heartbeat_at = timezone.now()
+        run.save(update_fields=["status", "attempts", "worker", "started_at", "heartbeat_at"])
     state = saved_state(run)
     fleet = Fleet.of(run.fleet) if run.fleet else None
     settings = SearchSettings(**run.settings)
     if run.attempts > 1:  # a resumed run draws new random numbers, reproducibly
         settings = SearchSettings(**dict(run.settings, seed=settings.seed + 1000 * (run.attempts - 1)))
     sink = DatabaseSink(run, broadcast)
+    if extra_sink is not None:
+        sink = ev.FanOutSink(sink, extra_sink)
 
     def should_stop() -> bool:
         return Run.objects.filter(pk=run_id, cancel_requested=True).exists()
 
     try:
-        with local_servers(fleet is not None and fleet_is_local(fleet), log=log.info):
+        with local_servers(serve_local and fleet is not None and fleet_is_local(fleet), log=log.info):
             outcome = tune(
                 spec=run.kernel.spec,
                 target=run.target,
@@ -210,6 +230,7 @@ def execute_run(run_id: int, *, broadcast=None, measurer=None, llm_client=None) 
                 settings=settings,
                 sink=sink,
                 measurer=measurer,
+                measure_config=MeasureConfig(**run.timing) if run.timing else None,
                 fleet=fleet,
                 llm_client=llm_client,
                 model=run.model or None,
@@ -217,7 +238,7 @@ def execute_run(run_id: int, *, broadcast=None, measurer=None, llm_client=None) 
                 resume=state,
                 baseline_latency=run.baseline_latency,
             )
-    except Exception as exc:
+    except BaseException as exc:  # an interrupted CLI run too: it can be resumed
         mark_run_failed(run_id, f"{type(exc).__name__}: {exc}")
         raise
     final = {
@@ -226,6 +247,7 @@ def execute_run(run_id: int, *, broadcast=None, measurer=None, llm_client=None) 
     }.get(outcome.status, Run.Status.FAILED)
     Run.objects.filter(pk=run_id).update(status=final, stop_reason=outcome.stop_reason[:200],
                                          finished_at=timezone.now())
+    return outcome
 
 
 # --- the command line ------------------------------------------------------------------------
@@ -233,6 +255,7 @@ def execute_run(run_id: int, *, broadcast=None, measurer=None, llm_client=None) 
 
 @dataclass
 class CliRun:
+    run_id: int
     outcome: TuneOutcome
     files: dict[str, Path]
 
@@ -252,17 +275,10 @@ def tune_and_write(
     serve_local: bool = False,
     log=print,
 ) -> CliRun:
-    """Run a tuning from the command line and write its best schedule to ``out_dir``."""
+    """A tuning from the command line: a Run like any other (one history for CLI and web),
+    executed here, its best schedule written to ``out_dir``."""
+    run = create_run(spec=spec, target=target, strategy=strategy, budget=budget, settings=settings, fleet=fleet,
+                     model=model, timing=measure_config, enqueue=False)
     with local_servers(serve_local and fleet is not None, log=log):
-        outcome = tune(
-            spec=spec,
-            target=target,
-            strategy=strategy,
-            budget=budget,
-            settings=settings,
-            sink=sink,
-            measure_config=measure_config,
-            fleet=fleet,
-            model=model,
-        )
-    return CliRun(outcome, outcome.write(out_dir))
+        outcome = execute_run(run.pk, extra_sink=sink, serve_local=False)
+    return CliRun(run.pk, outcome, outcome.write(out_dir))

@@ -12,14 +12,16 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from celery import shared_task
 from django.conf import settings
-from django.db import OperationalError, close_old_connections
+from django.db import OperationalError, close_old_connections, connection
+
+from colt_site.celery import app
 
 log = logging.getLogger(__name__)
 
 
-@shared_task(
+@app.task(
+    name="search.tasks.run_search",
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -29,10 +31,15 @@ log = logging.getLogger(__name__)
     max_retries=8,
 )
 def run_search(self, run_id: int) -> None:
-    from .services import execute_run
+    from .services import STALE_AFTER_S, RunBusy, execute_run
 
     close_old_connections()
-    execute_run(run_id, broadcast=_broadcaster())
+    try:
+        execute_run(run_id, broadcast=_broadcaster(), worker=self.request.hostname or "")
+    except RunBusy as exc:
+        # a redelivered message while the run looks alive: look again once it could be stale
+        # (its worker died) and take over then; if it finishes meanwhile, the retry does nothing
+        raise self.retry(exc=exc, countdown=max(1.0, STALE_AFTER_S), max_retries=None) from None
 
 
 def _broadcaster():
@@ -55,7 +62,7 @@ def _in_process(run_id: int) -> None:
     except Exception:  # noqa: BLE001 - the run is marked failed; keep the executor alive
         log.exception("run %s failed", run_id)
     finally:
-        close_old_connections()
+        connection.close()  # this thread's connection
 
 
 def dispatch(run_id: int, target: str) -> None:
@@ -63,9 +70,8 @@ def dispatch(run_id: int, target: str) -> None:
     one run at a time."""
     global _executor
     if settings.REDIS_URL:
-        from colt_site.celery import app  # noqa: F401 - configures the shared task's app
-
-        run_search.apply_async(args=[run_id], queue=target)
+        with app.connection_for_write(settings.REDIS_URL) as conn:
+            run_search.apply_async(args=[run_id], queue=target, connection=conn)
         return
     with _lock:
         if _executor is None:

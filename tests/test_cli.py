@@ -1,6 +1,8 @@
 """``manage.py tune`` as a user runs it: a subprocess, its exit code, its output files."""
 
 import json
+import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -8,12 +10,23 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+ENV = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cli_database(tmp_path_factory):
+    """The CLI records runs in a database: give it its own, migrated, SQLite file."""
+    path = tmp_path_factory.mktemp("cli") / "cli.sqlite3"
+    ENV.update(os.environ, DATABASE_URL=f"sqlite:///{path}")
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=ENV, check=True)
+    yield path
 
 
 def tune(*args, timeout=300):
     return subprocess.run(
         [sys.executable, "manage.py", "tune", *args],
         cwd=ROOT,
+        env=ENV,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -78,3 +91,7 @@ def test_a_real_run_writes_a_replayable_schedule(tmp_path):
     space = SearchSpace(validate(KernelSpec("gemm", {"M": 64, "N": 64, "K": 64})), "llvm")
     cand = space.load(json.loads((out / "best_trace.json").read_text()))
     assert cand.script() == script
+    # and the run is in the history, like a web run
+    db = sqlite3.connect(ENV["DATABASE_URL"].removeprefix("sqlite:///"))
+    status, trials, best = db.execute("select status, trials_done, best_latency from search_run").fetchone()
+    assert (status, trials) == ("succeeded", 6) and best == pytest.approx(summary["best_latency_s"])

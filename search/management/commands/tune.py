@@ -129,6 +129,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc), returncode=2) from None
         for line in summary_lines(run.outcome.summary()):
             self.stdout.write(line)
+        self.stdout.write(f"  {'run':<16}  #{run.run_id} (in the run history)")
         for kind, path in run.files.items():
             self.stdout.write(f"  {kind:<16}  {path}")
         if run.outcome.result.best is None:
@@ -159,6 +160,7 @@ class Command(BaseCommand):
         )
         for line in summary_lines(run.outcome.summary()):
             self.stdout.write(line)
+        self.stdout.write(f"  {'run':<16}  #{run.run_id} (in the run history)")
         for kind, path in run.files.items():
             self.stdout.write(f"  {kind:<16}  {path}")
         if run.outcome.result.best is None:

@@ -1,0 +1,166 @@
+"""Runs that persist: the database sink, resume after a lost worker, cancel, the in-process
+executor. Runs against whichever database DATABASE_URL names (scripts/test runs SQLite, then
+PostgreSQL)."""
+
+import time
+
+import pytest
+
+from search import services
+from search.engine.mcts import Budget, SearchSettings
+from search.engine.measure import MeasureConfig
+from search.models import Event, LLMCall, Measurement, Node, Run
+from tests.engine.test_policy import fleet_at
+from tests.fakellm import FakeLLMServer, Script
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.db]
+
+FAST = MeasureConfig(number=1, repeat=2, min_repeat_ms=0, timeout_s=60.0)
+SETTINGS = SearchSettings(measure_batch=4, expansions_per_round=6, seed=11)
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    """Record what would be enqueued instead of starting it (tests call execute_run)."""
+    sent = []
+    monkeypatch.setattr(services, "enqueue_run", lambda run_id, target: sent.append((run_id, target)))
+    return sent
+
+
+@pytest.fixture
+def fake():
+    server = FakeLLMServer()
+    for name in ("small", "mid", "large"):
+        server.scripts[name] = Script('{"next_model": "small", "mutators": ["MutateTileSize"]}')
+    yield server
+    server.close()
+
+
+class DyingMeasurer:
+    """A real measurer whose worker 'dies' (raises) on the n-th batch, like a killed process."""
+
+    def __init__(self, inner, die_on_batch):
+        self.inner, self.batches, self.die_on_batch = inner, 0, die_on_batch
+
+    def measure(self, traces, config=None):
+        if traces != [None]:
+            self.batches += 1
+            if self.batches == self.die_on_batch:
+                raise RuntimeError("worker lost")
+        return self.inner.measure(traces, config)
+
+    def close(self):
+        pass
+
+
+def assert_consistent(run):
+    nodes = list(run.nodes.order_by("node_id").values_list("node_id", "parent_id"))
+    assert [n for n, _ in nodes] == list(range(1, len(nodes) + 1))  # dense, no duplicate
+    ids = {0} | {n for n, _ in nodes}
+    assert all(p in ids for _, p in nodes)
+    seqs = list(run.events.order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(1, len(seqs) + 1)) and run.last_seq == len(seqs)
+    assert run.events.filter(kind="node_created").count() == len(nodes)
+    trials = list(run.measurements.order_by("trial").values_list("trial", flat=True))
+    assert trials == list(range(1, len(trials) + 1))
+    calls = list(run.llm_calls_made.order_by("call_id").values_list("call_id", flat=True))
+    assert calls == list(range(1, len(calls) + 1))
+    assert run.events.filter(kind="llm_call").count() == len(calls)
+
+
+def test_create_run_validates_and_enqueues_after_commit(queued, gemm128, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        run = services.create_run(spec=gemm128, budget=Budget(trials=4), settings=SETTINGS, timing=FAST)
+    assert queued == [(run.pk, "llvm")]
+    assert run.status == Run.Status.QUEUED and run.kernel.spec.shape == gemm128.shape
+    with pytest.raises(ValueError, match="positive"):
+        services.create_run(spec=gemm128, budget=Budget(trials=0))
+    with pytest.raises(ValueError, match="needs a fleet"):
+        services.create_run(spec=gemm128, strategy="colt")
+    assert Run.objects.count() == 1
+
+
+def test_a_run_persists_every_event_in_order(queued, gemm128, gemm_measurer, fake):
+    run = services.create_run(spec=gemm128, strategy="colt", budget=Budget(trials=8), settings=SETTINGS,
+                              fleet=fleet_at(fake.api_base), timing=FAST)
+    services.execute_run(run.pk, measurer=gemm_measurer)
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUCCEEDED and run.stop_reason == "trial budget spent"
+    assert run.trials_done == 8 == run.measurements.count()
+    assert run.baseline_latency > 0 and run.best_latency < run.baseline_latency
+    best = run.nodes.get(node_id=run.best_node_id)
+    assert best.status == "ok" and best.latency == run.best_latency and best.trace
+    assert run.llm_calls == run.llm_calls_made.count() > 0
+    assert run.usd == pytest.approx(sum(c.usd for c in run.llm_calls_made.all()))
+    assert_consistent(run)
+    kinds = list(run.events.order_by("seq").values_list("kind", flat=True))
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
+    # visits persisted through back-propagation match the tree: each child's visits <= parent's
+    by_id = {n.node_id: n for n in run.nodes.all()}
+    for n in by_id.values():
+        if n.parent_id:
+            assert n.visits <= by_id[n.parent_id].visits
+    # the event log carries no traces (they live on the node rows)
+    assert all("trace" not in e.data for e in run.events.filter(kind="node_created"))
+
+
+def test_resume_after_the_worker_dies_loses_and_duplicates_nothing(queued, gemm128, gemm_measurer, fake):
+    run = services.create_run(spec=gemm128, strategy="colt", budget=Budget(trials=12), settings=SETTINGS,
+                              fleet=fleet_at(fake.api_base), timing=FAST)
+    with pytest.raises(RuntimeError, match="worker lost"):
+        services.execute_run(run.pk, measurer=DyingMeasurer(gemm_measurer, die_on_batch=2))
+    run.refresh_from_db()
+    assert run.status == Run.Status.FAILED and run.trials_done == 4
+    before_nodes, before_calls = run.nodes.count(), run.llm_calls_made.count()
+    assert_consistent(run)
+    services.resume_run(run.pk)
+    assert queued[-1] == (run.pk, "llvm")
+    services.execute_run(run.pk, measurer=gemm_measurer)
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUCCEEDED and run.attempts == 2
+    assert run.trials_done == 12 == run.measurements.count()
+    assert run.nodes.count() > before_nodes and run.llm_calls_made.count() > before_calls
+    assert_consistent(run)
+    assert run.events.filter(kind="run_resumed").count() == 1
+    assert run.events.filter(kind="baseline_measured").count() == 1  # not measured again
+
+
+def test_cancel_a_queued_run_at_once_and_a_running_one_within_an_iteration(queued, gemm128, gemm_measurer):
+    run = services.create_run(spec=gemm128, budget=Budget(trials=4), settings=SETTINGS, timing=FAST)
+    services.cancel_run(run.pk)
+    run.refresh_from_db()
+    assert run.status == Run.Status.CANCELLED
+    services.execute_run(run.pk, measurer=gemm_measurer)  # a late delivery does nothing
+    assert run.nodes.count() == 0
+
+    run = services.create_run(spec=gemm128, budget=Budget(trials=400), settings=SETTINGS, timing=FAST)
+
+    class CancelOnFirstBatch:
+        def measure(self, traces, config=None):
+            if traces != [None]:
+                services.cancel_run(run.pk)
+            return gemm_measurer.measure(traces, config)
+
+        def close(self):
+            pass
+
+    services.execute_run(run.pk, measurer=CancelOnFirstBatch())
+    run.refresh_from_db()
+    assert run.status == Run.Status.CANCELLED and run.stop_reason == "cancelled"
+    assert run.trials_done == 4  # the batch in flight finished, then the loop stopped
+    assert_consistent(run)
+
+
+def test_embedded_default_runs_in_process_without_redis(settings, gemm128):
+    settings.REDIS_URL = ""
+    run = services.create_run(spec=gemm128, budget=Budget(trials=4), settings=SETTINGS, timing=FAST)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        run.refresh_from_db()
+        if run.is_final:
+            break
+        time.sleep(0.5)
+    assert run.status == Run.Status.SUCCEEDED, run.error
+    assert run.trials_done == 4
+    assert Node.objects.filter(run=run).count() >= 4 and Event.objects.filter(run=run).exists()
+    assert Measurement.objects.filter(run=run).count() == 4 and not LLMCall.objects.filter(run=run).exists()

@@ -1,0 +1,185 @@
+"""Real Celery worker processes on the real Redis broker, against the test database:
+a run end to end, SIGKILL mid-run then resume, redelivery to a restarted worker, cancel,
+and two workers on two queues each taking only their target's runs."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from search import services
+from search.engine.mcts import Budget, SearchSettings
+from search.engine.measure import MeasureConfig
+from search.models import Run
+from tests.test_runs import assert_consistent
+
+ROOT = Path(__file__).resolve().parents[1]
+REDIS_TEST_URL = os.environ.get("COLT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+FAST = MeasureConfig(number=1, repeat=2, min_repeat_ms=0, timeout_s=60.0)
+SETTINGS = SearchSettings(measure_batch=4, expansions_per_round=6, seed=21)
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.db, pytest.mark.services, pytest.mark.slow]
+
+
+def redis_available() -> bool:
+    import redis
+
+    try:
+        return redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=1).ping()
+    except Exception:  # noqa: BLE001
+        return False
+
+
+@pytest.fixture(autouse=True)
+def broker(settings):
+    if not redis_available():
+        if os.environ.get("COLT_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"Redis is required but not reachable at {REDIS_TEST_URL}")
+        pytest.skip(f"Redis not reachable at {REDIS_TEST_URL}")
+    import redis
+
+    redis.Redis.from_url(REDIS_TEST_URL).flushdb()
+    settings.REDIS_URL = REDIS_TEST_URL  # dispatch() sends to the broker this names
+    yield
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class Worker:
+    def __init__(self, name: str, queue: str, **env):
+        self.name = name
+        environ = dict(os.environ, DATABASE_URL=database_url(), REDIS_URL=REDIS_TEST_URL,
+                       COLT_STALE_AFTER_S="2", PYTHONPATH=str(ROOT), **env)
+        self.log = open(ROOT / f".pytest-worker-{name}.log", "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "colt_site.celery", "worker", "-Q", queue, "-c", "1",
+             "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info"],
+            cwd=ROOT, env=environ, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def kill(self):
+        """SIGKILL the worker and everything it started (its pool child, measurement workers)."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+
+@pytest.fixture
+def workers():
+    started = []
+
+    def start(name, queue="llvm", **env):
+        w = Worker(name, queue, **env)
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.stop()
+
+
+def wait_for(predicate, timeout=180, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def refreshed(run):
+    run.refresh_from_db()
+    return run
+
+
+def create(spec, trials, target="llvm"):
+    return services.create_run(spec=spec, target=target, budget=Budget(trials=trials), settings=SETTINGS, timing=FAST)
+
+
+def test_a_real_worker_runs_a_run_end_to_end(workers, gemm128):
+    workers("w1")
+    run = create(gemm128, 8)
+    wait_for(lambda: refreshed(run).is_final, what="the run to finish")
+    assert run.status == Run.Status.SUCCEEDED, run.error
+    assert run.trials_done == 8 and run.worker.startswith("w1@")
+    assert_consistent(run)
+
+
+def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(workers, gemm128):
+    w = workers("w1")
+    run = create(gemm128, 16)
+    wait_for(lambda: refreshed(run).trials_done >= 4, what="the first measurements")
+    w.kill()
+    run = refreshed(run)
+    assert run.status == Run.Status.RUNNING  # orphaned: nobody will finish it by itself
+    nodes, trials = run.nodes.count(), run.trials_done
+    assert_consistent(run)
+    time.sleep(2.5)  # older than COLT_STALE_AFTER_S: the run is orphaned
+    services.resume_run(run.pk)
+    workers("w2")
+    wait_for(lambda: refreshed(run).is_final, what="the resumed run to finish")
+    assert run.status == Run.Status.SUCCEEDED, run.error
+    assert run.trials_done == 16 and run.measurements.count() == 16
+    assert run.nodes.count() >= nodes and run.worker.startswith("w2@")
+    assert run.events.filter(kind="run_resumed").exists()
+    assert trials < 16
+    assert_consistent(run)
+
+
+def test_a_restarted_worker_gets_the_unacknowledged_task_again(workers, gemm128):
+    """acks_late + reject_on_worker_lost: the message outlives the killed worker and is
+    redelivered (after the broker's visibility timeout) to the next worker on the queue."""
+    w = workers("w1", COLT_VISIBILITY_TIMEOUT="4")
+    run = create(gemm128, 12)
+    wait_for(lambda: refreshed(run).trials_done >= 4, what="the first measurements")
+    w.kill()
+    workers("w2", COLT_VISIBILITY_TIMEOUT="4")
+    wait_for(lambda: refreshed(run).is_final, timeout=240, what="redelivery and completion")
+    assert run.status == Run.Status.SUCCEEDED, run.error
+    assert run.worker.startswith("w2@") and run.attempts >= 2
+    assert run.trials_done == 12
+    assert_consistent(run)
+
+
+def test_cancel_stops_a_running_run(workers, gemm128):
+    workers("w1")
+    run = create(gemm128, 400)
+    wait_for(lambda: refreshed(run).trials_done >= 4, what="a running run")
+    services.cancel_run(run.pk)
+    wait_for(lambda: refreshed(run).is_final, what="the cancel")
+    assert run.status == Run.Status.CANCELLED and run.trials_done < 400
+    assert_consistent(run)
+
+
+def test_two_workers_on_two_queues_take_only_their_targets_runs(workers, gemm128):
+    workers("cpu", queue="llvm")
+    workers("gpu", queue="cuda-sm80")
+    cpu_run = create(gemm128, 4, target="llvm")
+    gpu_run = create(gemm128, 4, target="cuda-sm80")
+    wait_for(lambda: refreshed(cpu_run).is_final and refreshed(gpu_run).is_final, timeout=240,
+             what="both runs")
+    assert cpu_run.worker.startswith("cpu@") and cpu_run.status == Run.Status.SUCCEEDED
+    assert gpu_run.worker.startswith("gpu@")
+    # no GPU here: the CUDA run built its candidates and could not time them
+    statuses = set(gpu_run.measurements.values_list("status", flat=True))
+    assert statuses <= {"no_device", "build_error"} and gpu_run.status == Run.Status.FAILED
