@@ -14,12 +14,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from .engine import events as ev
-from .engine.compiler import target_kind
 from .engine.llm import Fleet, FleetError
 from .engine.measure import MeasureConfig
 from .engine.mcts import Budget, SearchSettings
-from .engine.tuning import LLM_STRATEGIES, STRATEGIES, TuneOutcome, tune
-from .engine.workloads import KernelSpec, validate
+from .engine.tuning import LLM_STRATEGIES, TuneOutcome, check_request, tune
+from .engine.workloads import KernelSpec
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +97,7 @@ def create_run(
     """Validate and save a run; enqueue its search once the row is committed."""
     from .models import Kernel, Run
 
-    spec = validate(spec)
-    target_kind(target)
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
-    if budget.trials <= 0:
-        raise ValueError("the trial budget must be positive")
-    if strategy in LLM_STRATEGIES and fleet is None:
-        raise ValueError(f"strategy {strategy} needs a fleet")
+    spec = check_request(spec, target, strategy, budget, fleet)
     with transaction.atomic():
         kernel, _ = Kernel.objects.get_or_create(
             key=Kernel.key_of(spec),

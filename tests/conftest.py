@@ -32,3 +32,23 @@ def gemm_measurer(gemm128):
     measurer = LocalMeasurer(gemm128, "llvm", FAST)
     yield measurer
     measurer.close()
+
+
+@pytest.fixture
+def fake_llm():
+    """A fake OpenAI-compatible server on 127.0.0.1 answering a fixed joint action for the
+    models small, mid and large; LiteLLM reaches it over real HTTP (so can worker processes)."""
+    from tests.fakellm import FakeLLMServer, Script
+
+    server = FakeLLMServer()
+    for name in ("small", "mid", "large"):
+        server.scripts[name] = Script('{"next_model": "small", "mutators": ["MutateTileSize"]}')
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def fake_fleet(fake_llm):
+    from tests.engine.test_policy import fleet_at
+
+    return fleet_at(fake_llm.api_base)

@@ -10,8 +10,6 @@ from search import services
 from search.engine.mcts import Budget, SearchSettings
 from search.engine.measure import MeasureConfig
 from search.models import Event, LLMCall, Measurement, Node, Run
-from tests.engine.test_policy import fleet_at
-from tests.fakellm import FakeLLMServer, Script
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.db]
 
@@ -27,13 +25,6 @@ def queued(monkeypatch):
     return sent
 
 
-@pytest.fixture
-def fake():
-    server = FakeLLMServer()
-    for name in ("small", "mid", "large"):
-        server.scripts[name] = Script('{"next_model": "small", "mutators": ["MutateTileSize"]}')
-    yield server
-    server.close()
 
 
 class DyingMeasurer:
@@ -80,9 +71,9 @@ def test_create_run_validates_and_enqueues_after_commit(queued, gemm128, django_
     assert Run.objects.count() == 1
 
 
-def test_a_run_persists_every_event_in_order(queued, gemm128, gemm_measurer, fake):
+def test_a_run_persists_every_event_in_order(queued, gemm128, gemm_measurer, fake_fleet):
     run = services.create_run(spec=gemm128, strategy="colt", budget=Budget(trials=8), settings=SETTINGS,
-                              fleet=fleet_at(fake.api_base), timing=FAST)
+                              fleet=fake_fleet, timing=FAST)
     services.execute_run(run.pk, measurer=gemm_measurer)
     run.refresh_from_db()
     assert run.status == Run.Status.SUCCEEDED and run.stop_reason == "trial budget spent"
@@ -104,9 +95,9 @@ def test_a_run_persists_every_event_in_order(queued, gemm128, gemm_measurer, fak
     assert all("trace" not in e.data for e in run.events.filter(kind="node_created"))
 
 
-def test_resume_after_the_worker_dies_loses_and_duplicates_nothing(queued, gemm128, gemm_measurer, fake):
+def test_resume_after_the_worker_dies_loses_and_duplicates_nothing(queued, gemm128, gemm_measurer, fake_fleet):
     run = services.create_run(spec=gemm128, strategy="colt", budget=Budget(trials=12), settings=SETTINGS,
-                              fleet=fleet_at(fake.api_base), timing=FAST)
+                              fleet=fake_fleet, timing=FAST)
     with pytest.raises(RuntimeError, match="worker lost"):
         services.execute_run(run.pk, measurer=DyingMeasurer(gemm_measurer, die_on_batch=2))
     run.refresh_from_db()

@@ -112,8 +112,11 @@ def refreshed(run):
     return run
 
 
-def create(spec, trials, target="llvm"):
-    return services.create_run(spec=spec, target=target, budget=Budget(trials=trials), settings=SETTINGS, timing=FAST)
+def create(spec, trials, target="llvm", **kw):
+    return services.create_run(spec=spec, target=target, budget=Budget(trials=trials), settings=SETTINGS, timing=FAST,
+                               **kw)
+
+
 
 
 def test_a_real_worker_runs_a_run_end_to_end(workers, gemm128):
@@ -125,14 +128,15 @@ def test_a_real_worker_runs_a_run_end_to_end(workers, gemm128):
     assert_consistent(run)
 
 
-def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(workers, gemm128):
+def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(workers, gemm128, fake_fleet):
     w = workers("w1")
-    run = create(gemm128, 16)
+    run = create(gemm128, 16, strategy="colt", fleet=fake_fleet)
     wait_for(lambda: refreshed(run).trials_done >= 4, what="the first measurements")
     w.kill()
     run = refreshed(run)
     assert run.status == Run.Status.RUNNING  # orphaned: nobody will finish it by itself
-    nodes, trials = run.nodes.count(), run.trials_done
+    nodes, trials, calls = run.nodes.count(), run.trials_done, run.llm_calls_made.count()
+    assert calls > 0 and run.llm_calls == calls
     assert_consistent(run)
     time.sleep(2.5)  # older than COLT_STALE_AFTER_S: the run is orphaned
     services.resume_run(run.pk)
@@ -141,6 +145,7 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(workers, gemm1
     assert run.status == Run.Status.SUCCEEDED, run.error
     assert run.trials_done == 16 and run.measurements.count() == 16
     assert run.nodes.count() >= nodes and run.worker.startswith("w2@")
+    assert run.llm_calls_made.count() >= calls and run.llm_calls == run.llm_calls_made.count()
     assert run.events.filter(kind="run_resumed").exists()
     assert trials < 16
     assert_consistent(run)

@@ -131,6 +131,20 @@ def make_policy(
     )
 
 
+def check_request(spec: KernelSpec, target: str, strategy: str, budget: Budget, fleet: Fleet | None = None,
+                  policy: ExpansionPolicy | None = None) -> KernelSpec:
+    """Refuse what cannot run, with a clear message; returns the normalized spec."""
+    spec = validate(spec)
+    target_kind(target)
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+    if budget.trials <= 0:
+        raise ValueError("the trial budget must be positive")
+    if strategy in LLM_STRATEGIES and fleet is None and policy is None:
+        raise ValueError(f"strategy {strategy} needs a fleet of LLMs")
+    return spec
+
+
 def tune(
     *,
     spec: KernelSpec,
@@ -150,12 +164,7 @@ def tune(
     baseline_latency: float | None = None,
 ) -> TuneOutcome:
     """Tune ``spec``; with ``resume``, go on from a saved state (and its known baseline)."""
-    spec = validate(spec)
-    target_kind(target)
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
-    if budget.trials <= 0:
-        raise ValueError("the trial budget must be positive")
+    spec = check_request(spec, target, strategy, budget, fleet, policy)
     if policy is None and strategy != "evolutionary":
         policy = make_policy(strategy, spec=spec, target=target, settings=settings, budget=budget,
                              fleet=fleet, client=llm_client, model=model)

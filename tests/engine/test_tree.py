@@ -52,12 +52,15 @@ def test_lambda_prefers_the_smaller_model_between_equal_children():
 def test_lambda_is_ignored_when_all_children_share_one_model():
     tree = Tree()
     parent = make(tree, tree.root, visits=10, value=5.0)
-    a = make(tree, parent, visits=4, value=1.0, model="small")
-    b = make(tree, parent, visits=4, value=3.0, model="small")
-    # with lam applied to both the ranking would be the same; check the score itself
-    assert best_child(parent, lam=0.9, c=0.0, params=FLEET) is b
-    lam_free = uct_score(b, 10, lam=0.0, c=0.0, phi_value=1.0)
-    assert lam_free == pytest.approx(0.75)
+    rare = make(tree, parent, visits=1, value=0.5, model="large")  # mean 0.5, large exploration
+    good = make(tree, parent, visits=8, value=7.2, model="large")  # mean 0.9
+    # lam = 0 (ignored): 0.5 + 0.455 < 0.9 + 0.161, the better mean wins
+    assert best_child(parent, lam=0.9, c=0.3, params=FLEET) is good
+    # had lam = 0.9 been applied, exploitation would shrink to a tenth and the rare child win
+    assert uct_score(rare, 10, lam=0.9, c=0.3, phi_value=0.0) > uct_score(good, 10, lam=0.9, c=0.3, phi_value=0.0)
+    # with two models in the family, lam applies
+    make(tree, parent, visits=8, value=0.0, model="small")
+    assert best_child(parent, lam=0.9, c=0.3, params=FLEET).expand_model == "small"
 
 
 def test_higher_mean_wins_and_exploration_favors_the_less_visited():

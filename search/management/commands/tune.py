@@ -157,11 +157,5 @@ class Command(BaseCommand):
             out_dir=out,
             sink=ConsoleSink(self.stdout, verbose=opts["verbose_trials"]),
             measure_config=MeasureConfig(number=opts["number"], repeat=opts["repeat"], min_repeat_ms=opts["min_repeat_ms"]),
+            log=self.stdout.write,
         )
-        for line in summary_lines(run.outcome.summary()):
-            self.stdout.write(line)
-        self.stdout.write(f"  {'run':<16}  #{run.run_id} (in the run history)")
-        for kind, path in run.files.items():
-            self.stdout.write(f"  {kind:<16}  {path}")
-        if run.outcome.result.best is None:
-            raise CommandError("no valid schedule was found", returncode=1)
