@@ -145,7 +145,7 @@ def cancel_run(run_id: int) -> None:
         run.save(update_fields=["cancel_requested", "status", "stop_reason", "finished_at"])
 
 
-def resume_run(run_id: int) -> None:
+def resume_run(run_id: int, *, enqueue: bool = True) -> None:
     """Put a stopped (cancelled, failed or orphaned) run back in its queue; it goes on from the
     tree in the database."""
     from .models import Run
@@ -158,7 +158,8 @@ def resume_run(run_id: int) -> None:
         run.cancel_requested = False
         run.finished_at = None
         run.save(update_fields=["status", "cancel_requested", "finished_at"])
-        transaction.on_commit(lambda: enqueue_run(run.pk, run.target))
+        if enqueue:
+            transaction.on_commit(lambda: enqueue_run(run.pk, run.target))
 
 
 def mark_run_failed(run_id: int, error: str) -> None:

@@ -155,3 +155,20 @@ def test_embedded_default_runs_in_process_without_redis(settings, gemm128):
     assert run.trials_done == 4
     assert Node.objects.filter(run=run).count() >= 4 and Event.objects.filter(run=run).exists()
     assert Measurement.objects.filter(run=run).count() == 4 and not LLMCall.objects.filter(run=run).exists()
+
+
+def test_resume_and_cancel_commands(gemm128, gemm_measurer, queued):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    run = services.create_run(spec=gemm128, budget=Budget(trials=8), settings=SETTINGS, timing=FAST)
+    call_command("cancel", str(run.pk))
+    run.refresh_from_db()
+    assert run.status == Run.Status.CANCELLED
+    call_command("resume", str(run.pk), "--here")
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUCCEEDED and run.trials_done == 8
+    with pytest.raises(CommandError, match="already finished"):
+        call_command("resume", str(run.pk))
+    with pytest.raises(CommandError, match="no run"):
+        call_command("cancel", "999999")
