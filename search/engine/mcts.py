@@ -248,7 +248,9 @@ class MCTSSearch:
         if cand is None:
             self._fail(leaf, proposal.model, reason)
             return None
-        score = self._score(cand)
+        # child and parent scored by the same cost model, so "above its parent" (hit rate,
+        # course alteration) compares like with like after the model retrains
+        score, leaf.predicted = (float(x) for x in self.cost_model.predict([cand, leaf.candidate]))
         replacement = self.policy.review(request, proposal, leaf.predicted, score)
         accepted, alt_score = False, None
         if replacement is not None and replacement.mutators:

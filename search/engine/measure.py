@@ -185,4 +185,4 @@ class LocalMeasurer:
         return results
 
     def close(self) -> None:
-        self._pool.shutdown() if hasattr(self._pool, "shutdown") else None
+        self._pool.shutdown()
