@@ -30,12 +30,14 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = [h for h in os.environ.get("COLT_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
 
 INSTALLED_APPS = [
+    "daphne",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "search",
+    "channels",
     "dashboard",
 ]
 
@@ -65,6 +67,7 @@ TEMPLATES = [
     }
 ]
 WSGI_APPLICATION = "colt_site.wsgi.application"
+ASGI_APPLICATION = "colt_site.asgi.application"
 
 DATABASES = {
     "default": dj_database_url.parse(
@@ -80,6 +83,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 #: Optional: Celery broker and channel layer. Absent means the embedded in-process worker.
 REDIS_URL = os.environ.get("REDIS_URL", "")
+
+#: Channels: the Redis channel layer when REDIS_URL is set (workers in other processes publish
+#: run events to the browsers), else the in-memory layer (the embedded, single-process default).
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 #: Where CLI runs write their best schedules unless --out is given.
 COLT_OUTPUT_DIR = Path(os.environ.get("COLT_OUTPUT_DIR", BASE_DIR / "colt-out"))
