@@ -13,9 +13,16 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from dashboard.routing import websocket_urlpatterns  # noqa: E402
 
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+# Static files straight from static/ (no collectstatic) in the embedded default; a production
+# deployment serves them in front of Daphne.
+http_app = ASGIStaticFilesHandler(django_asgi) if settings.DEBUG else django_asgi
+
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi,
+        "http": http_app,
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -93,6 +93,9 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+#: The LLM fleet the launch form offers: a fleet JSON file, or (unset) the local models.
+COLT_FLEET_FILE = os.environ.get("COLT_FLEET_FILE", "")
+
 #: Where CLI runs write their best schedules unless --out is given.
 COLT_OUTPUT_DIR = Path(os.environ.get("COLT_OUTPUT_DIR", BASE_DIR / "colt-out"))
 

@@ -34,3 +34,55 @@ def run_header(run: Run) -> dict:
         "last_seq": run.last_seq,
         "fleet": [{k: m.get(k) for k in ("name", "params", "usd_per_m_input", "usd_per_m_output")} for m in run.fleet],
     }
+
+
+def largest_shares(runs) -> dict[int, float | None]:
+    """Per run, the share of LLM calls made by the fleet's largest model (None without LLMs)."""
+    from django.db.models import Count
+
+    from .models import LLMCall
+
+    largest = {r.pk: max(r.fleet, key=lambda m: m["params"])["name"] for r in runs if r.fleet}
+    counts: dict[int, dict[str, int]] = {}
+    for row in LLMCall.objects.filter(run_id__in=list(largest)).values("run_id", "model").annotate(n=Count("id")):
+        counts.setdefault(row["run_id"], {})[row["model"]] = row["n"]
+    out = {}
+    for r in runs:
+        c = counts.get(r.pk, {})
+        total = sum(c.values())
+        out[r.pk] = (c.get(largest[r.pk], 0) / total) if r.pk in largest and total else None
+    return out
+
+
+def node_detail(run: Run, node_id: int, *, script: bool = False) -> dict | None:
+    from .models import LLMCall, Node
+
+    node = Node.objects.filter(run=run, node_id=node_id).first()
+    if node is None:
+        return None
+    data = {
+        "node_id": node.node_id,
+        "parent_id": node.parent_id,
+        "depth": node.depth,
+        "created_by": node.created_by or None,
+        "expand_model": node.expand_model or None,
+        "mutators": node.mutators,
+        "decisions": node.decisions,
+        "predicted": node.predicted,
+        "visits": node.visits,
+        "value": node.value,
+        "latency": node.latency,
+        "status": node.status or None,
+        "call": None,
+    }
+    if node.call_id is not None:
+        call = LLMCall.objects.filter(run=run, call_id=node.call_id).values(
+            "call_id", "model", "prompt_tokens", "completion_tokens", "usd", "latency_s", "outcome", "escalation",
+            "mutators", "next_model").first()
+        data["call"] = call
+    if script and node.trace:
+        from .engine.compiler import apply_trace_json
+        from .engine.workloads import build_module
+
+        data["script"] = apply_trace_json(build_module(run.kernel.spec), node.trace).mod.script()
+    return data

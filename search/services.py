@@ -53,6 +53,39 @@ def load_fleet(name: str) -> Fleet:
     return Fleet.of(data)
 
 
+def configured_fleet() -> Fleet | None:
+    """The fleet the web app offers: ``COLT_FLEET_FILE`` if set, else the local models."""
+    from django.conf import settings
+
+    try:
+        return load_fleet(settings.COLT_FLEET_FILE or "local")
+    except (FleetError, OSError) as exc:
+        log.error("no fleet: %s", exc)
+        return None
+
+
+def available_targets() -> list[tuple[str, str]]:
+    """Targets a run can use: the queues that a live worker consumes (with Redis), or this
+    process's CPU (the embedded default)."""
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        return [("llvm", "llvm (this host's CPU, in-process worker)")]
+    from colt_site.celery import app
+
+    queues: set[str] = set()
+    try:
+        with app.connection_for_write(settings.REDIS_URL) as conn:
+            replies = app.control.inspect(timeout=1.0, connection=conn).active_queues() or {}
+        for worker_queues in replies.values():
+            queues.update(q["name"] for q in worker_queues)
+    except Exception as exc:  # noqa: BLE001 - no broker: offer nothing live
+        log.warning("cannot reach the workers: %s", exc)
+    if not queues:
+        return [("llvm", "llvm (no live worker yet: the run waits in the queue)")]
+    return [(q, f"{q} (live worker)") for q in sorted(queues)]
+
+
 def fleet_is_local(fleet: Fleet) -> bool:
     from .localfleet import local_fleet
 
@@ -79,6 +112,28 @@ def local_servers(enabled: bool, log=print):
 
 
 # --- runs ---------------------------------------------------------------------------------------
+
+
+def launch_from_form(data: dict, *, fleet: Fleet | None, owner=None):
+    """Create a run from the launch form's cleaned data."""
+    strategy = data["strategy"]
+    run_fleet, model = None, None
+    if strategy in LLM_STRATEGIES and fleet is not None:
+        run_fleet = Fleet(tuple(m for m in fleet.models if m.name in data["models"]))
+        if strategy == "single-llm":
+            model = run_fleet.largest.name
+    return create_run(
+        spec=data["spec"],
+        target=data["target"],
+        strategy=strategy,
+        budget=Budget(trials=data["trials"], llm_calls=data.get("max_llm_calls"), usd=data.get("max_usd"),
+                      wall_s=data.get("wall_clock_s")),
+        settings=SearchSettings(lam=data["lam"], c=data["c"], course_alteration_k=data["k"],
+                                branching=data["branching"], seed=data["seed"]),
+        fleet=run_fleet,
+        model=model,
+        owner=owner,
+    )
 
 
 def create_run(

@@ -1,0 +1,220 @@
+// The live run page: a snapshot over HTTP, then websocket events applied in sequence order.
+// On a gap in the sequence (or after a reconnect) it asks for what it missed ({"after": seq}).
+// Redraws are batched: at most REDRAWS_PER_S per second, and only when something changed.
+"use strict";
+(function () {
+  const REDRAWS_PER_S = 4;
+  const root = document.getElementById("run");
+  const runId = Number(root.dataset.runId);
+  const S = {
+    lastSeq: 0, nodes: new Map([[0, {id: 0, parent: null, model: null, visits: 0, depth: 0}]]),
+    header: null, trials: 0, trialsBudget: 0, calls: 0, usd: 0, perModel: {}, largest: null,
+    bestId: null, best: null, baseline: null, bestSeries: [], escalations: [], status: null,
+    dirty: true, layout: null, selected: null, transform: d3.zoomIdentity, drawn: 0,
+  };
+  window.coltState = S;  // for tests and benchmarks
+
+  const palette = d3.schemeTableau10;
+  const modelColor = new Map();
+  function colorOf(model) {
+    if (!model) return "#9aa";
+    if (!modelColor.has(model)) modelColor.set(model, palette[modelColor.size % palette.length]);
+    return modelColor.get(model);
+  }
+
+  function apply(e) {
+    if (e.seq !== undefined) {
+      if (e.seq <= S.lastSeq) return;
+      S.lastSeq = e.seq;
+    }
+    switch (e.kind) {
+      case "run_started":
+        S.trialsBudget = e.budget.trials; break;
+      case "baseline_measured":
+        S.baseline = e.latency_s; break;
+      case "node_created":
+        S.nodes.set(e.node_id, {id: e.node_id, parent: e.parent_id, model: e.created_by, expand: e.expand_model,
+          mutators: e.mutators, predicted: e.predicted, visits: 0, depth: e.depth, latency: null});
+        S.layout = null; break;
+      case "backpropagated":
+        for (const id of e.path) { const n = S.nodes.get(id); if (n) n.visits += 1; }
+        break;
+      case "node_measured": {
+        const n = S.nodes.get(e.node_id); if (n) { n.latency = e.latency_s; n.status = e.status; }
+        S.trials = Math.max(S.trials, e.trial); break;
+      }
+      case "best_improved":
+        S.bestId = e.node_id; S.best = e.latency_s; S.bestSeries.push([e.trial, e.latency_s]); break;
+      case "llm_call":
+        S.calls += 1; S.usd += e.usd; S.perModel[e.model] = (S.perModel[e.model] || 0) + 1; break;
+      case "escalation":
+        S.escalations.push(e); break;
+      case "progress":
+        S.trials = e.trials; S.trialsBudget = e.trials_budget; break;
+      case "run_finished":
+        S.status = e.status; S.stopReason = e.reason; break;
+    }
+    S.dirty = true;
+  }
+
+  // --- transport -------------------------------------------------------------------------------
+  let ws = null;
+  function connect() {
+    const proto = location.protocol === "https:" ? "wss" : "ws";
+    ws = new WebSocket(`${proto}://${location.host}/ws/runs/${runId}/`);
+    ws.onmessage = (m) => {
+      const msg = JSON.parse(m.data);
+      if (msg.type === "hello") {
+        if (msg.last_seq > S.lastSeq) ws.send(JSON.stringify({after: S.lastSeq}));
+      } else if (msg.type === "events") {
+        msg.events.forEach(apply);
+      } else if (msg.type === "event") {
+        if (msg.event.seq > S.lastSeq + 1) ws.send(JSON.stringify({after: S.lastSeq}));  // a gap
+        else apply(msg.event);
+      }
+    };
+    ws.onclose = () => setTimeout(connect, 1000);
+  }
+
+  async function refreshHeader() {
+    const r = await fetch(`/api/runs/${runId}`);
+    if (!r.ok) return;
+    const h = (await r.json()).run;
+    S.header = h; S.status = S.status || h.status;
+    if (h.fleet.length) S.largest = h.fleet.reduce((a, b) => (b.params > a.params ? b : a)).name;
+    S.dirty = true;
+  }
+
+  async function load() {
+    const r = await fetch(`/api/runs/${runId}?after=0`);
+    const data = await r.json();
+    S.header = data.run; S.status = data.run.status;
+    S.trialsBudget = data.run.trials_budget;
+    if (data.run.fleet.length) S.largest = data.run.fleet.reduce((a, b) => (b.params > a.params ? b : a)).name;
+    data.events.forEach(apply);
+    connect();
+    setInterval(() => { if (S.dirty) { S.dirty = false; draw(); } }, 1000 / REDRAWS_PER_S);
+    setInterval(refreshHeader, 5000);
+  }
+
+  // --- drawing ---------------------------------------------------------------------------------
+  const canvas = document.getElementById("tree");
+  const ctx = canvas.getContext("2d");
+  const zoom = d3.zoom().scaleExtent([0.05, 8]).on("zoom", (ev) => { S.transform = ev.transform; S.dirty = true; });
+  d3.select(canvas).call(zoom).call(zoom.transform, d3.zoomIdentity.translate(canvas.width / 2, 20));
+  canvas.addEventListener("click", (ev) => {
+    if (!S.layout) return;
+    const rect = canvas.getBoundingClientRect();
+    const sx = (ev.clientX - rect.left) * canvas.width / rect.width, sy = (ev.clientY - rect.top) * canvas.height / rect.height;
+    const [x, y] = S.transform.invert([sx, sy]);
+    let best = null, bestD = 400;
+    for (const d of S.layout.descendants()) {
+      const dd = (d.x - x) ** 2 + (d.y - y) ** 2;
+      if (dd < bestD && d.data.id !== 0) { best = d; bestD = dd; }
+    }
+    if (best) select(best.data.id);
+  });
+
+  function layoutTree() {
+    const items = Array.from(S.nodes.values());
+    const strat = d3.stratify().id((d) => d.id).parentId((d) => d.parent)(items);
+    return d3.tree().nodeSize([14, 36])(strat);
+  }
+
+  function draw() {
+    if (!S.layout) S.layout = layoutTree();
+    const t = S.transform;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    ctx.setTransform(t.k, 0, 0, t.k, t.x, t.y);
+    const nodes = S.layout.descendants();
+    const bestPath = new Set();
+    for (let id = S.bestId; id !== null && id !== undefined;) { bestPath.add(id); const n = S.nodes.get(id); id = n ? n.parent : null; }
+    ctx.lineWidth = 1; ctx.strokeStyle = "#bbb";
+    ctx.beginPath();
+    for (const d of nodes) if (d.parent) { ctx.moveTo(d.parent.x, d.parent.y); ctx.lineTo(d.x, d.y); }
+    ctx.stroke();
+    ctx.lineWidth = 3; ctx.strokeStyle = "#e45";
+    ctx.beginPath();
+    for (const d of nodes) if (d.parent && bestPath.has(d.data.id)) { ctx.moveTo(d.parent.x, d.parent.y); ctx.lineTo(d.x, d.y); }
+    ctx.stroke();
+    for (const d of nodes) {
+      const n = d.data;
+      const r = n.id === 0 ? 4 : Math.min(9, 2 + Math.sqrt(n.visits));
+      ctx.fillStyle = n.id === 0 ? "#333" : colorOf(n.model);
+      ctx.beginPath(); ctx.arc(d.x, d.y, r, 0, 2 * Math.PI); ctx.fill();
+      if (n.id === S.selected) { ctx.strokeStyle = "#000"; ctx.lineWidth = 2; ctx.stroke(); }
+    }
+    S.drawn += 1;
+    drawPanels();
+  }
+
+  const fmt = (s) => (s == null ? "-" : s >= 1e-3 ? `${(s * 1e3).toFixed(3)} ms` : `${(s * 1e6).toFixed(1)} us`);
+  function drawPanels() {
+    const h = S.header || {};
+    document.getElementById("status").textContent = S.status || h.status || "";
+    document.getElementById("stop-reason").textContent = S.stopReason || h.stop_reason || "";
+    document.getElementById("last-seq").textContent = S.lastSeq;
+    document.getElementById("node-count").textContent = `${S.nodes.size - 1} nodes`;
+    document.getElementById("best").textContent = fmt(S.best);
+    const base = S.baseline || h.baseline_latency;
+    document.getElementById("speedup").textContent = S.best && base ? `${(base / S.best).toFixed(1)}x over unscheduled` : "";
+    const budgets = [["trials", S.trials, S.trialsBudget], ["LLM calls", S.calls, h.llm_calls_budget],
+                     ["USD", S.usd, h.usd_budget]];
+    document.getElementById("budgets").innerHTML = budgets.map(([k, v, lim]) => {
+      const pct = lim ? Math.min(100, 100 * v / lim) : 0;
+      const val = k === "USD" ? `$${v.toFixed(6)}` : v;
+      return `<div class="budget" data-budget="${k}">${k}: ${val}${lim ? ` / ${k === "USD" ? "$" + lim : lim}` : " (no limit)"}` +
+             `<div class="track"><div class="fill" style="width:${pct}%"></div></div></div>`;
+    }).join("");
+    const largestCalls = S.largest ? (S.perModel[S.largest] || 0) : 0;
+    document.getElementById("share").textContent = S.calls ? `${Math.round(100 * largestCalls / S.calls)}%` : "-";
+    document.getElementById("largest").textContent = S.largest ? `(${S.largest})` : "(no LLM)";
+    document.getElementById("per-model").innerHTML = Object.entries(S.perModel)
+      .map(([m, c]) => `<li><i style="background:${colorOf(m)};display:inline-block;width:.8em;height:.8em"></i> ${m}: ${c} calls</li>`).join("");
+    document.getElementById("legend").innerHTML = Array.from(modelColor.entries())
+      .map(([m, c]) => `<span><i style="background:${c}"></i>${m}</span>`).join("") + `<span><i style="background:#9aa"></i>random move</span>`;
+    document.getElementById("escalation-count").textContent = S.escalations.length;
+    const list = document.getElementById("escalations");
+    if (list.children.length !== S.escalations.length) {
+      list.innerHTML = S.escalations.map((e) =>
+        `<li data-node="${e.child_id ?? e.node_id}">node ${e.node_id}: ${e.small_model} regressed ${e.streak}x → ` +
+        `${e.large_model} ${e.accepted ? "replaced the child" : "was not better"}</li>`).join("");
+      for (const li of list.children) li.onclick = () => select(Number(li.dataset.node));
+    }
+    drawPlot();
+  }
+
+  function drawPlot() {
+    const svg = d3.select("#plot"), w = +svg.attr("width"), hgt = +svg.attr("height"), m = 30;
+    svg.selectAll("*").remove();
+    if (!S.bestSeries.length) return;
+    const pts = S.bestSeries.concat([[Math.max(S.trials, S.bestSeries[S.bestSeries.length - 1][0]), S.best]]);
+    const x = d3.scaleLinear().domain([0, Math.max(1, S.trialsBudget, d3.max(pts, (p) => p[0]))]).range([m, w - 10]);
+    const y = d3.scaleLog().domain([d3.min(pts, (p) => p[1]) * 0.9, d3.max(pts, (p) => p[1]) * 1.1]).range([hgt - m, 10]);
+    svg.append("g").attr("transform", `translate(0,${hgt - m})`).call(d3.axisBottom(x).ticks(5));
+    svg.append("g").attr("transform", `translate(${m},0)`).call(d3.axisLeft(y).ticks(3, "~s"));
+    svg.append("path").attr("id", "best-line").attr("fill", "none").attr("stroke", "#e45").attr("stroke-width", 2)
+      .attr("d", d3.line().curve(d3.curveStepAfter).x((p) => x(p[0])).y((p) => y(p[1]))(pts));
+    svg.attr("data-points", S.bestSeries.length);
+  }
+
+  async function select(nodeId) {
+    S.selected = nodeId; S.dirty = true;
+    const r = await fetch(`/api/runs/${runId}/nodes/${nodeId}`);
+    if (!r.ok) return;
+    const d = await r.json();
+    const box = document.getElementById("details");
+    box.hidden = false;
+    document.getElementById("d-id").textContent = nodeId;
+    document.getElementById("d-body").textContent = JSON.stringify(d, null, 1);
+    const scriptBox = document.getElementById("d-script-body");
+    scriptBox.hidden = true;
+    document.getElementById("d-script").onclick = async () => {
+      const s = await (await fetch(`/api/runs/${runId}/nodes/${nodeId}?script=1`)).json();
+      scriptBox.textContent = s.script || "(no trace)"; scriptBox.hidden = false;
+    };
+  }
+
+  load();
+})();

@@ -1,0 +1,138 @@
+"""The pages in a real browser: headless Chromium (Debian's) driven by Playwright, against
+Daphne serving the app on 127.0.0.1 with the embedded defaults (in-process worker,
+in-memory channel layer) and an LLM fleet at the fake OpenAI-compatible server."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from search.models import Run
+from tests.engine.test_policy import fleet_at
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pytest.mark.slow]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def server(fake_llm, tmp_path):
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("COLT_REQUIRE_SERVICES") == "1":
+            pytest.fail("Chromium is required (scripts/setup installs Debian's chromium as root)")
+        pytest.skip("no Chromium (Debian's chromium package)")
+    fleet_file = tmp_path / "fleet.json"
+    fleet_file.write_text(json.dumps(fleet_at(fake_llm.api_base).to_list()))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env.update(DATABASE_URL=database_url(), COLT_FLEET_FILE=str(fleet_file), PYTHONPATH=str(ROOT))
+    log = open(tmp_path / "daphne.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                             "colt_site.asgi:application"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(base + "/healthz", timeout=1)
+            break
+        except Exception:  # noqa: BLE001
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError((tmp_path / "daphne.log").read_text()[-2000:])
+            time.sleep(0.2)
+    yield base
+    proc.terminate()
+    proc.wait(timeout=20)
+    log.close()
+
+
+@pytest.fixture
+def page(monkeypatch):
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop running in this thread; the ORM queries the
+    # test makes between browser steps are ordinary synchronous ones
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"],
+        )
+        pg = browser.new_page(viewport={"width": 1400, "height": 950})
+        yield pg
+        browser.close()
+
+
+def test_launch_a_run_and_watch_it_grow_live(server, page):
+    page.goto(server + "/runs/new")
+    page.select_option("#id_kernel", "gemm-128")
+    page.select_option("#id_strategy", "colt")
+    page.fill("#id_trials", "32")
+    page.fill("#id_k", "1")  # escalate on every small-model regression: one shows up quickly
+    page.click("#launch")
+    page.wait_for_url("**/runs/*")
+    run_id = int(page.url.rstrip("/").split("/")[-1])
+    # nodes appear and the plot grows without a reload
+    page.wait_for_function("window.coltState.nodes.size > 5", timeout=60_000)
+    first = page.evaluate("window.coltState.nodes.size")
+    page.wait_for_function("document.querySelector('#plot').getAttribute('data-points') >= 1", timeout=120_000)
+    page.wait_for_function(f"window.coltState.nodes.size > {first}", timeout=120_000)
+    assert page.evaluate("window.coltState.drawn") > 1
+    page.wait_for_function("document.querySelector('#share').textContent.endsWith('%')", timeout=120_000)
+    assert "(large)" in page.text_content("#largest")
+    page.wait_for_function("window.coltState.escalations.length > 0", timeout=180_000)
+    page.wait_for_selector("#escalations li")
+    assert "regressed" in page.text_content("#escalations li")
+    # click an escalation: the details of its node load
+    page.click("#escalations li")
+    page.wait_for_selector("#details:not([hidden])")
+    assert '"node_id"' in page.text_content("#d-body")
+    trials = page.text_content("[data-budget='trials']")
+    assert "/ 32" in trials
+    page.wait_for_function("['succeeded','failed','cancelled'].includes(window.coltState.status)", timeout=240_000)
+    run = Run.objects.get(pk=run_id)
+    assert run.status == "succeeded" and run.escalations > 0
+    assert page.evaluate("window.coltState.lastSeq") == run.last_seq  # every event reached the page
+    page.wait_for_function("document.querySelector('#status').textContent === 'succeeded'")
+    page.screenshot(path=str(ROOT / "docs" / "run-page.png"), full_page=True)
+
+
+def test_a_form_with_bad_input_shows_errors_and_creates_nothing(server, page):
+    page.goto(server + "/runs/new")
+    page.select_option("#id_kernel", "custom")
+    page.select_option("#id_op", "gemm")
+    page.fill("#id_shape", "M=0,N=8,K=8")
+    page.fill("#id_trials", "-3")
+    page.select_option("#id_strategy", "colt")
+    page.uncheck("#id_models_0")
+    page.uncheck("#id_models_1")
+    page.click("#launch")
+    assert "dimension M must be positive" in page.text_content("#field-shape")
+    assert page.text_content("#field-trials .error")
+    assert "at least two models" in page.text_content("#field-models")
+    assert Run.objects.count() == 0
+    page.fill("#id_shape", "M=8,N=8,K=999999")
+    page.click("#launch")
+    assert "larger than 65536" in page.text_content("#field-shape")
+    assert Run.objects.count() == 0
