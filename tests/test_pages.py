@@ -104,6 +104,8 @@ def test_launch_a_run_and_watch_it_grow_live(server, page):
     page.wait_for_function("window.coltState.escalations.length > 0", timeout=180_000)
     page.wait_for_selector("#escalations li")
     assert "regressed" in page.text_content("#escalations li")
+    page.wait_for_timeout(300)  # the next batched redraw
+    page.screenshot(path=str(ROOT / "docs" / "run-page-midrun.png"), full_page=True)
     # click an escalation: the details of its node load
     page.click("#escalations li")
     page.wait_for_selector("#details:not([hidden])")

@@ -172,3 +172,25 @@ def test_resume_and_cancel_commands(gemm128, gemm_measurer, queued):
         call_command("resume", str(run.pk))
     with pytest.raises(CommandError, match="no run"):
         call_command("cancel", "999999")
+
+
+def test_run_list_launch_page_and_node_api(client, queued, gemm128, gemm_measurer):
+    run = services.create_run(spec=gemm128, budget=Budget(trials=4), settings=SETTINGS, timing=FAST)
+    services.execute_run(run.pk, measurer=gemm_measurer)
+    listing = client.get("/").content.decode()
+    assert f'href="/runs/{run.pk}"' in listing and "gemm-128" in listing and "4 / 4" in listing
+    assert client.get("/runs/new").status_code == 200
+    run.refresh_from_db()
+    node = client.get(f"/api/runs/{run.pk}/nodes/{run.best_node_id}").json()
+    assert node["status"] == "ok" and node["latency"] == run.best_latency and "script" not in node
+    script = client.get(f"/api/runs/{run.pk}/nodes/{run.best_node_id}?script=1").json()["script"]
+    assert "T.prim_func" in script
+    assert client.get(f"/api/runs/{run.pk}/nodes/99999").status_code == 404
+    # a valid form post creates the run and opens its page; cancel and resume are POST-only
+    response = client.post("/runs/new", {"kernel": "gemm-128", "dtype": "float32", "target": "llvm",
+                                         "strategy": "mcts-random", "trials": 3, "lam": 0.2, "c": 1.4, "k": 2,
+                                         "branching": 2, "seed": 0})
+    new = Run.objects.order_by("-pk").first()
+    assert response.status_code == 302 and response["Location"] == f"/runs/{new.pk}" and new.trials_budget == 3
+    assert client.get(f"/runs/{new.pk}/cancel").status_code == 405
+    assert client.post(f"/runs/{new.pk}/cancel").status_code == 302

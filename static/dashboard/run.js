@@ -11,6 +11,7 @@
     header: null, trials: 0, trialsBudget: 0, calls: 0, usd: 0, perModel: {}, largest: null,
     bestId: null, best: null, baseline: null, bestSeries: [], escalations: [], status: null,
     dirty: true, layout: null, selected: null, transform: d3.zoomIdentity, drawn: 0,
+    pendingSent: [], latencies: [],  // event-to-screen latency, for events that carry sent_ms
   };
   window.coltState = S;  // for tests and benchmarks
 
@@ -27,6 +28,7 @@
       if (e.seq <= S.lastSeq) return;
       S.lastSeq = e.seq;
     }
+    if (e.sent_ms) S.pendingSent.push(e.sent_ms);
     switch (e.kind) {
       case "run_started":
         S.trialsBudget = e.budget.trials; break;
@@ -147,6 +149,11 @@
     }
     S.drawn += 1;
     drawPanels();
+    if (S.pendingSent.length) {
+      const now = Date.now();
+      for (const t of S.pendingSent) S.latencies.push(now - t);
+      S.pendingSent = [];
+    }
   }
 
   const fmt = (s) => (s == null ? "-" : s >= 1e-3 ? `${(s * 1e3).toFixed(3)} ms` : `${(s * 1e6).toFixed(1)} us`);
