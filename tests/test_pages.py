@@ -84,7 +84,13 @@ def page(monkeypatch):
         browser.close()
 
 
-def test_launch_a_run_and_watch_it_grow_live(server, page):
+def shot(page, name, tmp_path):
+    """Screenshots go to docs/ when COLT_UPDATE_SCREENSHOTS=1, else to the test's tmp dir."""
+    folder = ROOT / "docs" if os.environ.get("COLT_UPDATE_SCREENSHOTS") == "1" else tmp_path
+    page.screenshot(path=str(folder / name), full_page=True)
+
+
+def test_launch_a_run_and_watch_it_grow_live(server, page, tmp_path):
     page.goto(server + "/runs/new")
     page.select_option("#id_kernel", "gemm-128")
     page.select_option("#id_strategy", "colt")
@@ -105,7 +111,7 @@ def test_launch_a_run_and_watch_it_grow_live(server, page):
     page.wait_for_selector("#escalations li")
     assert "regressed" in page.text_content("#escalations li")
     page.wait_for_timeout(300)  # the next batched redraw
-    page.screenshot(path=str(ROOT / "docs" / "run-page-midrun.png"), full_page=True)
+    shot(page, "run-page-midrun.png", tmp_path)
     # click an escalation: the details of its node load
     page.click("#escalations li")
     page.wait_for_selector("#details:not([hidden])")
@@ -117,7 +123,7 @@ def test_launch_a_run_and_watch_it_grow_live(server, page):
     assert run.status == "succeeded" and run.escalations > 0
     assert page.evaluate("window.coltState.lastSeq") == run.last_seq  # every event reached the page
     page.wait_for_function("document.querySelector('#status').textContent === 'succeeded'")
-    page.screenshot(path=str(ROOT / "docs" / "run-page.png"), full_page=True)
+    shot(page, "run-page.png", tmp_path)
 
 
 def test_a_form_with_bad_input_shows_errors_and_creates_nothing(server, page):
