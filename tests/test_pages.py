@@ -5,7 +5,6 @@ in-memory channel layer) and an LLM fleet at the fake OpenAI-compatible server."
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -13,27 +12,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from search.models import Run
 from tests.engine.test_policy import fleet_at
+from tests.helpers import database_url, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pytest.mark.slow]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 @pytest.fixture
@@ -94,8 +80,10 @@ def test_launch_a_run_and_watch_it_grow_live(server, page, tmp_path):
     page.goto(server + "/runs/new")
     page.select_option("#id_kernel", "gemm-128")
     page.select_option("#id_strategy", "colt")
-    page.fill("#id_trials", "32")
-    page.fill("#id_k", "1")  # escalate on every small-model regression: one shows up quickly
+    # K=1 escalates on every small-model regression; 48 trials leave room for ~20 small-model
+    # expansions, so at least one regression (and its escalation) is all but certain
+    page.fill("#id_trials", "48")
+    page.fill("#id_k", "1")
     page.click("#launch")
     page.wait_for_url("**/runs/*")
     run_id = int(page.url.rstrip("/").split("/")[-1])
@@ -117,7 +105,7 @@ def test_launch_a_run_and_watch_it_grow_live(server, page, tmp_path):
     page.wait_for_selector("#details:not([hidden])")
     assert '"node_id"' in page.text_content("#d-body")
     trials = page.text_content("[data-budget='trials']")
-    assert "/ 32" in trials
+    assert "/ 48" in trials
     page.wait_for_function("['succeeded','failed','cancelled'].includes(window.coltState.status)", timeout=240_000)
     run = Run.objects.get(pk=run_id)
     assert run.status == "succeeded" and run.escalations > 0

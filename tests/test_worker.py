@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from search import services
 from search.engine.mcts import Budget, SearchSettings
 from search.engine.measure import MeasureConfig
 from search.models import Run
 from tests.test_runs import assert_consistent
+from tests.helpers import database_url
 
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_TEST_URL = os.environ.get("COLT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -46,13 +46,6 @@ def broker(settings):
     redis.Redis.from_url(REDIS_TEST_URL).flushdb()
     settings.REDIS_URL = REDIS_TEST_URL  # dispatch() sends to the broker this names
     yield
-
-
-def database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 class Worker:
@@ -115,8 +108,6 @@ def refreshed(run):
 def create(spec, trials, target="llvm", **kw):
     return services.create_run(spec=spec, target=target, budget=Budget(trials=trials), settings=SETTINGS, timing=FAST,
                                **kw)
-
-
 
 
 def test_a_real_worker_runs_a_run_end_to_end(workers, gemm128):

@@ -90,7 +90,7 @@ def test_single_llm_uses_only_the_largest_model(fake, gemm128, gemm_measurer):
 
 
 def test_a_fleet_whose_servers_are_all_down_still_finishes(gemm128, gemm_measurer):
-    from tests.engine.test_policy import free_port
+    from tests.helpers import free_port
 
     outcome, sink = run(gemm128, gemm_measurer, fleet_at(f"http://127.0.0.1:{free_port()}/v1", timeout_s=2.0))
     calls = sink.of(ev.LLMCallRecorded)

@@ -2,7 +2,6 @@
 joint actions, the next-model fallback chain, course alteration, budgets, faults, secrets."""
 
 import json
-import socket
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from search.engine.llm import Fleet, LiteLLMClient, ModelSpec
 from search.engine.policy import ExpansionRequest, LLMPolicy, Proposal
 from search.engine.tree import Tree
 from tests.fakellm import FakeLLMServer, Script
+from tests.helpers import free_port
 
 MUTATORS = {"MutateTileSize": 0.9, "MutateComputeLocation": 0.05, "MutateUnroll": 0.03, "MutateParallel": 0.02}
 
@@ -155,12 +155,6 @@ def test_call_and_usd_budgets(fake):
     assert policy.exhausted() is None  # $0.03
     policy.propose(request_for())
     assert policy.exhausted() == "USD budget spent"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_unreachable_server_is_recorded_and_routed_around(fake):
