@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from . import events as ev
-from .compiler import Candidate, SearchSpace, structural_hash, trace_to_json
+from .compiler import Candidate, SearchSpace, structural_hash
 from .measure import Measurer, MeasureConfig
 from .mcts import Budget, SearchResult, SearchSettings
 from .tree import Tree
@@ -82,7 +82,7 @@ class EvolutionarySearch:
 
         search = self
         start = time.perf_counter()
-        state = {"trials": self.done, "best": None}
+        state = {"trials": self.done}
         remaining = self.budget.trials - self.done
         work = flops(self.space.spec)
 
@@ -124,7 +124,7 @@ class EvolutionarySearch:
             raise ValueError("the trial budget is already spent")
         _reset_metaschedule_logging()
         with tempfile.TemporaryDirectory(prefix="colt-evo-") as work_dir:
-            database = ms.tune_tir(
+            ms.tune_tir(
                 self.space.mod,
                 self.space.target,
                 work_dir,
@@ -139,9 +139,7 @@ class EvolutionarySearch:
                 num_tuning_cores=1,
                 seed=self.s.seed,
             )
-            records = database.get_all_tuning_records()
         # Re-check the best few with our measurer: correctness against numpy, the same timer.
-        by_hash = {n.shash: n for n in self.tree.nodes[1:]}
         ranked = sorted((n for n in self.tree.nodes[1:] if n.latency), key=lambda n: n.latency)
         best = None
         for node in ranked[:3]:
@@ -162,7 +160,6 @@ class EvolutionarySearch:
                 running = n.latency
             if running is not None:
                 history.append((n.id, running))
-        del records, by_hash
         return SearchResult(
             best=best,
             best_latency=best.latency if best else None,
@@ -173,5 +170,3 @@ class EvolutionarySearch:
             history=history,
         )
 
-
-__all__ = ["EvolutionarySearch", "trace_to_json"]
