@@ -9,21 +9,17 @@ from django import forms
 
 from search.engine.mcts import SearchSettings
 from search.engine.tuning import LLM_STRATEGIES, STRATEGIES
-from search.engine.workloads import LIBRARY, OPERATORS, SUPPORTED_DTYPES, KernelSpec, SpecError, validate
+from search.engine.workloads import (
+    LIBRARY,
+    OPERATORS,
+    SUPPORTED_DTYPES,
+    KernelSpec,
+    SpecError,
+    parse_shape,
+    validate,
+)
 
 CUSTOM = "custom"
-
-
-def parse_shape(text: str) -> dict[str, str]:
-    shape = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            raise forms.ValidationError(f"write dimensions as NAME=INT separated by commas (got {part!r})")
-        shape[key.strip()] = value.strip()
-    if not shape:
-        raise forms.ValidationError("give the dimensions, e.g. M=256,N=256,K=256")
-    return shape
 
 
 class LaunchForm(forms.Form):
@@ -74,8 +70,6 @@ class LaunchForm(forms.Form):
                 try:
                     shape = parse_shape(data.get("shape") or "")
                     data["spec"] = validate(KernelSpec(data["op"], shape, data.get("dtype") or "float32"))
-                except forms.ValidationError as exc:
-                    self.add_error("shape", exc)
                 except SpecError as exc:
                     self.add_error("shape", str(exc))
         elif kernel:

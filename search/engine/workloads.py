@@ -389,6 +389,19 @@ class KernelSpec:
         return f"{self.op}({dims})"
 
 
+def parse_shape(text: str) -> dict[str, str]:
+    """``"M=256,N=256,K=512"`` -> ``{"M": "256", ...}``; :func:`validate` checks the values."""
+    shape = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"write dimensions as NAME=INT pairs separated by commas, got {part!r}")
+        shape[key.strip()] = value.strip()
+    if not shape:
+        raise SpecError("give the dimensions, e.g. M=256,N=256,K=256")
+    return shape
+
+
 def validate(spec: KernelSpec) -> KernelSpec:
     """Return a normalized copy of ``spec`` or raise :class:`SpecError` with a clear message."""
     op = OPERATORS.get(spec.op)

@@ -82,3 +82,11 @@ def test_spec_round_trips_through_a_dict():
     assert KernelSpec.from_dict({"op": "gemm", "shape": {"M": "8", "N": 8, "K": 8}}).shape["M"] == 8
     with pytest.raises(SpecError):
         KernelSpec.from_dict({"op": "gemm", "shape": "M=8"})
+
+
+def test_parse_shape_for_the_cli_and_the_form():
+    assert W.parse_shape(" M=8, N = 16 ,K=4,") == {"M": "8", "N": "16", "K": "4"}
+    with pytest.raises(SpecError, match="NAME=INT"):
+        W.parse_shape("M8")
+    with pytest.raises(SpecError, match="give the dimensions"):
+        W.parse_shape(" , ")

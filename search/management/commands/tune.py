@@ -15,17 +15,7 @@ from search.engine.mcts import Budget, SearchSettings
 from search.engine.measure import MeasureConfig
 from search.engine.llm import FleetError
 from search.engine.tuning import LLM_STRATEGIES, STRATEGIES
-from search.engine.workloads import LIBRARY, KernelSpec, SpecError, get_kernel, validate
-
-
-def _shape(text: str) -> dict[str, str]:
-    shape = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            raise CommandError(f"--shape takes NAME=INT pairs separated by commas, got {part!r}", returncode=2)
-        shape[key.strip()] = value.strip()
-    return shape
+from search.engine.workloads import LIBRARY, KernelSpec, SpecError, get_kernel, parse_shape, validate
 
 
 class Command(BaseCommand):
@@ -73,7 +63,7 @@ class Command(BaseCommand):
         if opts["kernel"]:
             return get_kernel(opts["kernel"])
         if opts["op"]:
-            return validate(KernelSpec(opts["op"], _shape(opts["shape"]), opts["dtype"]))
+            return validate(KernelSpec(opts["op"], parse_shape(opts["shape"]), opts["dtype"]))
         raise CommandError("which kernel? give --kernel NAME (see --list-kernels) or --op and --shape", returncode=2)
 
     def handle(self, *args, **opts):
