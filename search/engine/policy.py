@@ -178,6 +178,7 @@ class LLMPolicy(ExpansionPolicy):
         self.usd = 0.0
         self.streak = 0  # consecutive small-model regressions
         self.escalations = 0
+        self._pending_escalation: tuple[str, int, float] | None = None  # (small model, streak, its score)
         self._system: str | None = None
         self.name = "colt" if len(fleet.models) > 1 else "single-llm"
 

@@ -78,21 +78,22 @@
     ws.onclose = () => setTimeout(connect, 1000);
   }
 
-  async function refreshHeader() {
-    const r = await fetch(`/api/runs/${runId}`);
-    if (!r.ok) return;
-    const h = (await r.json()).run;
+  function setHeader(h) {
     S.header = h; S.status = S.status || h.status;
+    S.trialsBudget = S.trialsBudget || h.trials_budget;
     if (h.fleet.length) S.largest = h.fleet.reduce((a, b) => (b.params > a.params ? b : a)).name;
     S.dirty = true;
+  }
+
+  async function refreshHeader() {
+    const r = await fetch(`/api/runs/${runId}`);
+    if (r.ok) setHeader((await r.json()).run);
   }
 
   async function load() {
     const r = await fetch(`/api/runs/${runId}?after=0`);
     const data = await r.json();
-    S.header = data.run; S.status = data.run.status;
-    S.trialsBudget = data.run.trials_budget;
-    if (data.run.fleet.length) S.largest = data.run.fleet.reduce((a, b) => (b.params > a.params ? b : a)).name;
+    setHeader(data.run);
     data.events.forEach(apply);
     connect();
     setInterval(() => { if (S.dirty) { S.dirty = false; draw(); } }, 1000 / REDRAWS_PER_S);
