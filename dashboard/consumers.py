@@ -1,6 +1,7 @@
 """The run page's websocket: it only notifies; the database is the truth.
 
-On connect the consumer checks the run exists, joins the group ``run-<id>`` and says which
+On connect the consumer checks the user is logged in (close 4401 if not) and may see the run
+(close 4404 if not, the same as a missing run: ids leak nothing), joins the group ``run-<id>`` and says which
 sequence number the run is at. The client sends ``{"after": <seq>}`` (on connect, and
 whenever it sees a gap) and gets every stored event after it, in order; live events then
 arrive as ``{"type": "event", "event": {...,"seq": n}}``.
@@ -11,15 +12,20 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from accounts.access import visible_runs
 from search import selectors
-from search.models import Run
 
 CLOSE_NOT_FOUND = 4404
+CLOSE_UNAUTHENTICATED = 4401
 
 
 class RunConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         self.run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
         last_seq = await self._last_seq()
         if last_seq is None:
             await self.close(code=CLOSE_NOT_FOUND)
@@ -47,7 +53,8 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
 
     @database_sync_to_async
     def _last_seq(self):
-        return Run.objects.filter(pk=self.run_id).values_list("last_seq", flat=True).first()
+        runs = visible_runs(self.scope["user"]).filter(pk=self.run_id)
+        return runs.values_list("last_seq", flat=True).first()
 
     @database_sync_to_async
     def _events_after(self, after):

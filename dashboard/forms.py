@@ -23,6 +23,8 @@ CUSTOM = "custom"
 
 
 class LaunchForm(forms.Form):
+    team = forms.ModelChoiceField(queryset=None, empty_label=None,
+                                  help_text="the team whose members see the run")
     kernel = forms.ChoiceField(initial="gemm-512")
     op = forms.ChoiceField(required=False, label="operator", choices=[(o, o) for o in OPERATORS])
     shape = forms.CharField(required=False, help_text="custom kernel: e.g. M=256,N=256,K=256")
@@ -42,9 +44,12 @@ class LaunchForm(forms.Form):
     branching = forms.IntegerField(min_value=1, max_value=16, initial=SearchSettings().branching, label="B (children)")
     seed = forms.IntegerField(min_value=0, max_value=2**31 - 1, initial=0)
 
-    def __init__(self, *args, targets: list[tuple[str, str]], fleet, **kwargs):
+    def __init__(self, *args, targets: list[tuple[str, str]], fleet, teams, **kwargs):
         super().__init__(*args, **kwargs)
         self.fleet = fleet
+        self.fields["team"].queryset = teams
+        if not teams.exists():
+            self.fields["team"].help_text = "you are in no team yet: an administrator adds you to one"
         self.fields["kernel"].choices = [(n, n) for n in LIBRARY] + [(CUSTOM, "custom spec…")]
         self.fields["target"].choices = targets
         self.fields["models"].choices = [
@@ -84,3 +89,40 @@ class LaunchForm(forms.Form):
             elif strategy == "single-llm" and not chosen:
                 self.add_error("models", "choose the model for single-llm")
         return data
+
+
+class CostFilterForm(forms.Form):
+    """The cost review's filters: team, kernel, strategy, a date range (all optional)."""
+
+    team = forms.ModelChoiceField(queryset=None, required=False, empty_label="all my teams")
+    kernel = forms.ModelChoiceField(queryset=None, required=False, empty_label="any kernel")
+    strategy = forms.ChoiceField(required=False, choices=[("", "any strategy")] + [(s, s) for s in STRATEGIES])
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="from")
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="to")
+
+    def __init__(self, *args, teams, **kwargs):
+        from search.models import Kernel
+
+        super().__init__(*args, **kwargs)
+        self.fields["team"].queryset = teams
+        self.fields["kernel"].queryset = Kernel.objects.filter(runs__team__in=teams).distinct().order_by("name", "op")
+
+    def clean(self):
+        data = super().clean()
+        if data.get("since") and data.get("until") and data["since"] > data["until"]:
+            self.add_error("until", "the end date is before the start date")
+        return data
+
+    def apply(self, runs):
+        data = self.cleaned_data
+        if data.get("team"):
+            runs = runs.filter(team=data["team"])
+        if data.get("kernel"):
+            runs = runs.filter(kernel=data["kernel"])
+        if data.get("strategy"):
+            runs = runs.filter(strategy=data["strategy"])
+        if data.get("since"):
+            runs = runs.filter(created_at__date__gte=data["since"])
+        if data.get("until"):
+            runs = runs.filter(created_at__date__lte=data["until"])
+        return runs

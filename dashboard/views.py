@@ -1,22 +1,27 @@
-"""HTTP views: thin; they fetch by id, call a selector or service, return."""
+"""HTTP views: thin; they fetch by id (through the access rules), call a selector, a report or a
+service, return. Every view needs a login (accounts.middleware) except the health check and the
+login page; a run the user may not see answers 404."""
 
+from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponseBadRequest, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from search import selectors, services
+from accounts.access import run_for, teams_of, visible_runs
+from search import exports, reports, selectors, services
 from search.models import Run
 
-from .forms import LaunchForm
+from .forms import CostFilterForm, LaunchForm
 
 
+@login_not_required
 def healthz(request):
     return JsonResponse({"ok": True})
 
 
 def run_list(request):
-    runs = Run.objects.select_related("kernel", "owner").order_by("-created_at", "-pk")
+    runs = visible_runs(request.user).select_related("kernel", "owner", "team").order_by("-created_at", "-pk")
     page = Paginator(runs, 20).get_page(request.GET.get("page"))
     shares = selectors.largest_shares(list(page.object_list))
     rows = [(run, shares.get(run.pk)) for run in page.object_list]
@@ -25,12 +30,11 @@ def run_list(request):
 
 def launch(request):
     fleet = services.configured_fleet()
-    form_kwargs = dict(targets=services.available_targets(), fleet=fleet)
+    form_kwargs = dict(targets=services.available_targets(), fleet=fleet, teams=teams_of(request.user))
     if request.method == "POST":
         form = LaunchForm(request.POST, **form_kwargs)
         if form.is_valid():
-            owner = request.user if request.user.is_authenticated else None
-            run = services.launch_from_form(form.cleaned_data, fleet=fleet, owner=owner)
+            run = services.launch_from_form(form.cleaned_data, fleet=fleet, owner=request.user)
             return redirect("run-page", run_id=run.pk)
     else:
         form = LaunchForm(**form_kwargs)
@@ -38,20 +42,20 @@ def launch(request):
 
 
 def run_page(request, run_id: int):
-    run = get_object_or_404(Run.objects.select_related("kernel"), pk=run_id)
+    run = run_for(request.user, run_id, Run.objects.select_related("kernel", "team"))
     return render(request, "dashboard/run.html", {"run": run})
 
 
 @require_POST
 def run_cancel(request, run_id: int):
-    get_object_or_404(Run, pk=run_id)
+    run_for(request.user, run_id)
     services.cancel_run(run_id)
     return redirect("run-page", run_id=run_id)
 
 
 @require_POST
 def run_resume(request, run_id: int):
-    get_object_or_404(Run, pk=run_id)
+    run_for(request.user, run_id)
     try:
         services.resume_run(run_id)
     except services.RunStateError as exc:
@@ -62,7 +66,7 @@ def run_resume(request, run_id: int):
 @require_GET
 def run_api(request, run_id: int):
     """The run's header (status, budgets, best) and, with ``?after=<seq>``, its events after it."""
-    run = get_object_or_404(Run.objects.select_related("kernel"), pk=run_id)
+    run = run_for(request.user, run_id, Run.objects.select_related("kernel"))
     data = {"run": selectors.run_header(run)}
     if "after" in request.GET:
         try:
@@ -77,8 +81,126 @@ def run_api(request, run_id: int):
 
 @require_GET
 def node_api(request, run_id: int, node_id: int):
-    run = get_object_or_404(Run.objects.select_related("kernel"), pk=run_id)
+    run = run_for(request.user, run_id, Run.objects.select_related("kernel"))
     detail = selectors.node_detail(run, node_id, script=request.GET.get("script") == "1")
     if detail is None:
         raise Http404("no such node")
+    subtree = reports.subtree_costs(run).get(node_id, {"usd": 0.0, "calls": 0})
+    detail["subtree"] = subtree
     return JsonResponse(detail)
+
+
+# --- cost review ---------------------------------------------------------------------------------
+
+@require_GET
+def run_costs(request, run_id: int):
+    run = run_for(request.user, run_id, Run.objects.select_related("kernel", "team"))
+    review = reports.model_costs(Run.objects.filter(pk=run.pk))
+    return render(request, "dashboard/costs.html", {
+        "run": run, "review": review, "subtrees": reports.costly_subtrees(run),
+        "ledger_url": f"/runs/{run.pk}/ledger.csv", "runs": None,
+    })
+
+
+def _filtered_runs(request):
+    form = CostFilterForm(request.GET or None, teams=teams_of(request.user))
+    runs = visible_runs(request.user)
+    if form.is_valid():
+        runs = form.apply(runs)
+    return form, runs
+
+
+@require_GET
+def team_costs(request):
+    """Per-model costs across the runs the user sees, filtered by team, kernel, strategy, dates."""
+    form, runs = _filtered_runs(request)
+    run_rows = list(runs.select_related("kernel", "team").order_by("-created_at", "-pk")[:200])
+    shares = selectors.largest_shares(run_rows)
+    query = request.GET.urlencode()
+    return render(request, "dashboard/costs.html", {
+        "run": None, "form": form, "review": reports.model_costs(runs),
+        "runs": [(r, shares.get(r.pk)) for r in run_rows], "run_count": runs.count(),
+        "ledger_url": "/costs/ledger.csv" + (f"?{query}" if query else ""),
+    })
+
+
+def _csv_response(lines, filename: str) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@require_GET
+def run_ledger_csv(request, run_id: int):
+    run = run_for(request.user, run_id, Run.objects.select_related("kernel"))
+    rows = exports.ledger_rows(Run.objects.filter(pk=run.pk))
+    return _csv_response(exports.csv_lines(exports.LEDGER_HEADER, rows), f"{exports.base_name(run)}-ledger.csv")
+
+
+@require_GET
+def team_ledger_csv(request):
+    form, runs = _filtered_runs(request)
+    if form.is_bound and not form.is_valid():
+        return HttpResponseBadRequest("bad filter: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+    return _csv_response(exports.csv_lines(exports.LEDGER_HEADER, exports.ledger_rows(runs)), "colt-ledger.csv")
+
+
+# --- comparisons ---------------------------------------------------------------------------------
+
+@require_GET
+def compare(request):
+    try:
+        ids = sorted({int(x) for x in request.GET.getlist("runs")})
+    except ValueError:
+        return HttpResponseBadRequest("runs must be run ids")
+    runs = visible_runs(request.user).filter(pk__in=ids)
+    if runs.count() != len(ids):
+        raise Http404("no such run")
+    try:
+        data = reports.compare(runs)
+    except reports.CompareError as exc:
+        return render(request, "dashboard/compare.html", {"error": str(exc), "data": None}, status=400)
+    return render(request, "dashboard/compare.html", {"data": data, "error": None})
+
+
+# --- downloads -----------------------------------------------------------------------------------
+
+DOWNLOADS = ("schedule.py", "trace.json", "database.zip", "top.json", "nodes.csv")
+
+
+@require_GET
+def download(request, run_id: int, what: str):
+    run = run_for(request.user, run_id, Run.objects.select_related("kernel"))
+    name = exports.base_name(run)
+    if what == "nodes.csv":
+        return _csv_response(exports.csv_lines(exports.NODES_HEADER, exports.node_rows(run)), f"{name}-nodes.csv")
+    try:
+        if what == "schedule.py":
+            body, ctype = exports.schedule_script(run), "text/x-python; charset=utf-8"
+        elif what == "trace.json":
+            body, ctype = exports.json_text(exports.trace_document(run)), "application/json"
+        elif what == "top.json":
+            k = _positive_int(request.GET.get("k", "10"))
+            if k is None:
+                return HttpResponseBadRequest("k must be a positive integer")
+            body, ctype = exports.json_text(exports.top_records(run, min(k, exports.MAX_RECORDS))), "application/json"
+        elif what == "database.zip":
+            top = _positive_int(request.GET["top"]) if "top" in request.GET else None
+            if "top" in request.GET and top is None:
+                return HttpResponseBadRequest("top must be a positive integer")
+            body, ctype = exports.database_zip(run, top), "application/zip"
+        else:
+            raise Http404("no such download")
+    except exports.NothingToExport as exc:
+        return HttpResponse(str(exc), status=409, content_type="text/plain")
+    response = HttpResponse(body, content_type=ctype)
+    response["Content-Disposition"] = f'attachment; filename="{name}-{what}"'
+    return response
+
+
+def _positive_int(text: str) -> int | None:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        return None
+    return value if value > 0 else None

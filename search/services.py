@@ -133,6 +133,7 @@ def launch_from_form(data: dict, *, fleet: Fleet | None, owner=None):
         fleet=run_fleet,
         model=model,
         owner=owner,
+        team=data["team"],
     )
 
 
@@ -147,6 +148,7 @@ def create_run(
     model: str | None = None,
     timing: MeasureConfig | None = None,
     owner=None,
+    team=None,
     enqueue: bool = True,
 ):
     """Validate and save a run; enqueue its search once the row is committed."""
@@ -171,6 +173,7 @@ def create_run(
             usd_budget=budget.usd,
             wall_s_budget=budget.wall_s,
             owner=owner,
+            team=team,
         )
         if enqueue:
             transaction.on_commit(lambda: enqueue_run(run.pk, run.target))
@@ -322,11 +325,14 @@ def tune_and_write(
     model: str | None = None,
     serve_local: bool = False,
     log=print,
+    team: str | None = "default",
 ) -> CliRun:
     """A tuning from the command line: a Run like any other (one history for CLI and web),
     executed here, its best schedule written to ``out_dir``."""
+    from accounts.access import ensure_team
+
     run = create_run(spec=spec, target=target, strategy=strategy, budget=budget, settings=settings, fleet=fleet,
-                     model=model, timing=measure_config, enqueue=False)
+                     model=model, timing=measure_config, team=ensure_team(team) if team else None, enqueue=False)
     with local_servers(serve_local and fleet is not None, log=log):
         outcome = execute_run(run.pk, extra_sink=sink, serve_local=False)
     return CliRun(run.pk, outcome, outcome.write(out_dir))

@@ -52,3 +52,56 @@ def fake_fleet(fake_llm):
     from tests.engine.test_policy import fleet_at
 
     return fleet_at(fake_llm.api_base)
+
+
+# --- accounts: a team, a member of it, somebody outside it ---------------------------------------
+
+PASSWORD = "colt-test-passphrase-1"
+
+
+@pytest.fixture
+def team(db):
+    from accounts.models import Team
+
+    return Team.objects.create(name="lab")
+
+
+def make_user(username, team=None, **extra):
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_user(username, password=PASSWORD, **extra)
+    if team is not None:
+        team.members.add(user)
+    return user
+
+
+@pytest.fixture
+def member(team):
+    return make_user("ada", team)
+
+
+@pytest.fixture
+def outsider(db):
+    from accounts.models import Team
+
+    return make_user("eve", Team.objects.create(name="elsewhere"))
+
+
+@pytest.fixture
+def client(member):
+    """pytest-django's test client, logged in as a member of the team ``lab``."""
+    from django.test import Client
+
+    c = Client()
+    c.force_login(member)
+    return c
+
+
+def session_cookie(user) -> bytes:
+    """A ``Cookie`` header value for a logged-in session of ``user`` (for websocket clients)."""
+    from django.conf import settings
+    from django.test import Client
+
+    c = Client()
+    c.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={c.cookies[settings.SESSION_COOKIE_NAME].value}".encode()

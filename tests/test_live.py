@@ -14,15 +14,20 @@ from search.broadcast import broadcast_event
 from search.engine import events as ev
 from search.engine.mcts import Budget
 from search.persistence import DatabaseSink
+from tests.conftest import session_cookie
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.db]
 REDIS_LAYER_URL = os.environ.get("COLT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 @pytest.fixture
-def run(gemm128, monkeypatch):
+def run(gemm128, team, monkeypatch):
     monkeypatch.setattr(services, "enqueue_run", lambda *a: None)
-    return services.create_run(spec=gemm128, budget=Budget(trials=4))
+    return services.create_run(spec=gemm128, budget=Budget(trials=4), team=team)
+
+
+def ws_headers(user):
+    return [(b"origin", b"http://localhost"), (b"cookie", session_cookie(user))]
 
 
 def progress(i):
@@ -59,7 +64,7 @@ def redis_layer(settings):
     yield layer
 
 
-def test_consumer_streams_live_events_and_resyncs_after_a_reconnect(run, redis_layer):
+def test_consumer_streams_live_events_and_resyncs_after_a_reconnect(run, member, redis_layer):
     from colt_site.asgi import application
 
     sink = DatabaseSink(run, broadcast=broadcast_event)
@@ -71,9 +76,10 @@ def test_consumer_streams_live_events_and_resyncs_after_a_reconnect(run, redis_l
             connection.close()
 
     emit = sync_to_async(emit_and_close, thread_sensitive=False)
+    headers = ws_headers(member)
 
     async def scenario():
-        ws = WebsocketCommunicator(application, f"/ws/runs/{run.pk}/", headers=[(b"origin", b"http://localhost")])
+        ws = WebsocketCommunicator(application, f"/ws/runs/{run.pk}/", headers=headers)
         connected, _ = await ws.connect()
         assert connected
         hello = await ws.receive_json_from()
@@ -85,7 +91,7 @@ def test_consumer_streams_live_events_and_resyncs_after_a_reconnect(run, redis_l
         await ws.disconnect()
         for i in range(3, 6):  # while the page is away (a dropped connection, a Redis restart)
             await emit(i)
-        ws = WebsocketCommunicator(application, f"/ws/runs/{run.pk}/", headers=[(b"origin", b"http://localhost")])
+        ws = WebsocketCommunicator(application, f"/ws/runs/{run.pk}/", headers=headers)
         assert (await ws.connect())[0]
         hello = await ws.receive_json_from()
         assert hello["last_seq"] == 6
@@ -102,12 +108,29 @@ def test_consumer_streams_live_events_and_resyncs_after_a_reconnect(run, redis_l
     async_to_sync(scenario)()
 
 
-def test_consumer_refuses_an_unknown_run(redis_layer):
+def test_consumer_refuses_an_unknown_run(member, redis_layer):
     from colt_site.asgi import application
 
+    headers = ws_headers(member)
+
     async def scenario():
-        ws = WebsocketCommunicator(application, "/ws/runs/999999/", headers=[(b"origin", b"http://localhost")])
+        ws = WebsocketCommunicator(application, "/ws/runs/999999/", headers=headers)
         connected, code = await ws.connect()
         assert not connected and code == 4404
 
     async_to_sync(scenario)()
+
+
+def test_websocket_needs_a_login_and_hides_other_teams_runs(run, outsider, redis_layer):
+    """An outsider's socket is closed exactly as for a run that does not exist (4404);
+    without a session it is closed with 4401."""
+    from colt_site.asgi import application
+
+    async def close_code(headers):
+        ws = WebsocketCommunicator(application, f"/ws/runs/{run.pk}/", headers=headers)
+        connected, code = await ws.connect()
+        assert not connected
+        return code
+
+    assert async_to_sync(close_code)(ws_headers(outsider)) == 4404
+    assert async_to_sync(close_code)([(b"origin", b"http://localhost")]) == 4401

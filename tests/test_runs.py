@@ -174,8 +174,8 @@ def test_resume_and_cancel_commands(gemm128, gemm_measurer, queued):
         call_command("cancel", "999999")
 
 
-def test_run_list_launch_page_and_node_api(client, queued, gemm128, gemm_measurer):
-    run = services.create_run(spec=gemm128, budget=Budget(trials=4), settings=SETTINGS, timing=FAST)
+def test_run_list_launch_page_and_node_api(client, team, queued, gemm128, gemm_measurer):
+    run = services.create_run(spec=gemm128, budget=Budget(trials=4), settings=SETTINGS, timing=FAST, team=team)
     services.execute_run(run.pk, measurer=gemm_measurer)
     listing = client.get("/").content.decode()
     assert f'href="/runs/{run.pk}"' in listing and "gemm-128" in listing and "4 / 4" in listing
@@ -189,8 +189,9 @@ def test_run_list_launch_page_and_node_api(client, queued, gemm128, gemm_measure
     # a valid form post creates the run and opens its page; cancel and resume are POST-only
     response = client.post("/runs/new", {"kernel": "gemm-128", "dtype": "float32", "target": "llvm",
                                          "strategy": "mcts-random", "trials": 3, "lam": 0.2, "c": 1.4, "k": 2,
-                                         "branching": 2, "seed": 0})
+                                         "branching": 2, "seed": 0, "team": team.pk})
     new = Run.objects.order_by("-pk").first()
     assert response.status_code == 302 and response["Location"] == f"/runs/{new.pk}" and new.trials_budget == 3
+    assert new.team == team and new.owner.username == "ada"
     assert client.get(f"/runs/{new.pk}/cancel").status_code == 405
     assert client.post(f"/runs/{new.pk}/cancel").status_code == 302

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -309,3 +310,33 @@ class CostModel:
         self.model.update(self.space.context, self._measure_candidates(cands), results)
         self.size += len(cands)
         self.trained = self.model.booster is not None
+
+
+# --- MetaSchedule's own database format ---------------------------------------------------------
+
+WORKLOAD_FILE = "database_workload.json"
+RECORD_FILE = "database_tuning_record.json"
+
+
+def write_database(spec: KernelSpec, target_name: str, records: Sequence[tuple[list, float]],
+                   directory: str | Path) -> tuple[Path, Path]:
+    """Write ``records`` (a full trace as stored, its measured latency in seconds) as a
+    MetaSchedule ``JSONDatabase`` in ``directory``: TVM loads it unchanged, e.g. with
+    ``ms.database.JSONDatabase(work_dir=directory)`` and ``query_schedule(mod, target, "main")``."""
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = (out / WORKLOAD_FILE, out / RECORD_FILE)
+    for p in paths:
+        p.unlink(missing_ok=True)
+    db = ms.database.JSONDatabase(str(paths[0]), str(paths[1]), allow_missing=True)
+    mod = build_module(spec)
+    workload = db.commit_workload(mod)
+    target = make_target(target_name)
+    args = ArgInfo.from_prim_func(mod["main"])
+    for trace_json, latency_s in records:
+        sch = apply_trace_json(mod, trace_json)
+        db.commit_tuning_record(ms.database.TuningRecord(sch.trace, workload, [float(latency_s)], target, args))
+    return paths

@@ -43,6 +43,8 @@ class Command(BaseCommand):
         llm.add_argument("--no-serve", action="store_true",
                          help="with --fleet local, do not start the local servers if they are down")
         parser.add_argument("--out", default=None, help="where to write the best schedule")
+        parser.add_argument("--team", default="default",
+                            help="the team whose members see the run in the web app (default: 'default')")
         search = parser.add_argument_group("search settings")
         defaults = SearchSettings()
         search.add_argument("--lam", type=float, default=defaults.lam, help="model-balance weight lambda")
@@ -148,4 +150,5 @@ class Command(BaseCommand):
             sink=ConsoleSink(self.stdout, verbose=opts["verbose_trials"]),
             measure_config=MeasureConfig(number=opts["number"], repeat=opts["repeat"], min_repeat_ms=opts["min_repeat_ms"]),
             log=self.stdout.write,
+            team=opts["team"],
         )

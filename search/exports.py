@@ -1,0 +1,164 @@
+"""What a run gives back: its best schedule (TVMScript, trace JSON), a MetaSchedule database of
+its measured schedules that TVM loads unchanged, its top-k records, its node history and its
+LLM call ledger as CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .engine.compiler import RECORD_FILE, WORKLOAD_FILE, apply_trace_json, write_database
+from .engine.workloads import build_module
+from .models import LLMCall, Node, Run
+
+#: cap on records exported in one database (the best ones are kept)
+MAX_RECORDS = 5000
+
+
+class NothingToExport(LookupError):
+    """The run has no valid measured schedule yet."""
+
+
+def valid_nodes(run: Run, limit: int | None = None):
+    """The run's correctly measured schedules, fastest first."""
+    qs = Node.objects.filter(run=run, status="ok", latency__isnull=False, trace__isnull=False).order_by(
+        "latency", "node_id")
+    return qs[:limit] if limit else qs
+
+
+def best_node(run: Run) -> Node:
+    node = None
+    if run.best_node_id is not None:
+        node = Node.objects.filter(run=run, node_id=run.best_node_id, status="ok").exclude(trace=None).first()
+    node = node or valid_nodes(run).first()
+    if node is None:
+        raise NothingToExport(f"run {run.pk} has no correctly measured schedule yet")
+    return node
+
+
+def base_name(run: Run) -> str:
+    return f"colt-run{run.pk}-{run.kernel.name or run.kernel.op}"
+
+
+def schedule_script(run: Run) -> str:
+    node = best_node(run)
+    header = (f"# COLT run {run.pk}: best schedule of {run.kernel} on {run.target} ({run.strategy})\n"
+              f"# node {node.node_id}, measured {node.latency * 1e3:.4f} ms; structural hash {node.shash}\n")
+    return header + apply_trace_json(build_module(run.kernel.spec), node.trace).mod.script()
+
+
+def trace_document(run: Run) -> dict:
+    node = best_node(run)
+    return {
+        "run": run.pk,
+        "kernel": run.kernel.spec.to_dict(),
+        "target": run.target,
+        "node_id": node.node_id,
+        "latency_s": node.latency,
+        "structural_hash": node.shash,
+        "trace": node.trace,  # tvm.s_tir.Trace.apply_json_to_schedule(trace, Schedule(mod))
+    }
+
+
+def top_records(run: Run, k: int) -> list[dict]:
+    return [
+        {"rank": i + 1, "node_id": n.node_id, "latency_s": n.latency, "structural_hash": n.shash,
+         "created_by": n.created_by or None, "mutators": n.mutators, "decisions": n.decisions, "trace": n.trace}
+        for i, n in enumerate(valid_nodes(run, k))
+    ]
+
+
+def database_zip(run: Run, top: int | None = None) -> bytes:
+    """A zip of ``database_workload.json`` + ``database_tuning_record.json`` (the ``top`` fastest
+    valid schedules, all of them by default) and ``top_k.json``, in a folder named for the run."""
+    nodes = list(valid_nodes(run, min(top or MAX_RECORDS, MAX_RECORDS)))
+    if not nodes:
+        raise NothingToExport(f"run {run.pk} has no correctly measured schedule yet")
+    folder = base_name(run)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_database(run.kernel.spec, run.target, [(n.trace, n.latency) for n in nodes], tmp)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            for name in (WORKLOAD_FILE, RECORD_FILE):
+                zf.write(Path(tmp) / name, f"{folder}/{name}")
+            zf.writestr(f"{folder}/top_k.json", json.dumps(top_records(run, min(len(nodes), 10)), indent=1))
+            zf.writestr(f"{folder}/README.txt", _DB_README.format(run=run.pk, kernel=run.kernel, target=run.target,
+                                                                 n=len(nodes)))
+    return buf.getvalue()
+
+
+_DB_README = """COLT run {run}: {n} measured schedules of {kernel} on {target}, fastest first in top_k.json.
+
+Load it in TVM (0.27):
+
+    from tvm.s_tir import meta_schedule as ms
+    db = ms.database.JSONDatabase(work_dir="<this folder>")
+    sch = db.query_schedule(mod, target, workload_name="main")   # the best record, applied
+
+where mod is the kernel's IRModule (its PrimFunc named "main").
+"""
+
+
+# --- CSV -----------------------------------------------------------------------------------------
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value):
+    """A CSV cell a spreadsheet will not run: text starting like a formula gets a quote."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    if isinstance(value, float):
+        return repr(value)  # full precision: the ledger must sum to the run's total
+    if value is None:
+        return ""
+    return value
+
+
+def csv_lines(header: list[str], rows: Iterable[list]) -> Iterator[str]:
+    """Rows as CSV text, a line at a time (for a streaming response)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    for row in _chain(header, rows):
+        writer.writerow([_cell(v) for v in row])
+        yield buf.getvalue()
+        buf.seek(0)
+        buf.truncate()
+
+
+def _chain(header, rows):
+    yield header
+    yield from rows
+
+
+LEDGER_HEADER = ["run", "kernel", "strategy", "call_id", "node_id", "model", "outcome", "escalation",
+                 "prompt_tokens", "completion_tokens", "usd", "latency_s", "mutators", "next_model", "error"]
+
+
+def ledger_rows(runs) -> Iterator[list]:
+    """Every LLM call of ``runs``, one row each, in run then call order."""
+    qs = (LLMCall.objects.filter(run__in=runs).select_related("run__kernel").order_by("run_id", "call_id")
+          .iterator(chunk_size=2000))
+    for c in qs:
+        yield [c.run_id, str(c.run.kernel), c.run.strategy, c.call_id, c.node_id, c.model, c.outcome,
+               int(c.escalation), c.prompt_tokens, c.completion_tokens, c.usd, c.latency_s,
+               ";".join(c.mutators or []), c.next_model, c.error]
+
+
+NODES_HEADER = ["node_id", "parent_id", "depth", "created_by", "expand_model", "mutators", "predicted",
+                "parent_score", "visits", "value", "status", "latency_s", "structural_hash", "call_id"]
+
+
+def node_rows(run: Run) -> Iterator[list]:
+    for n in Node.objects.filter(run=run).order_by("node_id").iterator(chunk_size=2000):
+        yield [n.node_id, n.parent_id, n.depth, n.created_by, n.expand_model, ";".join(n.mutators or []),
+               n.predicted, n.parent_score, n.visits, n.value, n.status, n.latency, n.shash, n.call_id]
+
+
+def json_text(obj) -> str:
+    return json.dumps(obj, indent=1)

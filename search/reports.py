@@ -1,0 +1,188 @@
+"""Read-side reports: per-model cost review, the cost rolled up the tree, run comparisons.
+
+Every function takes runs the caller may already see (a queryset narrowed by
+``accounts.access.visible_runs``); none of them decides visibility.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from django.db.models import Avg, Count, F, Q, Sum
+
+from .models import Escalation, Event, LLMCall, Node, Run
+
+#: outcomes that are not errors
+GOOD_OUTCOMES = ("ok", "escalation")
+
+
+def model_costs(runs) -> dict:
+    """Per model over ``runs``: calls, tokens, USD, mean latency, hit rate, errors by kind,
+    escalations (calls it made as the escalation target, regressions of its own that
+    triggered one) and its share of the calls. Rows sorted by USD, largest first."""
+    calls = LLMCall.objects.filter(run__in=runs)
+    rows = {
+        r["model"]: dict(
+            model=r["model"],
+            calls=r["calls"],
+            prompt_tokens=r["prompt_tokens"] or 0,
+            completion_tokens=r["completion_tokens"] or 0,
+            usd=r["usd"] or 0.0,
+            mean_latency_s=r["mean_latency_s"] or 0.0,
+            escalation_calls=r["escalation_calls"],
+            errors={},
+            error_calls=0,
+            escalations_triggered=0,
+            scored=0,
+            hits=0,
+        )
+        for r in calls.values("model").annotate(
+            calls=Count("id"),
+            prompt_tokens=Sum("prompt_tokens"),
+            completion_tokens=Sum("completion_tokens"),
+            usd=Sum("usd"),
+            mean_latency_s=Avg("latency_s"),
+            escalation_calls=Count("id", filter=Q(escalation=True)),
+        )
+    }
+    for r in calls.exclude(outcome__in=GOOD_OUTCOMES).values("model", "outcome").annotate(n=Count("id")):
+        rows[r["model"]]["errors"][r["outcome"]] = r["n"]
+        rows[r["model"]]["error_calls"] += r["n"]
+    for r in Escalation.objects.filter(run__in=runs).values("small_model").annotate(n=Count("id")):
+        if r["small_model"] in rows:
+            rows[r["small_model"]]["escalations_triggered"] = r["n"]
+    # hit rate: of the children a model proposed, the share the cost model scored above their parent
+    scored = (
+        Node.objects.filter(run__in=runs, call_id__isnull=False, parent_score__isnull=False)
+        .values("created_by")
+        .annotate(scored=Count("id"), hits=Count("id", filter=Q(predicted__gt=F("parent_score"))))
+    )
+    for r in scored:
+        if r["created_by"] in rows:
+            rows[r["created_by"]].update(scored=r["scored"], hits=r["hits"])
+    total_calls = sum(r["calls"] for r in rows.values())
+    total_usd = sum(r["usd"] for r in rows.values())
+    for r in rows.values():
+        r["share"] = r["calls"] / total_calls if total_calls else 0.0
+        r["usd_share"] = r["usd"] / total_usd if total_usd else 0.0
+        r["hit_rate"] = r["hits"] / r["scored"] if r["scored"] else None
+        r["errors"] = dict(sorted(r["errors"].items()))
+    ordered = sorted(rows.values(), key=lambda r: (-r["usd"], r["model"]))
+    return {
+        "models": ordered,
+        "total": {
+            "calls": total_calls,
+            "usd": total_usd,
+            "prompt_tokens": sum(r["prompt_tokens"] for r in ordered),
+            "completion_tokens": sum(r["completion_tokens"] for r in ordered),
+            "errors": sum(r["error_calls"] for r in ordered),
+        },
+    }
+
+
+def subtree_costs(run: Run) -> dict[int, dict]:
+    """Per node of ``run``: the LLM calls made expanding it and everything below it, and their
+    USD (a call is charged to the node it was made to expand)."""
+    rows = list(Node.objects.filter(run=run).values_list("node_id", "parent_id", "depth"))
+    cost = {n: {"usd": 0.0, "calls": 0} for n, _, _ in rows}
+    for r in LLMCall.objects.filter(run=run).values("node_id").annotate(usd=Sum("usd"), calls=Count("id")):
+        c = cost.setdefault(r["node_id"], {"usd": 0.0, "calls": 0})
+        c["usd"] += r["usd"] or 0.0
+        c["calls"] += r["calls"]
+    for n, parent, _ in sorted(rows, key=lambda row: -row[2]):  # deepest first
+        if parent is not None:
+            up = cost.setdefault(parent, {"usd": 0.0, "calls": 0})
+            up["usd"] += cost[n]["usd"]
+            up["calls"] += cost[n]["calls"]
+    return cost
+
+
+def costly_subtrees(run: Run, limit: int = 12) -> list[dict]:
+    """The most expensive subtrees below the root, each with the best latency found in it."""
+    costs = subtree_costs(run)
+    nodes = {n["node_id"]: n for n in Node.objects.filter(run=run).values(
+        "node_id", "parent_id", "depth", "created_by", "mutators", "latency", "status", "visits")}
+    children = defaultdict(list)
+    for n in nodes.values():
+        if n["parent_id"] is not None:
+            children[n["parent_id"]].append(n["node_id"])
+
+    def best_in(n: int) -> float | None:
+        best, stack = None, [n]
+        while stack:
+            m = stack.pop()
+            lat = nodes.get(m, {}).get("latency")
+            if lat is not None and nodes[m]["status"] == "ok" and (best is None or lat < best):
+                best = lat
+            stack.extend(children.get(m, ()))
+        return best
+
+    ranked = sorted((n for n in nodes if n != 0 and costs.get(n, {}).get("calls")),
+                    key=lambda n: (-costs[n]["usd"], n))[:limit]
+    total = costs.get(0, {"usd": 0.0})["usd"]
+    return [dict(nodes[n], usd=costs[n]["usd"], calls=costs[n]["calls"],
+                 share=costs[n]["usd"] / total if total else 0.0, best_latency=best_in(n)) for n in ranked]
+
+
+# --- comparisons -------------------------------------------------------------------------------
+
+class CompareError(ValueError):
+    """The runs cannot be compared (fewer than two, different kernels)."""
+
+
+def progress_series(run_ids) -> dict[int, list[dict]]:
+    """Per run, its progress in order: trials, best latency, USD, LLM calls, elapsed seconds.
+    A resumed run's clock goes on from where the previous attempt stopped."""
+    series: dict[int, list[dict]] = {r: [] for r in run_ids}
+    offsets: dict[int, float] = defaultdict(float)
+    last: dict[int, float] = defaultdict(float)
+    rows = Event.objects.filter(run_id__in=run_ids, kind__in=("progress", "run_resumed")).order_by("run_id", "seq")
+    for run_id, kind, data in rows.values_list("run_id", "kind", "data"):
+        if kind == "run_resumed":
+            offsets[run_id] = last[run_id]
+            continue
+        elapsed = offsets[run_id] + float(data.get("elapsed_s") or 0.0)
+        last[run_id] = elapsed
+        series[run_id].append({
+            "trials": data["trials"],
+            "best_latency_s": data.get("best_latency_s"),
+            "usd": data.get("usd", 0.0),
+            "llm_calls": data.get("llm_calls", 0),
+            "elapsed_s": elapsed,
+        })
+    return series
+
+
+def compare(runs) -> dict:
+    """Side by side: the runs' summary rows and their progress series (same kernel required)."""
+    from .selectors import largest_shares
+
+    runs = list(runs.select_related("kernel").order_by("pk"))
+    if len(runs) < 2:
+        raise CompareError("pick two or more runs to compare")
+    kernels = {r.kernel_id for r in runs}
+    if len(kernels) > 1:
+        labels = sorted({str(r.kernel) for r in runs})
+        raise CompareError("runs of different kernels cannot be compared: " + "; ".join(labels))
+    series = progress_series([r.pk for r in runs])
+    shares = largest_shares(runs)
+    rows = []
+    for r in runs:
+        s = series[r.pk]
+        rows.append({
+            "id": r.pk,
+            "label": f"#{r.pk} {r.strategy}",
+            "strategy": r.strategy,
+            "target": r.target,
+            "status": r.status,
+            "trials": r.trials_done,
+            "best_latency_s": r.best_latency,
+            "baseline_latency_s": r.baseline_latency,
+            "speedup": r.speedup,
+            "usd": r.usd,
+            "llm_calls": r.llm_calls,
+            "largest_share": shares.get(r.pk),
+            "wall_s": s[-1]["elapsed_s"] if s else None,
+            "series": s,
+        })
+    return {"kernel": str(runs[0].kernel), "runs": rows}

@@ -1,0 +1,37 @@
+// Compare runs: best latency and USD against trials, one line per run (d3, vendored).
+(function () {
+  "use strict";
+  const runs = JSON.parse(document.getElementById("compare-data").textContent);
+  const colour = d3.scaleOrdinal(d3.schemeTableau10).domain(runs.map((r) => r.id));
+
+  function chart(id, value, format) {
+    const svg = d3.select("#" + id);
+    const width = +svg.attr("width"), height = +svg.attr("height");
+    const m = { top: 12, right: 110, bottom: 32, left: 64 };
+    const lines = runs.map((r) => ({
+      run: r, points: r.series.filter((p) => value(p) !== null && value(p) !== undefined),
+    }));
+    const all = lines.flatMap((l) => l.points);
+    if (!all.length) {
+      svg.append("text").attr("x", width / 2).attr("y", height / 2).attr("text-anchor", "middle").text("no data yet");
+      return;
+    }
+    const x = d3.scaleLinear().domain([0, d3.max(all, (p) => p.trials) || 1]).range([m.left, width - m.right]);
+    const y = d3.scaleLinear().domain([0, d3.max(all, value) || 1]).nice().range([height - m.bottom, m.top]);
+    svg.append("g").attr("transform", `translate(0,${height - m.bottom})`).call(d3.axisBottom(x).ticks(6));
+    svg.append("g").attr("transform", `translate(${m.left},0)`).call(d3.axisLeft(y).ticks(5).tickFormat(format));
+    svg.append("text").attr("x", (m.left + width - m.right) / 2).attr("y", height - 2)
+      .attr("text-anchor", "middle").attr("class", "axis-label").text("trials");
+    const line = d3.line().curve(d3.curveStepAfter).x((p) => x(p.trials)).y((p) => y(value(p)));
+    lines.forEach((l, i) => {
+      if (!l.points.length) return;
+      svg.append("path").datum(l.points).attr("fill", "none").attr("stroke", colour(l.run.id))
+        .attr("stroke-width", 2).attr("d", line).attr("data-run", l.run.id);
+      svg.append("text").attr("x", width - m.right + 6).attr("y", m.top + 14 * (i + 1))
+        .attr("fill", colour(l.run.id)).attr("class", "legend").text(l.run.label);
+    });
+  }
+
+  chart("chart-latency", (p) => (p.best_latency_s === null ? null : p.best_latency_s * 1e3), (v) => v.toFixed(2));
+  chart("chart-usd", (p) => p.usd, (v) => "$" + v.toPrecision(2));
+})();
