@@ -1,0 +1,310 @@
+"""Team review and downloads: team scoping (404 for outsiders), the per-model cost review and the
+cost rolled up the tree, the CSV ledger, run comparisons, and the downloads (a MetaSchedule
+database that TVM loads unchanged). Real runs: the engine on TVM with a fake OpenAI-compatible
+fleet over HTTP; runs on SQLite and again on PostgreSQL (scripts/test)."""
+
+import csv
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import Client
+
+from accounts.models import Team
+from search import reports, services
+from search.engine.mcts import Budget, SearchSettings
+from search.engine.measure import MeasureConfig
+from search.engine.workloads import KernelSpec
+from search.models import LLMCall, Node, Run
+from tests.conftest import PASSWORD
+from tests.fakellm import Script
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.db]
+
+FAST = MeasureConfig(number=1, repeat=2, min_repeat_ms=0, timeout_s=60.0)
+
+
+@pytest.fixture
+def quiet(monkeypatch):
+    monkeypatch.setattr(services, "enqueue_run", lambda *a: None)
+
+
+def garbage_every_other(body):
+    garbage_every_other.n = getattr(garbage_every_other, "n", 0) + 1
+    if garbage_every_other.n % 2:
+        return "Sure! The answer is 42."  # names no mutator: a parse error
+    return '{"next_model": "large", "mutators": ["MutateUnroll"]}'
+
+
+def execute(spec, team, measurer, *, strategy="colt", fleet=None, trials=10, seed=5):
+    run = services.create_run(spec=spec, strategy=strategy, fleet=fleet, budget=Budget(trials=trials),
+                              settings=SearchSettings(measure_batch=2, expansions_per_round=4, seed=seed,
+                                                      course_alteration_k=1),
+                              timing=FAST, team=team)
+    services.execute_run(run.pk, measurer=measurer, serve_local=False)
+    run.refresh_from_db()
+    return run
+
+
+@pytest.fixture
+def colt_run(quiet, team, gemm128, gemm_measurer, fake_llm, fake_fleet):
+    fake_llm.scripts["small"] = Script('{"next_model": "mid", "mutators": ["MutateTileSize"]}', completion_tokens=20)
+    fake_llm.scripts["mid"] = Script(garbage_every_other, prompt_tokens=150)
+    fake_llm.scripts["large"] = Script('{"next_model": "mid", "mutators": ["MutateTileSize", "MutateParallel"]}')
+    run = execute(gemm128, team, gemm_measurer, fleet=fake_fleet)
+    assert run.status == Run.Status.SUCCEEDED and run.llm_calls > 0 and run.usd > 0
+    return run
+
+
+# --- access ------------------------------------------------------------------------------------
+
+def urls_of(run_id):
+    return [f"/runs/{run_id}", f"/api/runs/{run_id}", f"/api/runs/{run_id}?after=0",
+            f"/runs/{run_id}/costs", f"/runs/{run_id}/ledger.csv"] + [
+        f"/runs/{run_id}/download/{what}" for what in ("schedule.py", "trace.json", "database.zip", "top.json",
+                                                       "nodes.csv")]
+
+
+def test_outsiders_get_404_as_for_a_missing_run_and_anonymous_users_must_log_in(
+        quiet, team, member, outsider, gemm128):
+    run = services.create_run(spec=gemm128, budget=Budget(trials=4), team=team)
+    inside, outside, anonymous = Client(), Client(), Client()
+    inside.force_login(member)
+    outside.force_login(outsider)
+    for url in urls_of(run.pk):
+        assert inside.get(url).status_code in (200, 409), url  # 409: nothing measured to download yet
+        assert outside.get(url).status_code == 404, url
+        missing = url.replace(str(run.pk), "999999")
+        assert inside.get(missing).status_code == 404, missing
+        response = anonymous.get(url)
+        if url.startswith("/api/"):
+            assert response.status_code == 401 and response.json() == {"error": "login required"}
+        else:
+            assert response.status_code == 302 and response["Location"].startswith("/accounts/login/?next=")
+    for action in ("cancel", "resume"):
+        assert outside.post(f"/runs/{run.pk}/{action}").status_code == 404
+    run.refresh_from_db()
+    assert not run.cancel_requested
+    # the outsider's lists and reviews do not mention the run; the member's do
+    assert f'href="/runs/{run.pk}"' not in outside.get("/").content.decode()
+    assert f'href="/runs/{run.pk}"' in inside.get("/").content.decode()
+    assert f'value="{run.pk}"' not in outside.get("/costs").content.decode()
+    assert outside.get(f"/compare?runs={run.pk}&runs={run.pk + 1}").status_code == 404
+    # and the launch form offers only the user's own teams
+    form = outside.get("/runs/new").content.decode()
+    assert "elsewhere" in form and ">lab<" not in form
+    response = outside.post("/runs/new", {"team": team.pk, "kernel": "gemm-128", "dtype": "float32",
+                                          "target": "llvm", "strategy": "mcts-random", "trials": 3, "lam": 0.2,
+                                          "c": 1.4, "k": 2, "branching": 2, "seed": 0})
+    assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
+    assert Run.objects.count() == 1
+
+
+def test_login_page_and_forms_carry_csrf_tokens_and_posts_without_them_fail(quiet, team, member):
+    browser = Client(enforce_csrf_checks=True)
+    login = browser.get("/accounts/login/")
+    assert login.status_code == 200 and "csrfmiddlewaretoken" in login.content.decode()
+    assert browser.post("/accounts/login/", {"username": "ada", "password": PASSWORD}).status_code == 403
+    token = login.cookies["csrftoken"].value
+    done = browser.post("/accounts/login/", {"username": "ada", "password": PASSWORD,
+                                             "csrfmiddlewaretoken": token})
+    assert done.status_code == 302 and done["Location"] == "/"
+    page = browser.get("/runs/new").content.decode()
+    assert page.count("csrfmiddlewaretoken") >= 2  # the launch form and the log-out form
+    assert browser.post("/runs/new", {"kernel": "gemm-128"}).status_code == 403
+    assert browser.post("/accounts/logout/").status_code == 403
+    assert Run.objects.count() == 0
+
+
+def test_superusers_see_every_team_and_cli_runs_go_to_a_team(quiet, team, outsider, gemm128):
+    admin = Client()
+    from tests.conftest import make_user
+
+    admin.force_login(make_user("root", is_superuser=True, is_staff=True))
+    run = services.create_run(spec=gemm128, budget=Budget(trials=4), team=Team.objects.get(name="elsewhere"))
+    assert admin.get(f"/runs/{run.pk}").status_code == 200
+    orphan = services.create_run(spec=gemm128, budget=Budget(trials=4))  # no team: superusers only
+    assert admin.get(f"/runs/{orphan.pk}").status_code == 200
+    theirs = Client()
+    theirs.force_login(outsider)
+    assert theirs.get(f"/runs/{orphan.pk}").status_code == 404
+
+
+def test_createadmin_and_team_commands(db, monkeypatch, capsys):
+    monkeypatch.setenv("COLT_ADMIN_PASSWORD", "short")
+    with pytest.raises(CommandError, match="password rejected"):
+        call_command("createadmin", "boss")
+    monkeypatch.setenv("COLT_ADMIN_PASSWORD", PASSWORD)
+    call_command("createadmin", "boss", "--email", "boss@example.com", "--team", "compilers")
+    from django.contrib.auth import get_user_model
+
+    boss = get_user_model().objects.get(username="boss")
+    assert boss.is_superuser and boss.check_password(PASSWORD)
+    assert list(boss.teams.values_list("name", flat=True)) == ["compilers"]
+    with pytest.raises(CommandError, match="already exists"):
+        call_command("createadmin", "boss")
+    assert PASSWORD not in capsys.readouterr().out
+    call_command("team", "create", "kernels")
+    with pytest.raises(CommandError, match="no such user"):
+        call_command("team", "add", "kernels", "boss", "nobody")
+    call_command("team", "add", "kernels", "boss")
+    call_command("team", "list")
+    assert "kernels: boss" in capsys.readouterr().out
+    c = Client()
+    assert c.login(username="boss", password=PASSWORD)
+    assert c.get("/").status_code == 200
+
+
+# --- the cost review -----------------------------------------------------------------------------
+
+def test_per_model_review_and_subtree_costs_add_up(client, colt_run):
+    run = colt_run
+    review = reports.model_costs(Run.objects.filter(pk=run.pk))
+    calls = list(LLMCall.objects.filter(run=run))
+    assert review["total"]["calls"] == run.llm_calls == len(calls)
+    assert review["total"]["usd"] == pytest.approx(run.usd, rel=1e-9)
+    by_model = {m["model"]: m for m in review["models"]}
+    for name, row in by_model.items():
+        mine = [c for c in calls if c.model == name]
+        assert row["calls"] == len(mine)
+        assert row["usd"] == pytest.approx(sum(c.usd for c in mine))
+        assert row["prompt_tokens"] == sum(c.prompt_tokens for c in mine)
+        assert row["share"] == pytest.approx(len(mine) / len(calls))
+        errors = {}
+        for c in mine:
+            if c.outcome not in ("ok", "escalation"):
+                errors[c.outcome] = errors.get(c.outcome, 0) + 1
+        assert row["errors"] == errors
+        assert row["escalation_calls"] == sum(c.escalation for c in mine)
+        made = Node.objects.filter(run=run, created_by=name, call_id__isnull=False, parent_score__isnull=False)
+        hits = sum(n.predicted > n.parent_score for n in made)
+        assert row["hit_rate"] == (hits / len(made) if made else None)
+    assert by_model["mid"]["errors"].get("parse_error", 0) >= 1  # the garbage replies are counted
+    # the cost rolled up the tree: every subtree is its own calls plus its children's subtrees
+    costs = reports.subtree_costs(run)
+    nodes = list(Node.objects.filter(run=run).values_list("node_id", "parent_id"))
+    for node_id, _ in nodes + [(0, None)]:
+        own = sum(c.usd for c in calls if c.node_id == node_id)
+        below = sum(costs[n]["usd"] for n, p in nodes if p == node_id)
+        assert costs[node_id]["usd"] == pytest.approx(own + below, abs=1e-15)
+    assert costs[0]["usd"] == pytest.approx(run.usd) and costs[0]["calls"] == run.llm_calls
+    page = client.get(f"/runs/{run.pk}/costs").content.decode()
+    assert all(f'data-model="{m}"' in page for m in by_model) and "Cost rolled up the tree" in page
+    node = client.get(f"/api/runs/{run.pk}/nodes/{reports.costly_subtrees(run)[0]['node_id']}").json()
+    assert node["subtree"]["usd"] > 0
+
+
+def test_ledger_csv_sums_to_the_runs_usd_total_and_team_filters_apply(client, colt_run, quiet, gemm128):
+    run = colt_run
+    response = client.get(f"/runs/{run.pk}/ledger.csv")
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert len(rows) == run.llm_calls
+    assert [int(r["call_id"]) for r in rows] == list(range(1, run.llm_calls + 1))
+    assert sum(float(r["usd"]) for r in rows) == pytest.approx(run.usd, rel=1e-12)
+    assert {r["model"] for r in rows} <= {"small", "mid", "large"}
+    # across the team, filtered: the colt run is in its strategy's ledger and not in another's
+    def team_rows(query):
+        body = b"".join(client.get(f"/costs/ledger.csv?{query}").streaming_content).decode()
+        return list(csv.DictReader(io.StringIO(body)))
+
+    assert len(team_rows(f"team={run.team_id}&strategy=colt&kernel={run.kernel_id}")) == run.llm_calls
+    assert team_rows("strategy=single-llm") == []
+    assert team_rows("since=2000-01-01&until=2000-12-31") == []
+    assert client.get("/costs/ledger.csv?since=2020-02-02&until=2020-01-01").status_code == 400
+    review = client.get(f"/costs?strategy=colt&team={run.team_id}").content.decode()
+    assert f'href="/runs/{run.pk}/costs"' in review and "1 run" in review
+
+
+# --- comparisons ---------------------------------------------------------------------------------
+
+def test_compare_two_runs_of_a_kernel_side_by_side(client, colt_run, team, gemm128, gemm_measurer, quiet):
+    random_run = execute(gemm128, team, gemm_measurer, strategy="mcts-random", trials=6)
+    data = reports.compare(Run.objects.filter(pk__in=[colt_run.pk, random_run.pk]))
+    by_id = {r["id"]: r for r in data["runs"]}
+    for run in (colt_run, random_run):
+        row = by_id[run.pk]
+        assert row["trials"] == run.trials_done and row["usd"] == run.usd and row["wall_s"] > 0
+        assert row["series"][-1]["trials"] == run.trials_done
+        best = [p["best_latency_s"] for p in row["series"] if p["best_latency_s"] is not None]
+        assert best == sorted(best, reverse=True) and best[-1] == pytest.approx(run.best_latency)
+        usd = [p["usd"] for p in row["series"]]
+        assert usd == sorted(usd) and usd[-1] == pytest.approx(run.usd)
+    assert by_id[random_run.pk]["largest_share"] is None and by_id[colt_run.pk]["largest_share"] is not None
+    page = client.get(f"/compare?runs={colt_run.pk}&runs={random_run.pk}")
+    assert page.status_code == 200 and 'id="chart-latency"' in page.content.decode()
+    other = services.create_run(spec=KernelSpec("gemm", {"M": 64, "N": 64, "K": 64}), team=team)
+    bad = client.get(f"/compare?runs={colt_run.pk}&runs={other.pk}")
+    assert bad.status_code == 400 and "different kernels" in bad.content.decode()
+    assert client.get(f"/compare?runs={colt_run.pk}").status_code == 400
+    assert client.get("/compare?runs=x").status_code == 400
+
+
+# --- downloads -----------------------------------------------------------------------------------
+
+def test_downloaded_database_loads_in_tvm_and_reproduces_the_best_schedule(client, colt_run, tmp_path, gemm128):
+    from tvm.s_tir import meta_schedule as ms
+
+    from search.engine.compiler import make_target, structural_hash
+    from search.engine.tvmenv import tvm as _tvm
+    from search.engine.workloads import build_module, check_output, make_inputs, output_shape, reference
+
+    run = colt_run
+    best = Node.objects.get(run=run, node_id=run.best_node_id)
+    valid = Node.objects.filter(run=run, status="ok").count()
+    response = client.get(f"/runs/{run.pk}/download/database.zip")
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    zipfile.ZipFile(io.BytesIO(response.content)).extractall(tmp_path)
+    folder = next(tmp_path.iterdir())
+    assert {p.name for p in folder.iterdir()} >= {"database_workload.json", "database_tuning_record.json",
+                                                   "top_k.json"}
+    # TVM's own loader, unchanged
+    db = ms.database.JSONDatabase(work_dir=str(folder))
+    mod, target = build_module(gemm128), make_target(run.target)
+    records = db.get_top_k(db.commit_workload(mod), 10_000)
+    assert len(records) == valid and db.has_workload(mod)
+    assert float(records[0].run_secs[0]) == pytest.approx(run.best_latency)
+    sch = db.query_schedule(mod, target, workload_name="main")
+    assert structural_hash(sch.mod) == best.shash
+    tvm = _tvm()
+    fn = tvm.compile(sch.mod, target=target)
+    dev = tvm.cpu(0)
+    inputs = make_inputs(gemm128)
+    args = [tvm.runtime.tensor(a, dev) for a in inputs]
+    args.append(tvm.runtime.tensor(np.zeros(output_shape(gemm128), gemm128.dtype), dev))
+    fn["main"](*args)
+    ok, err = check_output(gemm128, args[-1].numpy(), reference(gemm128, inputs))
+    assert ok, err
+    # top=k keeps the k fastest
+    small = client.get(f"/runs/{run.pk}/download/database.zip?top=2")
+    names = zipfile.ZipFile(io.BytesIO(small.content)).namelist()
+    records = [n for n in names if n.endswith("database_tuning_record.json")][0]
+    assert len(zipfile.ZipFile(io.BytesIO(small.content)).read(records).decode().strip().splitlines()) == min(2, valid)
+    assert client.get(f"/runs/{run.pk}/download/database.zip?top=0").status_code == 400
+
+
+def test_schedule_trace_top_k_and_node_history_downloads(client, colt_run, gemm128):
+    from search.engine.compiler import apply_trace_json, structural_hash
+    from search.engine.workloads import build_module
+
+    run = colt_run
+    best = Node.objects.get(run=run, node_id=run.best_node_id)
+    script = client.get(f"/runs/{run.pk}/download/schedule.py")
+    assert script.status_code == 200 and "attachment" in script["Content-Disposition"]
+    text = script.content.decode()
+    assert "T.prim_func" in text and best.shash in text
+    trace = json.loads(client.get(f"/runs/{run.pk}/download/trace.json").content)
+    assert trace["node_id"] == best.node_id and trace["latency_s"] == run.best_latency
+    assert structural_hash(apply_trace_json(build_module(gemm128), trace["trace"]).mod) == best.shash
+    top = json.loads(client.get(f"/runs/{run.pk}/download/top.json?k=3").content)
+    assert [t["rank"] for t in top] == list(range(1, len(top) + 1)) and top[0]["node_id"] == best.node_id
+    assert [t["latency_s"] for t in top] == sorted(t["latency_s"] for t in top)
+    assert client.get(f"/runs/{run.pk}/download/top.json?k=-1").status_code == 400
+    body = b"".join(client.get(f"/runs/{run.pk}/download/nodes.csv").streaming_content).decode()
+    rows = list(csv.DictReader(io.StringIO(body)))
+    assert len(rows) == Node.objects.filter(run=run).count()
+    assert {r["status"] for r in rows} <= {"ok", "wrong", "build_error", "run_error", "timeout", ""}
+    assert client.get(f"/runs/{run.pk}/download/other.txt").status_code == 404
