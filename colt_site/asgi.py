@@ -16,8 +16,8 @@ from dashboard.routing import websocket_urlpatterns  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
-# Static files straight from static/ (no collectstatic) in the embedded default; a production
-# deployment serves them in front of Daphne.
+# Static files straight from static/ (no collectstatic) in the embedded default; in production
+# (COLT_DEBUG=0) WhiteNoise serves the collected, compressed, hashed files (settings.py).
 http_app = ASGIStaticFilesHandler(django_asgi) if settings.DEBUG else django_asgi
 
 application = ProtocolTypeRouter(

@@ -109,6 +109,10 @@ else:
 #: The LLM fleet the launch form offers: a fleet JSON file, or (unset) the local models.
 COLT_FLEET_FILE = os.environ.get("COLT_FLEET_FILE", "")
 
+#: A measure-only host for this worker's runs: a TVM RPC server (host:port) or a tracker and a
+#: device key (host:port/key). Unset: candidates are timed on this host.
+COLT_RPC = os.environ.get("COLT_RPC", "")
+
 #: Where CLI runs write their best schedules unless --out is given.
 COLT_OUTPUT_DIR = Path(os.environ.get("COLT_OUTPUT_DIR", BASE_DIR / "colt-out"))
 
@@ -118,7 +122,28 @@ USE_I18N = False
 USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(os.environ.get("COLT_STATIC_ROOT", BASE_DIR / "staticfiles"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage" if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+# Production (COLT_DEBUG=0): behind a TLS-terminating proxy that sets X-Forwarded-Proto; static
+# files (after `manage.py collectstatic`) served by WhiteNoise from the web process.
+if not DEBUG:
+    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = env_bool("COLT_SECURE_COOKIES", True)
+    CSRF_COOKIE_SECURE = env_bool("COLT_SECURE_COOKIES", True)
+    SECURE_SSL_REDIRECT = env_bool("COLT_SSL_REDIRECT", False)  # usually the proxy's job
+    SECURE_HSTS_SECONDS = int(os.environ.get("COLT_HSTS_SECONDS", "0"))
+    SECURE_REFERRER_POLICY = "same-origin"
+    X_FRAME_OPTIONS = "DENY"
+    SESSION_COOKIE_AGE = int(os.environ.get("COLT_SESSION_AGE_S", str(12 * 3600)))
+CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("COLT_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
 LOGGING = {
     "version": 1,

@@ -228,13 +228,24 @@ def mark_run_failed(run_id: int, error: str) -> None:
     )
 
 
+def measurement_rpc():
+    """This worker's measure-only host (``COLT_RPC=host:port`` or ``host:port/key`` for a
+    tracker), or None to measure here."""
+    from django.conf import settings
+
+    from .engine.measure import RPCConfig
+
+    return RPCConfig.parse(settings.COLT_RPC) if settings.COLT_RPC else None
+
+
 #: A running run whose last event is older than this is orphaned (its worker died) and may be
 #: taken over by a redelivered task; a fresher one is left to the worker that runs it.
 STALE_AFTER_S = float(os.environ.get("COLT_STALE_AFTER_S", "180"))
 
 
 def execute_run(run_id: int, *, broadcast=None, measurer=None, llm_client=None, worker: str = "",
-                extra_sink: ev.EventSink | None = None, serve_local: bool = True) -> TuneOutcome | None:
+                extra_sink: ev.EventSink | None = None, serve_local: bool = True,
+                rpc=None) -> TuneOutcome | None:
     """Run (or go on with) a run's search here: what the worker task (and the CLI) calls."""
     from .models import Run
     from .persistence import DatabaseSink, saved_state
@@ -288,6 +299,7 @@ def execute_run(run_id: int, *, broadcast=None, measurer=None, llm_client=None, 
                 should_stop=should_stop,
                 resume=state,
                 baseline_latency=run.baseline_latency,
+                rpc=rpc or measurement_rpc(),
             )
     except BaseException as exc:  # an interrupted CLI run too: it can be resumed
         mark_run_failed(run_id, f"{type(exc).__name__}: {exc}")
@@ -326,6 +338,7 @@ def tune_and_write(
     serve_local: bool = False,
     log=print,
     team: str | None = "default",
+    rpc=None,
 ) -> CliRun:
     """A tuning from the command line: a Run like any other (one history for CLI and web),
     executed here, its best schedule written to ``out_dir``."""
@@ -334,5 +347,5 @@ def tune_and_write(
     run = create_run(spec=spec, target=target, strategy=strategy, budget=budget, settings=settings, fleet=fleet,
                      model=model, timing=measure_config, team=ensure_team(team) if team else None, enqueue=False)
     with local_servers(serve_local and fleet is not None, log=log):
-        outcome = execute_run(run.pk, extra_sink=sink, serve_local=False)
+        outcome = execute_run(run.pk, extra_sink=sink, serve_local=False, rpc=rpc)
     return CliRun(run.pk, outcome, outcome.write(out_dir))

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from search.models import Run
+from tests.conftest import PASSWORD
+from tests.test_review import colt_run, execute, quiet  # noqa: F401 - fixtures
 from tests.engine.test_policy import fleet_at
 from tests.helpers import database_url, free_port
 
@@ -70,14 +72,24 @@ def page(monkeypatch):
         browser.close()
 
 
+def log_in(page, server, username="ada"):
+    """Through the login form, as a person would."""
+    page.goto(server + "/runs/new")
+    assert "/accounts/login/" in page.url  # every page needs a login
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("form.login button[type=submit]")
+    page.wait_for_url("**/runs/new")
+
+
 def shot(page, name, tmp_path):
     """Screenshots go to docs/ when COLT_UPDATE_SCREENSHOTS=1, else to the test's tmp dir."""
     folder = ROOT / "docs" if os.environ.get("COLT_UPDATE_SCREENSHOTS") == "1" else tmp_path
     page.screenshot(path=str(folder / name), full_page=True)
 
 
-def test_launch_a_run_and_watch_it_grow_live(server, page, tmp_path):
-    page.goto(server + "/runs/new")
+def test_launch_a_run_and_watch_it_grow_live(server, member, page, tmp_path):
+    log_in(page, server)
     page.select_option("#id_kernel", "gemm-128")
     page.select_option("#id_strategy", "colt")
     # K=1 escalates on every small-model regression; 48 trials leave room for ~20 small-model
@@ -114,8 +126,8 @@ def test_launch_a_run_and_watch_it_grow_live(server, page, tmp_path):
     shot(page, "run-page.png", tmp_path)
 
 
-def test_a_form_with_bad_input_shows_errors_and_creates_nothing(server, page):
-    page.goto(server + "/runs/new")
+def test_a_form_with_bad_input_shows_errors_and_creates_nothing(server, member, page):
+    log_in(page, server)
     page.select_option("#id_kernel", "custom")
     page.select_option("#id_op", "gemm")
     page.fill("#id_shape", "M=0,N=8,K=8")
@@ -132,3 +144,41 @@ def test_a_form_with_bad_input_shows_errors_and_creates_nothing(server, page):
     page.click("#launch")
     assert "larger than 65536" in page.text_content("#field-shape")
     assert Run.objects.count() == 0
+
+
+def test_log_in_review_costs_sort_by_usd_and_compare_two_runs(server, member, team, page, tmp_path, gemm128,
+                                                               gemm_measurer, colt_run):
+    colt = colt_run
+    random_run = execute(gemm128, team, gemm_measurer, strategy="mcts-random", trials=6)
+    log_in(page, server)
+    # the team's cost review: one row per model; sort by USD (descending, then ascending)
+    page.click("header nav >> text=Cost review")
+    page.wait_for_selector("#model-costs")
+    usd_header = page.locator("#model-costs th", has_text="USD").first
+    usd_header.click()
+    values = lambda: page.eval_on_selector_all(  # noqa: E731
+        "#model-costs tbody tr:not(.total) td.usd", "cells => cells.map(c => Number(c.dataset.value))")
+    assert usd_header.get_attribute("aria-sort") == "descending"
+    first = values()
+    assert len(first) >= 2 and first == sorted(first, reverse=True)
+    usd_header.click()
+    assert values() == sorted(first) and usd_header.get_attribute("aria-sort") == "ascending"
+    assert page.locator("#model-costs tbody tr").last.get_attribute("class") == "total"
+    shot(page, "cost-review.png", tmp_path)
+    # the run's own review has the cost rolled up the tree
+    page.goto(f"{server}/runs/{colt.pk}")
+    page.click("#costs-link")
+    page.wait_for_selector("#subtree-costs")
+    assert f"run {colt.pk}" in page.text_content("h1")
+    # compare the two runs from the run list
+    page.goto(server + "/")
+    page.check(f"input[name=runs][value='{colt.pk}']")
+    page.check(f"input[name=runs][value='{random_run.pk}']")
+    page.click("#compare-button")
+    page.wait_for_url("**/compare?*")
+    page.wait_for_selector("#chart-latency path[data-run]", state="attached")
+    assert page.locator("#compare-table tbody tr").count() == 2
+    assert page.locator("#chart-latency path[data-run]").count() == 2
+    assert page.locator("#chart-usd path[data-run]").count() == 2
+    assert "colt" in page.text_content("#compare-table") and "mcts-random" in page.text_content("#compare-table")
+    shot(page, "compare.png", tmp_path)

@@ -308,3 +308,15 @@ def test_schedule_trace_top_k_and_node_history_downloads(client, colt_run, gemm1
     assert len(rows) == Node.objects.filter(run=run).count()
     assert {r["status"] for r in rows} <= {"ok", "wrong", "build_error", "run_error", "timeout", ""}
     assert client.get(f"/runs/{run.pk}/download/other.txt").status_code == 404
+
+
+def test_a_fresh_machine_gets_a_first_admin_whose_password_is_only_in_a_file(db, tmp_path, capsys):
+    secret = tmp_path / "pw"
+    call_command("createadmin", "admin", "--if-none", "--password-file", str(secret))
+    password = secret.read_text().strip()
+    assert oct(secret.stat().st_mode & 0o777) == "0o600" and len(password) >= 20
+    assert password not in capsys.readouterr().out
+    call_command("createadmin", "admin", "--if-none", "--password-file", str(tmp_path / "again"))
+    assert not (tmp_path / "again").exists()  # an administrator exists: nothing done
+    c = Client()
+    assert c.login(username="admin", password=password)

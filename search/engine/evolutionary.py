@@ -64,6 +64,20 @@ class EvolutionarySearch:
         self.should_stop = should_stop
         self.tree = Tree()
 
+    def _runner(self, ms, evaluator):
+        """MetaSchedule's LocalRunner, or its RPCRunner when the measurer times on an RPC host."""
+        rpc = getattr(self.measurer, "rpc", None)
+        if rpc is None:
+            return ms.runner.LocalRunner(timeout_sec=self.cfg.timeout_s, evaluator_config=evaluator,
+                                         initializer=_worker_init)
+        if not rpc.key:
+            raise ValueError("the evolutionary strategy measures through MetaSchedule's RPCRunner, which needs "
+                             f"an RPC tracker: give host:port/key, not {rpc.label()}")
+        config = ms.runner.RPCConfig(tracker_host=rpc.host, tracker_port=rpc.port, tracker_key=rpc.key,
+                                     session_timeout_sec=int(rpc.session_timeout_s))
+        return ms.runner.RPCRunner(rpc_config=config, evaluator_config=evaluator, max_workers=1,
+                                   initializer=_worker_init)
+
     def restore(self, state) -> None:
         """Keep the candidates measured before a restart; the search runs the remaining trials."""
         for saved in sorted(state.nodes, key=lambda n: n.node_id):
@@ -131,9 +145,7 @@ class EvolutionarySearch:
                 max_trials_global=remaining,
                 num_trials_per_iter=min(remaining, 2 * self.s.measure_batch),
                 builder=ms.builder.LocalBuilder(max_workers=1, initializer=_worker_init),
-                runner=ms.runner.LocalRunner(
-                    timeout_sec=self.cfg.timeout_s, evaluator_config=evaluator, initializer=_worker_init
-                ),
+                runner=self._runner(ms, evaluator),
                 measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), EmitEvents()],
                 space=self.space.make_generator(),
                 num_tuning_cores=1,

@@ -96,8 +96,11 @@ def _kernel_data(spec_dict: dict, target_name: str):
     return _CACHE[key]
 
 
-def measure_in_worker(spec_dict: dict, target_name: str, trace_json: list | None, cfg: dict) -> dict:
-    """Build, check and time one candidate. Runs in a worker process; returns a plain dict."""
+def measure_in_worker(spec_dict: dict, target_name: str, trace_json: list | None, cfg: dict,
+                      rpc: dict | None = None) -> dict:
+    """Build, check and time one candidate. Runs in a worker process; returns a plain dict.
+    With ``rpc`` (an :class:`RPCConfig` as a dict) the library is built here and uploaded to
+    a TVM RPC server, which checks and times it on its device."""
     import numpy as np
 
     from .tvmenv import tvm as _tvm
@@ -115,11 +118,19 @@ def measure_in_worker(spec_dict: dict, target_name: str, trace_json: list | None
     except Exception as exc:  # noqa: BLE001 - any compiler failure marks the candidate invalid
         return MeasureResult(BUILD_ERROR, error=_one_line(exc)).to_dict()
     build_s = time.perf_counter() - start
-    dev = tvm.cpu(0) if target.kind.name == "llvm" else tvm.device(target.kind.name, 0)
-    if not dev.exist:
-        return MeasureResult(NO_DEVICE, build_s=build_s, error=f"no {target.kind.name} device on this host").to_dict()
+    kind = "cpu" if target.kind.name == "llvm" else target.kind.name
     try:
-        fn = executable.jit() if hasattr(executable, "jit") else executable
+        if rpc is not None:
+            fn, dev = _load_remote(executable, RPCConfig(**rpc), kind)
+        else:
+            fn, dev = (executable.jit() if hasattr(executable, "jit") else executable), tvm.device(kind, 0)
+    except Exception as exc:  # noqa: BLE001 - the measurement host is unreachable or refused the library
+        where = f"RPC host {RPCConfig(**rpc).label()}" if rpc else "this host"
+        return MeasureResult(NO_DEVICE, build_s=build_s, error=f"{where}: {_one_line(exc)}").to_dict()
+    if not dev.exist:
+        where = f"the RPC host {rpc['host']}:{rpc['port']}" if rpc else "this host"
+        return MeasureResult(NO_DEVICE, build_s=build_s, error=f"no {target.kind.name} device on {where}").to_dict()
+    try:
         args = [tvm.runtime.tensor(a, dev) for a in inputs]
         args.append(tvm.runtime.tensor(np.zeros(output_shape(spec), spec.dtype), dev))
         fn["main"](*args)
@@ -139,6 +150,51 @@ def measure_in_worker(spec_dict: dict, target_name: str, trace_json: list | None
     return MeasureResult(OK, float(np.mean(repeats)), repeats, build_s, max_error).to_dict()
 
 
+class MeasurementHostError(RuntimeError):
+    """The measurement device is missing or unreachable (no GPU here, the RPC host down)."""
+
+
+@dataclass(frozen=True)
+class RPCConfig:
+    """Where a measure-only host listens: a TVM RPC server (``python -m tvm.exec.rpc_server``),
+    or, with ``key``, a TVM RPC tracker that hands out a server registered under that key."""
+
+    host: str
+    port: int
+    key: str = ""
+    session_timeout_s: float = 120.0
+
+    @classmethod
+    def parse(cls, text: str) -> "RPCConfig":
+        """``host:port`` (a server) or ``host:port/key`` (a tracker and a device key)."""
+        address, _, key = text.strip().partition("/")
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"an RPC address is host:port or host:port/key, not {text!r}")
+        return cls(host, int(port), key)
+
+    def label(self) -> str:
+        return f"{self.host}:{self.port}" + (f"/{self.key}" if self.key else "")
+
+
+def _load_remote(executable, rpc: "RPCConfig", kind: str):
+    """Export the built library, upload it to the RPC server and load it there."""
+    import tempfile
+
+    from tvm import rpc as tvm_rpc
+
+    if rpc.key:
+        session = tvm_rpc.connect_tracker(rpc.host, rpc.port).request(rpc.key, session_timeout=rpc.session_timeout_s)
+    else:
+        session = tvm_rpc.connect(rpc.host, rpc.port, session_timeout=rpc.session_timeout_s)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "candidate.so")
+        executable.export_library(path)
+        session.upload(path)
+    module = session.load_module("candidate.so")
+    return module, session.device(kind, 0)
+
+
 def _one_line(exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
     msg = lines[-1] if lines else type(exc).__name__
@@ -149,9 +205,11 @@ def _one_line(exc: BaseException) -> str:
 
 
 class LocalMeasurer:
-    """Measures on this host, one candidate at a time (timings must not overlap)."""
+    """Builds on this host and measures here, or (``rpc``) on a measure-only host over TVM's
+    RPC; one candidate at a time (timings must not overlap)."""
 
-    def __init__(self, spec: KernelSpec, target_name: str, config: MeasureConfig | None = None):
+    def __init__(self, spec: KernelSpec, target_name: str, config: MeasureConfig | None = None,
+                 rpc: RPCConfig | None = None):
         from .tvmenv import tvm as _tvm
 
         _tvm()
@@ -160,6 +218,7 @@ class LocalMeasurer:
         self.spec = spec
         self.target_name = target_name
         self.config = config or MeasureConfig()
+        self.rpc = rpc
         root = _project_root()
         os.environ["PYTHONPATH"] = os.pathsep.join(
             [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
@@ -175,13 +234,18 @@ class LocalMeasurer:
         cfg = asdict(config or self.config)
         results = []
         for trace_json in traces:
-            future = self._pool.submit(measure_in_worker, self.spec.to_dict(), self.target_name, trace_json, cfg)
+            future = self._pool.submit(measure_in_worker, self.spec.to_dict(), self.target_name, trace_json, cfg,
+                                       asdict(self.rpc) if self.rpc else None)
             try:
                 results.append(MeasureResult(**future.result()))
             except TimeoutError:
                 results.append(MeasureResult(TIMEOUT, error=f"took longer than {self.config.timeout_s:.0f} s"))
             except Exception as exc:  # noqa: BLE001 - the worker died (a crash in generated code)
                 results.append(MeasureResult(RUN_ERROR, error=_one_line(exc)))
+            if results[-1].status == NO_DEVICE:
+                # not the candidate's fault: nothing here can be timed, so stop rather than
+                # spend the trial budget on failures (the run fails with this and can resume)
+                raise MeasurementHostError(results[-1].error)
         return results
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ from typing import Callable
 
 from . import events as ev
 from .compiler import SearchSpace, target_kind
-from .measure import LocalMeasurer, MeasureConfig, Measurer
+from .measure import LocalMeasurer, MeasureConfig, Measurer, RPCConfig
 from .mcts import Budget, MCTSSearch, SavedState, SearchResult, SearchSettings
 from .llm import Fleet, LLMClient, LiteLLMClient
 from .policy import ExpansionPolicy, LLMPolicy, RandomPolicy
@@ -162,8 +162,10 @@ def tune(
     should_stop: Callable[[], bool] = lambda: False,
     resume: SavedState | None = None,
     baseline_latency: float | None = None,
+    rpc: RPCConfig | None = None,
 ) -> TuneOutcome:
-    """Tune ``spec``; with ``resume``, go on from a saved state (and its known baseline)."""
+    """Tune ``spec``; with ``resume``, go on from a saved state (and its known baseline).
+    ``rpc``: time candidates on a measure-only host over TVM RPC (built here)."""
     spec = check_request(spec, target, strategy, budget, fleet, policy)
     if policy is None and strategy != "evolutionary":
         policy = make_policy(strategy, spec=spec, target=target, settings=settings, budget=budget,
@@ -176,7 +178,7 @@ def tune(
     else:
         sink.emit(ev.RunResumed(len(resume.nodes), resume.trials, len(resume.calls)))
     own_measurer = measurer is None
-    measurer = measurer or LocalMeasurer(spec, target, measure_config)
+    measurer = measurer or LocalMeasurer(spec, target, measure_config, rpc=rpc)
     baseline = baseline_latency
     try:
         space = SearchSpace(spec, target, seed=settings.seed)

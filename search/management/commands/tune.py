@@ -43,6 +43,8 @@ class Command(BaseCommand):
         llm.add_argument("--no-serve", action="store_true",
                          help="with --fleet local, do not start the local servers if they are down")
         parser.add_argument("--out", default=None, help="where to write the best schedule")
+        parser.add_argument("--rpc", default=None, metavar="HOST:PORT[/KEY]",
+                            help="time candidates on a measure-only host: a TVM RPC server, or a tracker and key")
         parser.add_argument("--team", default="default",
                             help="the team whose members see the run in the web app (default: 'default')")
         search = parser.add_argument_group("search settings")
@@ -99,6 +101,7 @@ class Command(BaseCommand):
         for ok, message in checks:
             if not ok:
                 raise CommandError(message, returncode=2)
+        from search.engine.measure import MeasurementHostError
         from search.services import FleetUnavailable, load_fleet, tune_and_write
 
         fleet = None
@@ -119,6 +122,9 @@ class Command(BaseCommand):
             run = self._run(tune_and_write, spec, opts, out, fleet)
         except FleetUnavailable as exc:
             raise CommandError(str(exc), returncode=2) from None
+        except MeasurementHostError as exc:
+            raise CommandError(f"cannot measure: {exc} (the run is saved as failed; "
+                               "`manage.py resume <id>` goes on once the device is there)", returncode=1) from None
         for line in summary_lines(run.outcome.summary()):
             self.stdout.write(line)
         self.stdout.write(f"  {'run':<16}  #{run.run_id} (in the run history)")
@@ -126,6 +132,16 @@ class Command(BaseCommand):
             self.stdout.write(f"  {kind:<16}  {path}")
         if run.outcome.result.best is None:
             raise CommandError("no valid schedule was found", returncode=1)
+
+    def _rpc(self, text):
+        from search.engine.measure import RPCConfig
+
+        if not text:
+            return None
+        try:
+            return RPCConfig.parse(text)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
 
     def _run(self, tune_and_write, spec, opts, out, fleet):
         return tune_and_write(
@@ -151,4 +167,5 @@ class Command(BaseCommand):
             measure_config=MeasureConfig(number=opts["number"], repeat=opts["repeat"], min_repeat_ms=opts["min_repeat_ms"]),
             log=self.stdout.write,
             team=opts["team"],
+            rpc=self._rpc(opts["rpc"]),
         )
