@@ -8,6 +8,8 @@ goes to an optional broadcaster (the Channels group ``run-<id>``).
 
 from __future__ import annotations
 
+import logging
+
 from typing import Callable
 
 from django.db import transaction
@@ -18,6 +20,8 @@ from .engine import events as ev
 from .engine.mcts import SavedNode, SavedState
 from .models import Escalation, Event, LLMCall, Measurement, Node, Run
 
+log = logging.getLogger(__name__)
+
 Broadcast = Callable[[int, int, dict], None]
 
 
@@ -26,22 +30,35 @@ class DatabaseSink:
         self.run_id = run.pk
         self.seq = run.last_seq
         self.broadcast = broadcast
+        self._notify_failed = False
 
     def emit(self, event: ev.Event) -> None:
         data = event.to_dict()
         trace = data.pop("trace", None)
+        seq = self.seq + 1  # taken only once committed: a failed write leaves no gap
         with transaction.atomic():
-            self.seq += 1
-            seq = self.seq
             Event.objects.create(run_id=self.run_id, seq=seq, kind=event.kind, data=data)
             run_updates = {"last_seq": seq, "heartbeat_at": timezone.now()}
             handler = getattr(self, f"_on_{event.kind}", None)
             if handler is not None:
                 run_updates.update(handler(event, seq, trace) or {})
             Run.objects.filter(pk=self.run_id).update(**run_updates)
+        self.seq = seq
         if self.broadcast is not None:
             payload = dict(data, seq=seq)
-            transaction.on_commit(lambda: self.broadcast(self.run_id, seq, payload))
+            transaction.on_commit(lambda: self._notify(seq, payload))
+
+    def _notify(self, seq: int, payload: dict) -> None:
+        """Tell the pages; a channel layer that is down (Redis restarting) costs them only the
+        live push: the event is stored, and they resync from their last sequence number."""
+        try:
+            self.broadcast(self.run_id, seq, payload)
+        except Exception as exc:  # noqa: BLE001
+            if not self._notify_failed:
+                log.warning("run %s: live updates unavailable (%s); pages will resync", self.run_id, exc)
+            self._notify_failed = True
+        else:
+            self._notify_failed = False
 
     # -- one handler per event kind that changes a row ------------------------------------------
     def _on_baseline_measured(self, e: ev.BaselineMeasured, seq, _):

@@ -10,7 +10,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from django.db import transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from .engine import events as ev
@@ -220,6 +220,22 @@ def resume_run(run_id: int, *, enqueue: bool = True) -> None:
             transaction.on_commit(lambda: enqueue_run(run.pk, run.target))
 
 
+def _release_after_database_error(run_id: int, exc: BaseException) -> None:
+    """Put the run back in the queue state, if the database answers again; the caller
+    retries (the Celery task, the in-process dispatcher) and goes on from the stored tree."""
+    log.warning("run %s: database error, will retry: %s", run_id, exc)
+    connection.close()
+    try:
+        from .models import Run
+
+        Run.objects.filter(pk=run_id, status=Run.Status.RUNNING).update(
+            status=Run.Status.QUEUED, stop_reason="database unavailable; retrying")
+    except DatabaseError:
+        pass  # still down: the retry by this same worker takes the run over anyway
+    finally:
+        connection.close()
+
+
 def mark_run_failed(run_id: int, error: str) -> None:
     from .models import Run
 
@@ -250,12 +266,15 @@ def execute_run(run_id: int, *, broadcast=None, measurer=None, llm_client=None, 
     from .models import Run
     from .persistence import DatabaseSink, saved_state
 
+    worker = worker or f"{socket.gethostname()}:{os.getpid()}"
     with transaction.atomic():
         run = Run.objects.select_for_update().select_related("kernel").get(pk=run_id)
         if run.is_final:
             log.info("run %s is %s; nothing to do", run_id, run.status)
             return None
-        if run.status == Run.Status.RUNNING and run.heartbeat_at is not None:
+        # a fresh heartbeat means another worker is on it; this worker's own earlier attempt
+        # (cut short by a database outage) is taken over at once
+        if run.status == Run.Status.RUNNING and run.heartbeat_at is not None and run.worker != worker:
             age = (timezone.now() - run.heartbeat_at).total_seconds()
             if age < STALE_AFTER_S:
                 raise RunBusy(f"run {run_id} is being run by {run.worker} (last event {age:.0f} s ago)")
@@ -265,7 +284,7 @@ def execute_run(run_id: int, *, broadcast=None, measurer=None, llm_client=None, 
             return None
         run.status = Run.Status.RUNNING
         run.attempts += 1
-        run.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+        run.worker = worker
         run.started_at = run.started_at or timezone.now()
         run.heartbeat_at = timezone.now()
         run.save(update_fields=["status", "attempts", "worker", "started_at", "heartbeat_at"])
@@ -301,6 +320,9 @@ def execute_run(run_id: int, *, broadcast=None, measurer=None, llm_client=None, 
                 baseline_latency=run.baseline_latency,
                 rpc=rpc or measurement_rpc(),
             )
+    except (OperationalError, InterfaceError) as exc:  # the database went away: retry, don't fail
+        _release_after_database_error(run_id, exc)
+        raise OperationalError(f"database unavailable during run {run_id}: {exc}") from exc
     except BaseException as exc:  # an interrupted CLI run too: it can be resumed
         mark_run_failed(run_id, f"{type(exc).__name__}: {exc}")
         raise

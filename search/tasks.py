@@ -13,7 +13,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
-from django.db import OperationalError, close_old_connections, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 from colt_site.celery import app
 
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
-    autoretry_for=(OperationalError,),
+    autoretry_for=(OperationalError, InterfaceError),
     retry_backoff=2,
     retry_backoff_max=60,
     max_retries=8,
@@ -54,11 +54,26 @@ _executor: ThreadPoolExecutor | None = None
 _lock = threading.Lock()
 
 
+#: the in-process executor's retries when the database is briefly away (seconds between)
+IN_PROCESS_RETRY_DELAYS = (1, 2, 4, 8, 16, 32)
+
+
 def _in_process(run_id: int) -> None:
-    from .services import execute_run
+    import time
+
+    from .services import execute_run, mark_run_failed
 
     try:
-        execute_run(run_id, broadcast=_broadcaster())
+        for delay in (*IN_PROCESS_RETRY_DELAYS, None):
+            try:
+                execute_run(run_id, broadcast=_broadcaster())
+                return
+            except OperationalError as exc:
+                if delay is None:
+                    mark_run_failed(run_id, str(exc))
+                    raise
+                connection.close()
+                time.sleep(delay)
     except Exception:  # noqa: BLE001 - the run is marked failed; keep the executor alive
         log.exception("run %s failed", run_id)
     finally:

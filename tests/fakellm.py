@@ -92,3 +92,29 @@ class FakeLLMServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def main(argv=None) -> None:
+    """``python -m tests.fakellm PORT_FILE DELAY_S``: a fake server in its own process (for
+    tests that SIGKILL it mid-call); every model answers a valid joint action after DELAY_S,
+    and each request is logged to stdout as it arrives."""
+    import sys
+
+    port_file, delay = (argv or sys.argv[1:])[:2]
+    server = FakeLLMServer()
+    original = server.httpd.RequestHandlerClass.do_POST
+
+    def logged(handler):
+        print("request", flush=True)
+        original(handler)
+
+    server.httpd.RequestHandlerClass.do_POST = logged
+    for name in ("small", "mid", "large"):
+        server.scripts[name] = Script(delay_s=float(delay))
+    with open(port_file, "w") as f:
+        f.write(str(server.port))
+    server.thread.join()
+
+
+if __name__ == "__main__":
+    main()

@@ -87,7 +87,14 @@
 
   async function refreshHeader() {
     const r = await fetch(`/api/runs/${runId}`);
-    if (r.ok) setHeader((await r.json()).run);
+    if (!r.ok) return;
+    const h = (await r.json()).run;
+    setHeader(h);
+    // the socket may be open but deaf (the channel layer restarted and forgot this page's
+    // group): events stored since the last one applied are asked for again
+    if (h.last_seq > S.lastSeq && ws && ws.readyState === WebSocket.OPEN) {
+      ws.send(JSON.stringify({after: S.lastSeq}));
+    }
   }
 
   async function load() {

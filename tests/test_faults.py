@@ -1,0 +1,218 @@
+"""Faults, each a test against real parts: a build that fails and a result that is wrong
+(invalid, never the best); model servers that are slow, answer garbage, or are SIGKILLed
+mid-call (the run goes on, every outcome recorded); the database dropping the worker's
+connections mid-run (the task retries and goes on); Redis restarted during a run (the page
+resyncs, no event lost). A worker SIGKILLed mid-run is in tests/test_worker.py."""
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from search import services
+from search.engine import measure as M
+from search.engine.llm import Fleet, ModelSpec
+from search.engine.mcts import Budget, SearchSettings
+from search.models import Event, LLMCall, Node, Run
+from tests.conftest import FAST
+from tests.fakellm import FakeLLMServer, Script
+from tests.helpers import database_url, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.db]
+
+
+@pytest.fixture
+def quiet(monkeypatch):
+    monkeypatch.setattr(services, "enqueue_run", lambda *a: None)
+
+
+# --- invalid candidates ------------------------------------------------------------------------
+
+def test_a_wrong_result_is_detected_by_the_numpy_check(monkeypatch, gemm128, gemm_space):
+    """The real worker function, in this process, against a reference that disagrees with
+    what the compiled kernel computes: the candidate is 'wrong', with its error."""
+    import numpy as np
+
+    from search.engine import workloads
+
+    true_reference = workloads.reference
+    monkeypatch.setattr(workloads, "reference", lambda spec, inputs: true_reference(spec, inputs) + 0.5)
+    M._CACHE.clear()
+    try:
+        cand = gemm_space.sample(np.random.default_rng(1))
+        res = M.MeasureResult(**M.measure_in_worker(gemm128.to_dict(), "llvm", cand.trace_json(),
+                                                    {"number": 1, "repeat": 1, "min_repeat_ms": 0, "check": True}))
+    finally:
+        M._CACHE.clear()
+    assert res.status == M.WRONG and res.latency_s is None and res.max_error > 1e-3
+
+
+class FaultyMeasurer:
+    """The real measurer with faults injected through the Measurer interface: every third
+    candidate's trace is corrupted before it is built (TVM really fails to build it), and the
+    fastest correct candidate of each batch comes back 'wrong', as a miscompile would."""
+
+    def __init__(self, inner):
+        self.inner, self.count, self.injected = inner, 0, {"build": 0, "wrong": 0}
+
+    def measure(self, traces, config=None):
+        sent = []
+        for trace in traces:
+            if trace is not None:
+                self.count += 1
+                if self.count % 3 == 0:
+                    trace = corrupt(trace)
+                    self.injected["build"] += 1
+            sent.append(trace)
+        results = self.inner.measure(sent, config)
+        ok = [r for t, r in zip(traces, results) if t is not None and r.ok]
+        if len(ok) > 1:
+            fastest = min(ok, key=lambda r: r.latency_s)
+            fastest.status, fastest.latency_s, fastest.error = M.WRONG, None, "injected miscompile"
+            self.injected["wrong"] += 1
+        return results
+
+    def close(self):
+        pass
+
+
+def corrupt(trace):
+    """A tile decision with one factor too few for its split: TVM refuses to apply it."""
+    bad = copy.deepcopy(trace)
+    insts, decisions = bad[0], bad[1]
+    for i, inst in enumerate(insts):
+        if inst[0] == "SamplePerfectTile":
+            for d in decisions:
+                if d[0] == i:
+                    d[1] = d[1][:-1]
+                    return bad
+    raise AssertionError("no tile decision to corrupt")
+
+
+def test_failed_builds_and_wrong_results_are_marked_invalid_and_never_chosen_as_best(
+        quiet, team, gemm128, gemm_measurer):
+    measurer = FaultyMeasurer(gemm_measurer)
+    run = services.create_run(spec=gemm128, budget=Budget(trials=12), timing=FAST, team=team,
+                              settings=SearchSettings(measure_batch=4, expansions_per_round=6, seed=4))
+    services.execute_run(run.pk, measurer=measurer)
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUCCEEDED and run.trials_done == 12
+    assert measurer.injected["build"] >= 3 and measurer.injected["wrong"] >= 1
+    statuses = dict(Node.objects.filter(run=run).exclude(status="").values_list("node_id", "status"))
+    invalid = {n for n, s in statuses.items() if s != "ok"}
+    assert {"build_error", "wrong"} <= set(statuses.values())
+    assert not Node.objects.filter(run=run, node_id__in=invalid, latency__isnull=False).exists()
+    assert run.best_node_id not in invalid and statuses[run.best_node_id] == "ok"
+    improved = [e.data["node_id"] for e in Event.objects.filter(run=run, kind="best_improved")]
+    assert improved and not set(improved) & invalid
+    errors = set(run.measurements.exclude(status="ok").values_list("error", flat=True))
+    assert "injected miscompile" in errors and any("Error" in e for e in errors if e != "injected miscompile")
+
+
+# --- model servers that fail -------------------------------------------------------------------
+
+@pytest.fixture
+def doomed_server(tmp_path):
+    """A fake model server in its own process (answers after 2 s), to SIGKILL mid-call."""
+    port_file, log = tmp_path / "port", tmp_path / "doomed.log"
+    proc = subprocess.Popen([sys.executable, "-m", "tests.fakellm", str(port_file), "2"], cwd=ROOT,
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not port_file.exists() or not port_file.read_text():
+        assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+        time.sleep(0.1)
+    yield proc, f"http://127.0.0.1:{port_file.read_text()}/v1", log
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_slow_garbage_and_killed_model_servers_cost_outcomes_not_the_run(quiet, team, gemm128, gemm_measurer,
+                                                                          fake_llm, doomed_server):
+    import threading
+
+    proc, doomed_base, log = doomed_server
+    fake_llm.scripts["small"] = Script('{"next_model": "large", "mutators": ["MutateTileSize"]}', delay_s=3.0)
+    fake_llm.scripts["mid"] = Script("no idea, sorry")
+    fleet = Fleet((
+        ModelSpec("small", "openai/small", 135e6, 0.03, 0.08, fake_llm.api_base, None, 1.0),  # times out
+        ModelSpec("mid", "openai/mid", 270e6, 0.05, 0.16, fake_llm.api_base, None, 10.0),  # garbage
+        ModelSpec("large", "openai/large", 494e6, 0.10, 0.30, doomed_base, None, 10.0),  # killed mid-call
+    ))
+
+    def kill_on_first_request():
+        deadline = time.monotonic() + 120
+        while "request" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # the call is in flight: the server sleeps 2 s before answering
+        os.killpg(proc.pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_on_first_request, daemon=True)
+    killer.start()
+    run = services.create_run(spec=gemm128, strategy="colt", fleet=fleet, budget=Budget(trials=8), timing=FAST,
+                              team=team, settings=SearchSettings(measure_batch=2, expansions_per_round=4, seed=9))
+    services.execute_run(run.pk, measurer=gemm_measurer, serve_local=False)
+    killer.join(timeout=5)
+    run.refresh_from_db()
+    assert proc.poll() is not None  # the large model's server is gone
+    assert run.status == Run.Status.SUCCEEDED and run.trials_done == 8
+    calls = list(LLMCall.objects.filter(run=run).order_by("call_id"))
+    assert len(calls) == run.llm_calls and sum(c.usd for c in calls) == pytest.approx(run.usd)
+    by_model = {}
+    for c in calls:
+        by_model.setdefault(c.model, []).append(c)
+    first_large = by_model["large"][0]
+    assert first_large.outcome == "server_error" and first_large.latency_s > 0.2  # cut off mid-call
+    assert {c.outcome for c in by_model["large"]} == {"server_error"}
+    assert "timeout" in {c.outcome for c in by_model.get("small", [])} or "small" not in by_model
+    assert {"server_error"} < {c.outcome for c in calls}  # more than one kind of failure recorded
+    assert {c.outcome for c in calls} <= {"ok", "parse_error", "timeout", "server_error", "escalation",
+                                         "invalid_model"}
+
+
+# --- the database drops the worker's connections ------------------------------------------------
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_the_task_retries_when_the_database_drops_its_connections(gemm128, team, settings):
+    from django.db import connection
+
+    from tests.test_runs import assert_consistent
+    from tests.test_worker import REDIS_TEST_URL, Worker, redis_available
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite is a file in this process: there is no server connection to lose")
+    if not redis_available():
+        pytest.fail(f"Redis is required at {REDIS_TEST_URL}")
+    import redis
+
+    redis.Redis.from_url(REDIS_TEST_URL).flushdb()
+    settings.REDIS_URL = REDIS_TEST_URL
+    worker = Worker("dbfault", "llvm")
+    try:
+        run = services.create_run(spec=gemm128, budget=Budget(trials=16), timing=FAST, team=team,
+                                  settings=SearchSettings(measure_batch=2, expansions_per_round=4, seed=6))
+        deadline = time.monotonic() + 180
+        while Run.objects.get(pk=run.pk).trials_done < 4:
+            assert time.monotonic() < deadline, "the run did not start"
+            time.sleep(0.2)
+        with connection.cursor() as cursor:  # what a database restart or failover does to clients
+            cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            assert cursor.fetchone()[0] >= 1
+        while not Run.objects.get(pk=run.pk).is_final:
+            assert time.monotonic() < deadline + 120, (ROOT / ".pytest-worker-dbfault.log").read_text()[-3000:]
+            time.sleep(0.5)
+    finally:
+        worker.stop()
+    run.refresh_from_db()
+    log = (ROOT / ".pytest-worker-dbfault.log").read_text()
+    assert "database unavailable" in log or "retry" in log.lower()
+    assert run.status == Run.Status.SUCCEEDED and run.trials_done == 16 and run.attempts >= 2, run.error
+    assert_consistent(run)
