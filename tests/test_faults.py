@@ -22,6 +22,7 @@ from search.models import Event, LLMCall, Node, Run
 from tests.conftest import FAST
 from tests.fakellm import FakeLLMServer, Script
 from tests.helpers import database_url, free_port
+from tests.test_pages import page  # noqa: F401 - the Chromium fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.db]
@@ -216,3 +217,107 @@ def test_the_task_retries_when_the_database_drops_its_connections(gemm128, team,
     assert "database unavailable" in log or "retry" in log.lower()
     assert run.status == Run.Status.SUCCEEDED and run.trials_done == 16 and run.attempts >= 2, run.error
     assert_consistent(run)
+
+
+# --- Redis restarted during a run ---------------------------------------------------------------
+
+class PrivateRedis:
+    """A redis-server of this test's own on a free port, to kill and restart."""
+
+    def __init__(self, tmp_path):
+        self.port, self.tmp = free_port(), tmp_path
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no", "--dir", str(self.tmp)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import redis
+
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping()
+                return
+            except Exception:  # noqa: BLE001
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.1)
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def spawn(args, env, log):
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+@pytest.mark.browser
+@pytest.mark.services
+@pytest.mark.slow
+def test_redis_restarted_mid_run_the_page_resyncs_and_loses_no_event(tmp_path, member, team, gemm128, settings,
+                                                                      page):
+    import shutil
+    import urllib.request
+
+    from tests.test_pages import CHROMIUM, log_in
+
+    if shutil.which("redis-server") is None or not Path(CHROMIUM).exists():
+        if os.environ.get("COLT_REQUIRE_SERVICES") == "1":
+            pytest.fail("redis-server and Chromium are required")
+        pytest.skip("needs redis-server and Chromium")
+    redis_server = PrivateRedis(tmp_path)
+    env = dict(os.environ, DATABASE_URL=database_url(), REDIS_URL=redis_server.url, PYTHONPATH=str(ROOT))
+    env.pop("COLT_FLEET_FILE", None)
+    port = free_port()
+    procs = [
+        spawn([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "colt_site.asgi:application"],
+              env, tmp_path / "web.log"),
+        spawn([sys.executable, "-m", "celery", "-A", "colt_site.celery", "worker", "-Q", "llvm", "-c", "1", "-n",
+               "redisfault@%h", "--without-gossip", "--without-mingle", "-l", "info"], env, tmp_path / "worker.log"),
+    ]
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=1)
+                break
+            except Exception:  # noqa: BLE001
+                assert time.monotonic() < deadline, (tmp_path / "web.log").read_text()[-2000:]
+                time.sleep(0.3)
+        settings.REDIS_URL = redis_server.url
+        run = services.create_run(spec=gemm128, budget=Budget(trials=48), timing=FAST, team=team,
+                                  settings=SearchSettings(measure_batch=4, expansions_per_round=6, seed=8))
+        log_in(page, base)
+        page.goto(f"{base}/runs/{run.pk}")
+        page.wait_for_function("window.coltState && window.coltState.nodes.size > 5", timeout=120_000)
+        seen_before = page.evaluate("window.coltState.lastSeq")
+        redis_server.kill()  # broker and channel layer gone, mid-run
+        time.sleep(3)
+        redis_server.start()  # back, empty: no groups, no queued messages
+        deadline = time.monotonic() + 300
+        while not Run.objects.get(pk=run.pk).is_final:
+            assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
+            time.sleep(0.5)
+        run.refresh_from_db()
+        assert run.status == Run.Status.SUCCEEDED and run.trials_done == 48
+        worker_log = (tmp_path / "worker.log").read_text()
+        assert "live updates unavailable" in worker_log, worker_log[-3000:]  # the outage hit the run
+        # the page catches up with every stored event, in order (it applies them strictly by seq)
+        page.wait_for_function(f"window.coltState.lastSeq === {run.last_seq}", timeout=30_000)
+        assert run.last_seq > seen_before
+        assert page.evaluate("window.coltState.status") == "succeeded"
+        assert page.evaluate("window.coltState.nodes.size") == Node.objects.filter(run=run).count() + 1  # + root
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        redis_server.kill()
