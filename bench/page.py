@@ -11,22 +11,13 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> None:
@@ -47,6 +38,7 @@ def main() -> None:
     from channels.layers import get_channel_layer
     from django.core.management import call_command
 
+    from bench._app import bench_member, start_daphne
     from bench._report import table, write_section
     from search.models import Event, Kernel, Run
     from search.engine.workloads import get_kernel
@@ -56,8 +48,9 @@ def main() -> None:
     kernel = Kernel.objects.create(key=Kernel.key_of(spec), name=spec.name, op=spec.op, shape=spec.shape)
     fleet = [{"name": n, "params": p, "usd_per_m_input": 0.1, "usd_per_m_output": 0.3}
              for n, p in (("small", 1e8), ("mid", 3e8), ("large", 1e9))]
+    _, team, session = bench_member()
     run = Run.objects.create(kernel=kernel, target="llvm", strategy="colt", fleet=fleet, trials_budget=10_000,
-                             status="running")
+                             status="running", team=team)
     rng = random.Random(0)
     models = ["small", "mid", "large", None]
     events, children = [], {0: 0}
@@ -77,18 +70,7 @@ def main() -> None:
     seq = len(events)
     Run.objects.filter(pk=run.pk).update(last_seq=seq)
 
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    daphne = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                               "colt_site.asgi:application"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(150):
-        try:
-            urllib.request.urlopen(base + "/healthz", timeout=1)
-            break
-        except Exception:  # noqa: BLE001
-            time.sleep(0.2)
+    daphne, base = start_daphne(dict(os.environ, PYTHONPATH=str(ROOT)))
     from playwright.sync_api import sync_playwright
 
     layer = get_channel_layer()
@@ -100,6 +82,7 @@ def main() -> None:
                 "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", "--no-first-run"])
             page = browser.new_page(viewport={"width": 1400, "height": 950})
+            page.context.add_cookies([{"name": "sessionid", "value": session, "url": base}])
             t0 = time.perf_counter()
             page.goto(f"{base}/runs/{run.pk}")
             page.wait_for_function(f"window.coltState && window.coltState.nodes.size > {args.nodes}", timeout=120_000)
