@@ -29,14 +29,18 @@ from search.services import load_fleet, local_servers  # noqa: E402
 
 
 class CallTimer:
-    """Sums the latency of every LLM call of a run."""
+    """Sums the latency of every LLM call of a run, and keeps its progress curve (best latency
+    and USD after each measurement round) for the sample-efficiency plots."""
 
     def __init__(self):
         self.llm_s = 0.0
+        self.curve = []
 
     def emit(self, event):
         if isinstance(event, ev.LLMCallRecorded):
             self.llm_s += event.latency_s
+        elif isinstance(event, ev.Progress):
+            self.curve.append([event.trials, event.best_latency_s, event.usd, round(event.elapsed_s, 2)])
 from search.engine.workloads import PAPER_LAYERS, get_kernel  # noqa: E402
 
 
@@ -60,6 +64,18 @@ def main() -> None:
         run_all(args, fleet, with_llm)
 
 
+def results_path(args) -> Path:
+    return ROOT / "bench" / "results" / f"{args.section}.json"
+
+
+def save(args, summary: dict, row: list) -> None:
+    path = results_path(args)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    stored[f"{summary['kernel']['name']}|{summary['strategy']}|{args.trials}"] = {"row": row, "summary": summary}
+    path.write_text(json.dumps(stored, indent=1))
+
+
 def run_all(args, fleet, with_llm: bool) -> None:
     rows, raw = [], []
     for name in args.kernels:
@@ -79,6 +95,7 @@ def run_all(args, fleet, with_llm: bool) -> None:
             s = outcome.summary()
             s["wall_s"] = wall
             s["llm_s"] = timer.llm_s
+            s["curve"] = timer.curve
             raw.append(s)
             row = [
                 name,
@@ -101,18 +118,14 @@ def run_all(args, fleet, with_llm: bool) -> None:
                 ]
             rows.append(row)
             print(" | ".join(str(c) for c in row), flush=True)
+            save(args, s, row)  # at once: a long benchmark that is interrupted keeps what it measured
 
     headers = ["kernel", "strategy", "trials", "unscheduled (ms)", "best (ms)", "speedup", "GFLOP/s", "wall time (s)"]
     if with_llm:
         headers += ["LLM calls", "LLM time (s)", "USD", "largest-model share", "escalations"]
     # results accumulate across invocations (keyed by kernel, strategy, trials), so a rerun of
     # one kernel updates its rows and keeps the others
-    results_path = ROOT / "bench" / "results" / f"{args.section}.json"
-    results_path.parent.mkdir(parents=True, exist_ok=True)
-    stored = json.loads(results_path.read_text()) if results_path.exists() else {}
-    for s, row in zip(raw, rows):
-        stored[f"{s['kernel']['name']}|{s['strategy']}|{args.trials}"] = {"row": row, "summary": s}
-    results_path.write_text(json.dumps(stored, indent=1))
+    stored = json.loads(results_path(args).read_text()) if results_path(args).exists() else {}
     rows = [v["row"] for k, v in stored.items() if k.endswith(f"|{args.trials}") and len(v["row"]) == len(headers)]
     md = table(headers, rows)
     print(md)
