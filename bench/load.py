@@ -215,7 +215,7 @@ def main() -> None:
         asyncio.run(scenario())
         for p in procs:
             p.join()
-        wall = time.time() - start
+
         web_cpu = web.cpu_percent() / 100.0
     finally:
         daphne.terminate()

@@ -17,3 +17,19 @@ def database_url() -> str:
     if connection.vendor == "sqlite":
         return f"sqlite:///{db['NAME']}"
     return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def wait_until_serving(base: str, proc, log_path, timeout: float = 60.0) -> None:
+    """Wait for a started web process to answer ``/healthz``; fail with its log if it dies."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(base + "/healthz", timeout=1)
+            return
+        except Exception:  # noqa: BLE001 - not up yet
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"{base} did not start:\n" + open(log_path).read()[-2000:]) from None
+            time.sleep(0.2)

@@ -19,7 +19,7 @@ from search import services
 from search.engine.mcts import Budget, SearchSettings
 from search.engine.measure import MeasureConfig
 from search.models import Run
-from tests.helpers import database_url, free_port
+from tests.helpers import database_url, free_port, wait_until_serving
 from tests.test_worker import REDIS_TEST_URL, broker  # noqa: F401 - the Redis fixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,10 +92,7 @@ def test_the_compose_commands_serve_the_app_in_production_settings(tmp_path, set
                               stdout=logs["worker"], stderr=subprocess.STDOUT, start_new_session=True)]
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while not _up(base):
-            assert time.monotonic() < deadline, (tmp_path / "web.log").read_text()[-2000:]
-            time.sleep(0.3)
+        wait_until_serving(base, procs[0], tmp_path / "web.log")
         # security headers, secure cookies, no debug pages, hosts checked
         status, headers, body = fetch(base + "/accounts/login/")
         assert status == 200
@@ -138,10 +135,3 @@ def test_the_compose_commands_serve_the_app_in_production_settings(tmp_path, set
         for f in logs.values():
             f.close()
 
-
-def _up(base) -> bool:
-    try:
-        urllib.request.urlopen(base + "/healthz", timeout=1)
-        return True
-    except Exception:  # noqa: BLE001
-        return False

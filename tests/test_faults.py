@@ -20,8 +20,8 @@ from search.engine.llm import Fleet, ModelSpec
 from search.engine.mcts import Budget, SearchSettings
 from search.models import Event, LLMCall, Node, Run
 from tests.conftest import FAST
-from tests.fakellm import FakeLLMServer, Script
-from tests.helpers import database_url, free_port
+from tests.fakellm import Script
+from tests.helpers import database_url, free_port, wait_until_serving
 from tests.test_pages import page  # noqa: F401 - the Chromium fixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -260,7 +260,6 @@ def spawn(args, env, log):
 def test_redis_restarted_mid_run_the_page_resyncs_and_loses_no_event(tmp_path, member, team, gemm128, settings,
                                                                       page):
     import shutil
-    import urllib.request
 
     from tests.test_pages import CHROMIUM, log_in
 
@@ -280,14 +279,7 @@ def test_redis_restarted_mid_run_the_page_resyncs_and_loses_no_event(tmp_path, m
     ]
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=1)
-                break
-            except Exception:  # noqa: BLE001
-                assert time.monotonic() < deadline, (tmp_path / "web.log").read_text()[-2000:]
-                time.sleep(0.3)
+        wait_until_serving(base, procs[0], tmp_path / "web.log")
         settings.REDIS_URL = redis_server.url
         run = services.create_run(spec=gemm128, budget=Budget(trials=48), timing=FAST, team=team,
                                   settings=SearchSettings(measure_batch=4, expansions_per_round=6, seed=8))

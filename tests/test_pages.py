@@ -7,8 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from search.models import Run
 from tests.conftest import PASSWORD
 from tests.test_review import colt_run, execute, quiet  # noqa: F401 - fixtures
 from tests.engine.test_policy import fleet_at
-from tests.helpers import database_url, free_port
+from tests.helpers import database_url, free_port, wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -39,15 +37,7 @@ def server(fake_llm, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
                              "colt_site.asgi:application"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(base + "/healthz", timeout=1)
-            break
-        except Exception:  # noqa: BLE001
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError((tmp_path / "daphne.log").read_text()[-2000:])
-            time.sleep(0.2)
+    wait_until_serving(base, proc, tmp_path / "daphne.log")
     yield base
     proc.terminate()
     proc.wait(timeout=20)
