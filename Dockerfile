@@ -37,6 +37,8 @@ RUN COLT_SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput 
 
 USER colt
 EXPOSE 8000
+# the web process's health: /healthz with an allowed Host (the first of COLT_ALLOWED_HOSTS) as
+# the TLS proxy would send it; compose gives the workers a Celery ping instead
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \
-  CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)" || exit 1
+  CMD python -c "import os,urllib.request as u; h=os.environ.get('COLT_ALLOWED_HOSTS','localhost').split(',')[0].lstrip('.'); u.urlopen(u.Request('http://127.0.0.1:8000/healthz', headers={'Host': h, 'X-Forwarded-Proto': 'https'}), timeout=4)" || exit 1
 CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "colt_site.asgi:application"]

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench._report import table, write_section  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results" / "report.json"
+RESULTS = sorted((ROOT / "bench" / "results").glob("report-*.json"))
 PLOTS = ROOT / "docs" / "plots"
 STRATEGIES = ("colt", "single-llm", "mcts-random", "evolutionary")
 LAYERS = ("llama3-8b-attention", "deepseek-r1-moe", "flux-attention", "flux-conv2d", "llama4-scout-mlp")
@@ -45,7 +45,9 @@ def trials_to_reach(summary: dict, target: float) -> int | None:
 
 
 def load() -> dict:
-    data = json.loads(RESULTS.read_text())
+    data = {}
+    for path in RESULTS:
+        data.update(json.loads(path.read_text()))
     out = {}
     for key, value in data.items():
         layer, strategy, trials = key.split("|")
@@ -155,11 +157,14 @@ def main() -> None:
     ])
     body = "\n\n".join([
         "### The report: five layers x four strategies",
-        "Produced by `bench/strategies.py --section report` (the commands are in `bench/report.py`) and "
-        "`bench/report.py`; raw numbers, curves and histories in `bench/results/report.json`. Every best "
-        "schedule was checked against numpy; timing number 3, repeat 5, min_repeat_ms 100, on this 2-core "
-        "CPU host; the LLM strategies use the local fleet (SmolLM2-135M, Gemma-3-270M, Qwen2.5-Coder-0.5B "
-        "on llama.cpp, one thread each) at their nominal prices.",
+        "Produced by `bench/strategies.py` (the commands are in `bench/report.py`) and `bench/report.py`; "
+        "raw numbers, curves and histories in `bench/results/report-*.json`. Two streams ran side by side, "
+        "each pinned to one core of this 2-core host (so every TVM target has `num-cores=1` and every "
+        "kernel, the unscheduled baseline included, runs on one thread): the search strategies on core 0, "
+        "the LLM strategies and their local model servers on core 1. Every best schedule was checked "
+        "against numpy; timing number 3, repeat 5, min_repeat_ms 100; seed 0. The LLM strategies use the "
+        "local fleet (SmolLM2-135M, Gemma-3-270M, Qwen2.5-Coder-0.5B on llama.cpp, one thread each) at "
+        "their nominal prices ($0.20/$0.60 per million input/output tokens per billion parameters).",
         table(headers, rows),
         "#### Sample efficiency (best speedup found within the first N trials)",
         table(eff_headers, eff_rows),

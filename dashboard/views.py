@@ -2,7 +2,9 @@
 service, return. Every view needs a login (accounts.middleware) except the health check and the
 login page; a run the user may not see answers 404."""
 
+from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_not_required
+from django.db import connection
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
@@ -169,7 +171,23 @@ DOWNLOADS = ("schedule.py", "trace.json", "database.zip", "top.json", "nodes.csv
 
 
 @require_GET
-def download(request, run_id: int, what: str):
+async def download(request, run_id: int, what: str):
+    """Replaying traces (the TVMScript, the database) takes CPU time: it runs in a thread of its
+    own, so the other requests of this process (sync views share one thread) go on meanwhile."""
+    return await sync_to_async(_download_in_thread, thread_sensitive=False)(request, run_id, what)
+
+
+def _download_in_thread(request, run_id: int, what: str):
+    try:
+        response = _download(request, run_id, what)
+        if isinstance(response, StreamingHttpResponse):  # consumed later, on another thread
+            response.streaming_content = list(response.streaming_content)
+        return response
+    finally:
+        connection.close()  # this thread's own connection
+
+
+def _download(request, run_id: int, what: str):
     run = run_for(request.user, run_id, Run.objects.select_related("kernel"))
     name = exports.base_name(run)
     if what == "nodes.csv":

@@ -16,8 +16,9 @@ from .engine.compiler import RECORD_FILE, WORKLOAD_FILE, apply_trace_json, write
 from .engine.workloads import build_module
 from .models import LLMCall, Node, Run
 
-#: cap on records exported in one database (the best ones are kept)
-MAX_RECORDS = 5000
+#: cap on records exported in one database (the best ones are kept): each is replayed on the
+#: kernel, ~1-5 ms apiece
+MAX_RECORDS = 2000
 
 
 class NothingToExport(LookupError):
@@ -81,14 +82,16 @@ def database_zip(run: Run, top: int | None = None) -> bytes:
         raise NothingToExport(f"run {run.pk} has no correctly measured schedule yet")
     folder = base_name(run)
     with tempfile.TemporaryDirectory() as tmp:
-        write_database(run.kernel.spec, run.target, [(n.trace, n.latency) for n in nodes], tmp)
+        _, skipped = write_database(run.kernel.spec, run.target, [(n.trace, n.latency) for n in nodes], tmp)
+        if skipped == len(nodes):
+            raise NothingToExport(f"none of run {run.pk}'s stored traces applies with this TVM version")
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
             for name in (WORKLOAD_FILE, RECORD_FILE):
                 zf.write(Path(tmp) / name, f"{folder}/{name}")
             zf.writestr(f"{folder}/top_k.json", json.dumps(top_records(run, min(len(nodes), 10)), indent=1))
             zf.writestr(f"{folder}/README.txt", _DB_README.format(run=run.pk, kernel=run.kernel, target=run.target,
-                                                                 n=len(nodes)))
+                                                                 n=len(nodes) - skipped))
     return buf.getvalue()
 
 

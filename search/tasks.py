@@ -9,6 +9,8 @@ database. A database that is briefly unavailable makes the task retry with back-
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,8 +22,22 @@ from colt_site.celery import app
 log = logging.getLogger(__name__)
 
 
+class RunSearchTask(app.Task):
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        """Out of retries (or an error no retry helps): the run says so instead of staying
+        queued with no message left in the queue. ``resume`` puts it back."""
+        from .services import mark_run_failed
+
+        if args:
+            try:
+                mark_run_failed(int(args[0]), f"{type(exc).__name__}: {exc}")
+            except Exception:  # noqa: BLE001 - the database may still be away; the run stays resumable
+                log.exception("could not mark run %s failed", args[0])
+
+
 @app.task(
     name="search.tasks.run_search",
+    base=RunSearchTask,
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -35,7 +51,10 @@ def run_search(self, run_id: int) -> None:
 
     close_old_connections()
     try:
-        execute_run(run_id, broadcast=_broadcaster(), worker=self.request.hostname or "")
+        # this process's identity: a retry of its own run (after a database outage) takes it
+        # over at once; another process waits for the run's heartbeat to go stale
+        worker = f"{self.request.hostname or socket.gethostname()}:{os.getpid()}"
+        execute_run(run_id, broadcast=_broadcaster(), worker=worker)
     except RunBusy as exc:
         # a redelivered message while the run looks alive: look again once it could be stale
         # (its worker died) and take over then; if it finishes meanwhile, the retry does nothing
@@ -68,7 +87,7 @@ def _in_process(run_id: int) -> None:
             try:
                 execute_run(run_id, broadcast=_broadcaster())
                 return
-            except OperationalError as exc:
+            except (OperationalError, InterfaceError) as exc:
                 if delay is None:
                     mark_run_failed(run_id, str(exc))
                     raise

@@ -59,7 +59,9 @@ class FakeLLMServer:
                 if script.delay_s:
                     time.sleep(script.delay_s)
                 if script.status != 200:
-                    self._send(script.status, {"error": {"message": "scripted failure", "type": "server_error"}})
+                    # as providers do ("Incorrect API key provided: sk-..."): the key comes back
+                    message = f"scripted failure; credentials: {body['_authorization']}"
+                    self._send(script.status, {"error": {"message": message, "type": "server_error"}})
                     return
                 text = script.reply(body) if callable(script.reply) else script.reply
                 self._send(

@@ -91,8 +91,11 @@ def test_outsiders_get_404_as_for_a_missing_run_and_anonymous_users_must_log_in(
     # the outsider's lists and reviews do not mention the run; the member's do
     assert f'href="/runs/{run.pk}"' not in outside.get("/").content.decode()
     assert f'href="/runs/{run.pk}"' in inside.get("/").content.decode()
-    assert f'value="{run.pk}"' not in outside.get("/costs").content.decode()
-    assert outside.get(f"/compare?runs={run.pk}&runs={run.pk + 1}").status_code == 404
+    assert f'name="runs" value="{run.pk}"' not in outside.get("/costs").content.decode()
+    assert f'name="runs" value="{run.pk}"' in inside.get("/costs").content.decode()
+    second = services.create_run(spec=gemm128, budget=Budget(trials=4), team=team)
+    assert inside.get(f"/compare?runs={run.pk}&runs={second.pk}").status_code == 200
+    assert outside.get(f"/compare?runs={run.pk}&runs={second.pk}").status_code == 404
     # and the launch form offers only the user's own teams
     form = outside.get("/runs/new").content.decode()
     assert "elsewhere" in form and ">lab<" not in form
@@ -100,7 +103,7 @@ def test_outsiders_get_404_as_for_a_missing_run_and_anonymous_users_must_log_in(
                                           "target": "llvm", "strategy": "mcts-random", "trials": 3, "lam": 0.2,
                                           "c": 1.4, "k": 2, "branching": 2, "seed": 0})
     assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
-    assert Run.objects.count() == 1
+    assert Run.objects.count() == 2
 
 
 def test_login_page_and_forms_carry_csrf_tokens_and_posts_without_them_fail(quiet, team, member):

@@ -319,10 +319,12 @@ RECORD_FILE = "database_tuning_record.json"
 
 
 def write_database(spec: KernelSpec, target_name: str, records: Sequence[tuple[list, float]],
-                   directory: str | Path) -> tuple[Path, Path]:
+                   directory: str | Path) -> tuple[tuple[Path, Path], int]:
     """Write ``records`` (a full trace as stored, its measured latency in seconds) as a
     MetaSchedule ``JSONDatabase`` in ``directory``: TVM loads it unchanged, e.g. with
-    ``ms.database.JSONDatabase(work_dir=directory)`` and ``query_schedule(mod, target, "main")``."""
+    ``ms.database.JSONDatabase(work_dir=directory)`` and ``query_schedule(mod, target, "main")``.
+    Returns the two paths and how many records were left out because their trace no longer
+    applies (a trace stored by another TVM version)."""
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
@@ -336,7 +338,12 @@ def write_database(spec: KernelSpec, target_name: str, records: Sequence[tuple[l
     workload = db.commit_workload(mod)
     target = make_target(target_name)
     args = ArgInfo.from_prim_func(mod["main"])
+    skipped = 0
     for trace_json, latency_s in records:
-        sch = apply_trace_json(mod, trace_json)
+        try:
+            sch = apply_trace_json(mod, trace_json)
+        except Exception:  # noqa: BLE001 - TVM raises its own error types for a trace that does not apply
+            skipped += 1
+            continue
         db.commit_tuning_record(ms.database.TuningRecord(sch.trace, workload, [float(latency_s)], target, args))
-    return paths
+    return paths, skipped

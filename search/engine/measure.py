@@ -119,14 +119,20 @@ def measure_in_worker(spec_dict: dict, target_name: str, trace_json: list | None
         return MeasureResult(BUILD_ERROR, error=_one_line(exc)).to_dict()
     build_s = time.perf_counter() - start
     kind = "cpu" if target.kind.name == "llvm" else target.kind.name
+    session = None
+    if rpc is not None:
+        try:
+            session = _connect(RPCConfig(**rpc))
+        except Exception as exc:  # noqa: BLE001 - the measurement host is down: not this candidate's fault
+            return MeasureResult(NO_DEVICE, build_s=build_s,
+                                 error=f"RPC host {RPCConfig(**rpc).label()}: {_one_line(exc)}").to_dict()
     try:
-        if rpc is not None:
-            fn, dev = _load_remote(executable, RPCConfig(**rpc), kind)
+        if session is not None:
+            fn, dev = _load_remote(executable, session), session.device(kind, 0)
         else:
             fn, dev = (executable.jit() if hasattr(executable, "jit") else executable), tvm.device(kind, 0)
-    except Exception as exc:  # noqa: BLE001 - the measurement host is unreachable or refused the library
-        where = f"RPC host {RPCConfig(**rpc).label()}" if rpc else "this host"
-        return MeasureResult(NO_DEVICE, build_s=build_s, error=f"{where}: {_one_line(exc)}").to_dict()
+    except Exception as exc:  # noqa: BLE001 - this candidate's library does not load
+        return MeasureResult(RUN_ERROR, build_s=build_s, error=_one_line(exc)).to_dict()
     if not dev.exist:
         where = f"the RPC host {rpc['host']}:{rpc['port']}" if rpc else "this host"
         return MeasureResult(NO_DEVICE, build_s=build_s, error=f"no {target.kind.name} device on {where}").to_dict()
@@ -177,22 +183,24 @@ class RPCConfig:
         return f"{self.host}:{self.port}" + (f"/{self.key}" if self.key else "")
 
 
-def _load_remote(executable, rpc: "RPCConfig", kind: str):
-    """Export the built library, upload it to the RPC server and load it there."""
-    import tempfile
-
+def _connect(rpc: "RPCConfig"):
+    """A session on the RPC server (directly, or the one a tracker hands out for the key)."""
     from tvm import rpc as tvm_rpc
 
     if rpc.key:
-        session = tvm_rpc.connect_tracker(rpc.host, rpc.port).request(rpc.key, session_timeout=rpc.session_timeout_s)
-    else:
-        session = tvm_rpc.connect(rpc.host, rpc.port, session_timeout=rpc.session_timeout_s)
+        return tvm_rpc.connect_tracker(rpc.host, rpc.port).request(rpc.key, session_timeout=rpc.session_timeout_s)
+    return tvm_rpc.connect(rpc.host, rpc.port, session_timeout=rpc.session_timeout_s)
+
+
+def _load_remote(executable, session):
+    """Export the built library, upload it to the RPC server and load it there."""
+    import tempfile
+
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "candidate.so")
         executable.export_library(path)
         session.upload(path)
-    module = session.load_module("candidate.so")
-    return module, session.device(kind, 0)
+    return session.load_module("candidate.so")
 
 
 def _one_line(exc: BaseException) -> str:
