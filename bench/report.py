@@ -91,8 +91,31 @@ def plot(layer: str, results: dict) -> str | None:
     return f"plots/{layer}.svg"
 
 
+def common_baselines(results: dict) -> dict[str, float]:
+    """Per layer, the median of the unscheduled latencies its runs measured: the speedups below
+    divide it by each run's best, so one noisy baseline measurement does not move a ratio."""
+    import statistics
+
+    by_layer: dict[str, list[float]] = {}
+    for (layer, _, _), s in results.items():
+        if s["baseline_latency_s"]:
+            by_layer.setdefault(layer, []).append(s["baseline_latency_s"])
+    return {layer: statistics.median(v) for layer, v in by_layer.items()}
+
+
 def main() -> None:
     results = load()
+    base = common_baselines(results)
+    for (layer, _, _), s in results.items():  # speedups against the layer's common baseline
+        s["own_speedup"] = s["speedup"]
+        s["speedup"] = base[layer] / s["best_latency_s"] if s["best_latency_s"] and layer in base else None
+        s["baseline_latency_s"], s["own_baseline_s"] = base.get(layer), s["baseline_latency_s"]
+    spread_rows = []
+    for layer in LAYERS:
+        own = [s["own_baseline_s"] for (lay, _, _), s in results.items() if lay == layer and s["own_baseline_s"]]
+        if own:
+            spread_rows.append([layer, len(own), f"{min(own) * 1e3:.1f}", f"{max(own) * 1e3:.1f}",
+                                f"{base[layer] * 1e3:.1f}", f"{(max(own) / min(own) - 1):.0%}"])
     rows, eff_rows, images = [], [], []
     colt_vs = {"random": [], "single_usd": [], "evo": []}
     for layer in LAYERS:
@@ -166,6 +189,9 @@ def main() -> None:
         "local fleet (SmolLM2-135M, Gemma-3-270M, Qwen2.5-Coder-0.5B on llama.cpp, one thread each) at "
         "their nominal prices ($0.20/$0.60 per million input/output tokens per billion parameters).",
         table(headers, rows),
+        "#### Measurement noise: the unscheduled baseline as each run measured it",
+        "Speedups above and below divide the layer's median baseline by each run's best latency.",
+        table(["layer", "runs", "min (ms)", "max (ms)", "median, used (ms)", "max/min - 1"], spread_rows),
         "#### Sample efficiency (best speedup found within the first N trials)",
         table(eff_headers, eff_rows),
         "#### Ratios",

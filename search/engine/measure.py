@@ -126,16 +126,17 @@ def measure_in_worker(spec_dict: dict, target_name: str, trace_json: list | None
         except Exception as exc:  # noqa: BLE001 - the measurement host is down: not this candidate's fault
             return MeasureResult(NO_DEVICE, build_s=build_s,
                                  error=f"RPC host {RPCConfig(**rpc).label()}: {_one_line(exc)}").to_dict()
-    try:
-        if session is not None:
-            fn, dev = _load_remote(executable, session), session.device(kind, 0)
-        else:
-            fn, dev = (executable.jit() if hasattr(executable, "jit") else executable), tvm.device(kind, 0)
-    except Exception as exc:  # noqa: BLE001 - this candidate's library does not load
-        return MeasureResult(RUN_ERROR, build_s=build_s, error=_one_line(exc)).to_dict()
-    if not dev.exist:
+    dev = session.device(kind, 0) if session is not None else tvm.device(kind, 0)
+    if not dev.exist:  # checked before loading: a CUDA library does not even load without a GPU
         where = f"the RPC host {rpc['host']}:{rpc['port']}" if rpc else "this host"
         return MeasureResult(NO_DEVICE, build_s=build_s, error=f"no {target.kind.name} device on {where}").to_dict()
+    try:
+        if session is not None:
+            fn = _load_remote(executable, session)
+        else:
+            fn = executable.jit() if hasattr(executable, "jit") else executable
+    except Exception as exc:  # noqa: BLE001 - this candidate's library does not load
+        return MeasureResult(RUN_ERROR, build_s=build_s, error=_one_line(exc)).to_dict()
     try:
         args = [tvm.runtime.tensor(a, dev) for a in inputs]
         args.append(tvm.runtime.tensor(np.zeros(output_shape(spec), spec.dtype), dev))
