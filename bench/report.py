@@ -178,8 +178,16 @@ def main() -> None:
         ["colt speedup / evolutionary speedup (64 trials)", geo(colt_vs["evo"])],
         ["colt USD / single-llm USD", geo(colt_vs["single_usd"])],
     ])
+    expected = [(layer, strategy, 64) for layer in LAYERS for strategy in STRATEGIES]
+    expected += [(layer, "evolutionary", 256) for layer in LAYERS]
+    missing = [f"{layer} {strategy} @{trials}" for layer, strategy, trials in expected
+               if (layer, strategy, trials) not in results]
+    status = ("Complete: every layer x strategy at 64 trials and evolutionary at 256." if not missing else
+              f"**Incomplete: {len(missing)} of {len(expected)} rows not measured yet** ({'; '.join(missing)}). "
+              "Rerun the commands in `bench/report.py` with `--kernels` for those layers; rows accumulate.")
     body = "\n\n".join([
         "### The report: five layers x four strategies",
+        status,
         "Produced by `bench/strategies.py` (the commands are in `bench/report.py`) and `bench/report.py`; "
         "raw numbers, curves and histories in `bench/results/report-*.json`. Two streams ran side by side, "
         "each pinned to one core of this 2-core host (so every TVM target has `num-cores=1` and every "
