@@ -4,6 +4,7 @@ in-memory channel layer) and an LLM fleet at the fake OpenAI-compatible server."
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -160,6 +161,7 @@ def test_log_in_review_costs_sort_by_usd_and_compare_two_runs(server, member, te
     page.click("#costs-link")
     page.wait_for_selector("#subtree-costs")
     assert f"run {colt.pk}" in page.text_content("h1")
+    shot(page, "run-costs.png", tmp_path)
     # compare the two runs from the run list
     page.goto(server + "/")
     page.check(f"input[name=runs][value='{colt.pk}']")
@@ -170,5 +172,7 @@ def test_log_in_review_costs_sort_by_usd_and_compare_two_runs(server, member, te
     assert page.locator("#compare-table tbody tr").count() == 2
     assert page.locator("#chart-latency path[data-run]").count() == 2
     assert page.locator("#chart-usd path[data-run]").count() == 2
-    assert "colt" in page.text_content("#compare-table") and "mcts-random" in page.text_content("#compare-table")
+    table = page.text_content("#compare-table")
+    assert "colt" in table and "mcts-random" in table
+    assert re.search(r"\d (ms|µs)", table)  # latencies in a kernel engineer's units, as on the run page
     shot(page, "compare.png", tmp_path)

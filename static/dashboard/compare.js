@@ -19,7 +19,7 @@
     const x = d3.scaleLinear().domain([0, d3.max(all, (p) => p.trials) || 1]).range([m.left, width - m.right]);
     const y = d3.scaleLinear().domain([0, d3.max(all, value) || 1]).nice().range([height - m.bottom, m.top]);
     svg.append("g").attr("transform", `translate(0,${height - m.bottom})`).call(d3.axisBottom(x).ticks(6));
-    svg.append("g").attr("transform", `translate(${m.left},0)`).call(d3.axisLeft(y).ticks(5).tickFormat(format));
+    svg.append("g").attr("transform", `translate(${m.left},0)`).call(d3.axisLeft(y).ticks(5).tickFormat(y.tickFormat(5, format)));
     svg.append("text").attr("x", (m.left + width - m.right) / 2).attr("y", height - 2)
       .attr("text-anchor", "middle").attr("class", "axis-label").text("trials");
     const line = d3.line().curve(d3.curveStepAfter).x((p) => x(p.trials)).y((p) => y(value(p)));
@@ -32,6 +32,7 @@
     });
   }
 
-  chart("chart-latency", (p) => (p.best_latency_s === null ? null : p.best_latency_s * 1e3), (v) => v.toFixed(2));
-  chart("chart-usd", (p) => p.usd, (v) => "$" + v.toPrecision(2));
+  // tick labels: d3 picks one precision for all ticks from their step ("$0.00005", "$0.00010")
+  chart("chart-latency", (p) => (p.best_latency_s === null ? null : p.best_latency_s * 1e3), ",f");
+  chart("chart-usd", (p) => p.usd, "$,f");
 })();

@@ -164,7 +164,7 @@
     }
   }
 
-  const fmt = (s) => (s == null ? "-" : s >= 1e-3 ? `${(s * 1e3).toFixed(3)} ms` : `${(s * 1e6).toFixed(1)} us`);
+  const fmt = (s) => (s == null ? "-" : s >= 1e-3 ? `${(s * 1e3).toFixed(3)} ms` : `${(s * 1e6).toFixed(1)} µs`);
   function drawPanels() {
     const h = S.header || {};
     document.getElementById("status").textContent = S.status || h.status || "";
