@@ -101,6 +101,11 @@ def plot(layer: str, results: dict) -> str | None:
     return f"plots/{layer}.svg"
 
 
+def host_label(summary: dict) -> str:
+    h = summary.get("host")
+    return f"{h['cpu']}, {h['cores']} cores, {h['machine']}" if h else "host not recorded"
+
+
 def common_baselines(results: dict) -> dict[str, float]:
     """Per layer, the median of the unscheduled latencies its runs measured: the speedups below
     divide it by each run's best, so one noisy baseline measurement does not move a ratio."""
@@ -198,17 +203,24 @@ def main() -> None:
     expected += [(layer, "evolutionary", 256) for layer in LAYERS]
     missing = [f"{layer} {strategy} @{trials}" for layer, strategy, trials in expected
                if (layer, strategy, trials) not in results]
+    hosts = sorted({host_label(s) for s in results.values()})
+    if len(hosts) > 1:  # rows from different CPUs are not comparable: say so where it happens
+        for row, s in zip(rows, [results[(r[0], r[1], r[2])] for r in rows]):
+            row[1] += f" ({host_label(s)})"
+    measured_on = (f"Every row was measured on one host: {hosts[0]}." if len(hosts) == 1 else
+                   "**Rows come from different hosts and are not comparable across them**: " + "; ".join(hosts))
     status = ("Complete: every layer x strategy at 64 trials and evolutionary at 256." if not missing else
               f"**Incomplete: {len(missing)} of {len(expected)} rows not measured yet** ({'; '.join(missing)}). "
               "Rerun the commands in `bench/report.py` with `--kernels` for those layers; rows accumulate.")
     body = "\n\n".join([
         "### The report: five layers x four strategies",
-        status,
+        status + " " + measured_on,
         "Produced by `bench/strategies.py` (the commands are in `bench/report.py`) and `bench/report.py`; "
         "raw numbers, curves and histories in `bench/results/report-*.json`. Two streams ran side by side, "
         "each pinned to one core of this 2-core host (so every TVM target has `num-cores=1` and every "
         "kernel, the unscheduled baseline included, runs on one thread): the search strategies on core 0, "
-        "the LLM strategies and their local model servers on core 1. Every best schedule was checked "
+        "the LLM strategies and their local model servers on core 1 (and, once they were done, flux-attention's "
+        "256-trial evolutionary run). Every best schedule was checked "
         "against numpy; timing number 3, repeat 5, min_repeat_ms 100; seed 0. The LLM strategies use the "
         "local fleet (SmolLM2-135M, Gemma-3-270M, Qwen2.5-Coder-0.5B on llama.cpp, one thread each) at "
         "their nominal prices ($0.20/$0.60 per million input/output tokens per billion parameters).",

@@ -44,6 +44,16 @@ class CallTimer:
 from search.engine.workloads import PAPER_LAYERS, get_kernel  # noqa: E402
 
 
+def host_info() -> dict:
+    """What the numbers were measured on: rows from different CPUs are not comparable."""
+    import os
+
+    from tvm.target import codegen
+
+    return {"cpu": codegen.llvm_get_system_cpu(), "cores": len(os.sched_getaffinity(0)),
+            "machine": platform.machine(), "python": platform.python_version()}
+
+
 def fmt_ms(seconds):
     return f"{seconds * 1e3:.3f}" if seconds else "-"
 
@@ -96,6 +106,7 @@ def run_all(args, fleet, with_llm: bool) -> None:
             s["wall_s"] = wall
             s["llm_s"] = timer.llm_s
             s["curve"] = timer.curve
+            s["host"] = host_info()
             raw.append(s)
             row = [
                 name,
