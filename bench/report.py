@@ -103,7 +103,8 @@ def plot(layer: str, results: dict) -> str | None:
 
 def host_label(summary: dict) -> str:
     h = summary.get("host")
-    return f"{h['cpu']}, {h['cores']} cores, {h['machine']}" if h else "host not recorded"
+    return (f"{h['cpu']}, {h['cores']} core{'s' if h['cores'] != 1 else ''} ({h['machine']})"
+            if h else "host not recorded")
 
 
 def common_baselines(results: dict) -> dict[str, float]:
