@@ -69,6 +69,7 @@ def plot(layer: str, results: dict) -> str | None:
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["svg.hashsalt"] = "colt-report"  # the same data gives the same SVG (clean diffs)
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.2, 3.2), dpi=100)
@@ -177,8 +178,8 @@ def main() -> None:
             if o and value(c) and value(o):
                 colt_vs[label].append(value(c) / value(o))
         evo256 = results.get((layer, "evolutionary", 256))
-        if c["best_latency_s"] and evo256:
-            colt_at = trials_to_reach(c, c["best_latency_s"])
+        colt_at = c["best_latency_s"] and trials_to_reach(c, c["best_latency_s"])
+        if colt_at and evo256:
             evo_at = trials_to_reach(evo256, c["best_latency_s"])
             if evo_at is not None:
                 sample_ratios.append(evo_at / colt_at)
@@ -208,8 +209,8 @@ def main() -> None:
                if (layer, strategy, trials) not in results]
     hosts = sorted({host_label(s) for s in results.values()})
     if len(hosts) > 1:  # rows from different CPUs are not comparable: say so where it happens
-        for row, s in zip(rows, [results[(r[0], r[1], r[2])] for r in rows]):
-            row[1] += f" ({host_label(s)})"
+        for row in rows:  # row[:3] is the result's key: layer, strategy, trials
+            row[1] += f" ({host_label(results[tuple(row[:3])])})"
     measured_on = (f"Every row was measured on one host: {hosts[0]}." if len(hosts) == 1 else
                    "**Rows come from different hosts and are not comparable across them**: " + "; ".join(hosts))
     status = ("Complete: every layer x strategy at 64 trials and evolutionary at 256." if not missing else
