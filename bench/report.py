@@ -1,18 +1,25 @@
 """The benchmark report: the papers' five layers x {colt, single-llm, mcts-random, evolutionary}
-at 64 trials (and evolutionary at 256), from the results ``bench/strategies.py --section report``
+at 64 trials (and evolutionary at 256), from the results ``bench/strategies.py --section report-*``
 wrote; a table, sample efficiency, cost, and one plot per layer (best latency over trials).
+The 2026-11-24 report ran as two streams, each pinned to one core (the sections must start
+with ``report-``: this script reads ``bench/results/report-*.json``):
 
     L="llama3-8b-attention deepseek-r1-moe flux-attention flux-conv2d llama4-scout-mlp"
-    .venv/bin/python bench/strategies.py --section report --trials 64 --kernels $L \\
-        --strategies mcts-random evolutionary colt single-llm --no-docs
-    .venv/bin/python bench/strategies.py --section report --trials 256 --kernels $L \\
-        --strategies evolutionary --no-docs
+    taskset -c 0 .venv/bin/python bench/strategies.py --section report-search --trials 64 --kernels $L \\
+        --strategies mcts-random evolutionary --no-docs
+    taskset -c 0 .venv/bin/python bench/strategies.py --section report-search --trials 256 \\
+        --kernels flux-conv2d llama4-scout-mlp deepseek-r1-moe llama3-8b-attention --strategies evolutionary --no-docs
+    taskset -c 1 .venv/bin/python bench/strategies.py --section report-llm --trials 64 --kernels $L \\
+        --strategies colt single-llm --no-docs
+    taskset -c 1 .venv/bin/python bench/strategies.py --section report-evo256 --trials 256 \\
+        --kernels flux-attention --strategies evolutionary --no-docs
     .venv/bin/python bench/report.py          # docs/benchmarks.md (section "report"), docs/plots/
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -111,8 +118,6 @@ def host_label(summary: dict) -> str:
 def common_baselines(results: dict) -> dict[str, float]:
     """Per layer, the median of the unscheduled latencies its runs measured: the speedups below
     divide it by each run's best, so one noisy baseline measurement does not move a ratio."""
-    import statistics
-
     by_layer: dict[str, list[float]] = {}
     for (layer, _, _), s in results.items():
         if s["baseline_latency_s"]:
@@ -194,12 +199,7 @@ def main() -> None:
                    "trials to within 10% of the layer's best @64"]
 
     def geo(values):
-        if not values:
-            return "-"
-        prod = 1.0
-        for v in values:
-            prod *= v
-        return f"{prod ** (1 / len(values)):.2f} ({len(values)} layers)"
+        return f"{statistics.geometric_mean(values):.2f} ({len(values)} layers)" if values else "-"
 
     summary = table(["ratio (colt at 64 trials / the other)", "geometric mean"],
                     [[label, geo(values)] for label, values in colt_vs.items()])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -46,8 +47,6 @@ from search.engine.workloads import PAPER_LAYERS, get_kernel  # noqa: E402
 
 def host_info() -> dict:
     """What the numbers were measured on: rows from different CPUs are not comparable."""
-    import os
-
     from tvm.target import codegen
 
     return {"cpu": codegen.llvm_get_system_cpu(), "cores": len(os.sched_getaffinity(0)),
@@ -141,7 +140,8 @@ def run_all(args, fleet, with_llm: bool) -> None:
     md = table(headers, rows)
     print(md)
     if not args.no_docs:
-        host = f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores, {platform.python_version()}"
+        h = host_info()
+        host = f"{h['cpu']}, {h['machine']}, {h['cores']} cores, {h['python']}"
         title = "LLM fleet vs one LLM vs no LLM" if with_llm else "Strategies at equal trials"
         body = (
             f"### {title} ({args.trials} measured trials, seed {args.seed})\n\n"
