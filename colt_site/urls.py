@@ -16,6 +16,7 @@ urlpatterns = [
     path("costs", views.team_costs, name="costs"),
     path("costs/ledger.csv", views.team_ledger_csv, name="costs-ledger"),
     path("compare", views.compare, name="compare"),
+    path("api/runs", views.runs_api, name="runs-api"),
     path("api/runs/<int:run_id>", views.run_api, name="run-api"),
     path("api/runs/<int:run_id>/nodes/<int:node_id>", views.node_api, name="node-api"),
     path("healthz", views.healthz, name="healthz"),

@@ -1,7 +1,7 @@
 """The run page's websocket: it only notifies; the database is the truth.
 
 On connect the consumer checks the user is logged in (close 4401 if not) and may see the run
-(close 4404 if not, the same as a missing run: ids leak nothing), joins the group ``run-<id>`` and says which
+(close 4404 if not, the same as a missing run: ids leak nothing), joins the run's live group (search.live) and says which
 sequence number the run is at. The client sends ``{"after": <seq>}`` (on connect, and
 whenever it sees a gap) and gets every stored event after it, in order; live events then
 arrive as ``{"type": "event", "event": {...,"seq": n}}``.
@@ -12,8 +12,7 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from accounts.access import visible_runs
-from search import selectors
+from search import live, selectors
 
 CLOSE_NOT_FOUND = 4404
 CLOSE_UNAUTHENTICATED = 4401
@@ -30,7 +29,7 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
         if last_seq is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        self.group = f"run-{self.run_id}"
+        self.group = live.group(self.run_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         await self.send_json({"type": "hello", "run": self.run_id, "last_seq": last_seq})
@@ -48,12 +47,12 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "events", "after": after, "events": events})
 
     async def run_event(self, message):
-        """A persisted event broadcast by the worker's sink (``type: run.event``)."""
-        await self.send_json({"type": "event", "event": message["event"]})
+        """A committed event from the live channel (``type: run.event``)."""
+        await self.send_json(live.frame(message["event"]))
 
     @database_sync_to_async
     def _last_seq(self):
-        runs = visible_runs(self.scope["user"]).filter(pk=self.run_id)
+        runs = selectors.visible_runs(self.scope["user"]).filter(pk=self.run_id)
         return runs.values_list("last_seq", flat=True).first()
 
     @database_sync_to_async

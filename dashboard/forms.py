@@ -1,25 +1,49 @@
-"""The launch form: a kernel (library or a custom spec), a target, a strategy, a fleet, budgets
-and search settings, each validated with a clear message."""
+"""The launch form: the fields of a run request as a user types them. It parses text into
+numbers and a kernel; every limit and its message comes from the run request
+(search.engine.request), the same for the form, the command line and the JSON API."""
 
 from __future__ import annotations
 
-import math
-
 from django import forms
 
-from search.engine.mcts import SearchSettings
-from search.engine.tuning import LLM_STRATEGIES, STRATEGIES
-from search.engine.workloads import (
-    LIBRARY,
-    OPERATORS,
-    SUPPORTED_DTYPES,
-    KernelSpec,
-    SpecError,
-    parse_shape,
-    validate,
-)
+from search.engine.request import LIMITS, RequestError, RunRequest, SearchSettings, build_request
+from search.engine.strategies import descriptions
+from search.engine.workloads import LIBRARY, OPERATORS, SUPPORTED_DTYPES, SpecError, parse_shape
 
 CUSTOM = "custom"
+
+#: request section of each numeric form field (its name is the request's own)
+SECTIONS = {"trials": "budget", "llm_calls": "budget", "usd": "budget", "wall_s": "budget",
+            "lam": "settings", "c": "settings", "course_alteration_k": "settings", "branching": "settings",
+            "seed": "settings"}
+
+
+class NumberField(forms.Field):
+    """Text to a number, nothing more: the run request checks the value (one message for all
+    edges). The browser's min/max hints come from the same limits."""
+
+    def __init__(self, *, limit, **kwargs):
+        self.integer = limit.kind is int
+        kwargs.setdefault("required", not limit.optional)
+        super().__init__(widget=forms.NumberInput(attrs={
+            "min": limit.lo, "max": limit.hi, "step": 1 if self.integer else "any"}), **kwargs)
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        text = str(value).strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            return float(text)
+        except ValueError:
+            raise forms.ValidationError("enter a number") from None
+
+
+def _number(name: str, **kwargs) -> NumberField:
+    return NumberField(limit=LIMITS[SECTIONS[name]][name], **kwargs)
 
 
 class LaunchForm(forms.Form):
@@ -30,19 +54,19 @@ class LaunchForm(forms.Form):
     shape = forms.CharField(required=False, help_text="custom kernel: e.g. M=256,N=256,K=256")
     dtype = forms.ChoiceField(choices=[(d, d) for d in SUPPORTED_DTYPES], initial="float32")
     target = forms.ChoiceField()
-    strategy = forms.ChoiceField(choices=[(s, f"{s}: {d}") for s, d in STRATEGIES.items()], initial="colt")
+    strategy = forms.ChoiceField(choices=[(s, f"{s}: {d}") for s, d in descriptions().items()], initial="colt")
     models = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
                                        help_text="colt: two or more; single-llm: the largest one checked")
-    trials = forms.IntegerField(min_value=1, max_value=100_000, initial=64)
-    max_llm_calls = forms.IntegerField(required=False, min_value=1, max_value=1_000_000)
-    max_usd = forms.FloatField(required=False, min_value=0.000001)
-    wall_clock_s = forms.FloatField(required=False, min_value=1, label="wall-clock limit (s)")
-    lam = forms.FloatField(min_value=0, max_value=1, initial=SearchSettings().lam, label="λ (model balance)")
-    c = forms.FloatField(min_value=0, max_value=100, initial=round(SearchSettings().c, 4), label="c (exploration)")
-    k = forms.IntegerField(min_value=1, max_value=100, initial=SearchSettings().course_alteration_k,
-                           label="K (course alteration)")
-    branching = forms.IntegerField(min_value=1, max_value=16, initial=SearchSettings().branching, label="B (children)")
-    seed = forms.IntegerField(min_value=0, max_value=2**31 - 1, initial=0)
+    trials = _number("trials", initial=64)
+    llm_calls = _number("llm_calls", label="LLM call limit")
+    usd = _number("usd", label="USD limit")
+    wall_s = _number("wall_s", label="wall-clock limit (s)")
+    lam = _number("lam", initial=SearchSettings().lam, label="λ (model balance)")
+    c = _number("c", initial=round(SearchSettings().c, 4), label="c (exploration)")
+    course_alteration_k = _number("course_alteration_k", initial=SearchSettings().course_alteration_k,
+                                  label="K (course alteration)")
+    branching = _number("branching", initial=SearchSettings().branching, label="B (children)")
+    seed = _number("seed", initial=0)
 
     def __init__(self, *args, targets: list[tuple[str, str]], fleet, teams, **kwargs):
         super().__init__(*args, **kwargs)
@@ -59,36 +83,41 @@ class LaunchForm(forms.Form):
         if fleet is not None:
             self.fields["models"].initial = fleet.names
 
-    def clean_c(self):
-        c = self.cleaned_data["c"]
-        if not math.isfinite(c):
-            raise forms.ValidationError("c must be a finite number")
-        return c
+    def _kernel(self, data):
+        if data.get("kernel") != CUSTOM:
+            return data.get("kernel")
+        if not data.get("op"):
+            self.add_error("op", "choose the operator of the custom kernel")
+            return None
+        try:
+            return {"op": data["op"], "shape": parse_shape(data.get("shape") or ""), "dtype": data.get("dtype")}
+        except SpecError as exc:
+            self.add_error("shape", str(exc))
+            return None
 
     def clean(self):
         data = super().clean()
-        kernel = data.get("kernel")
-        if kernel == CUSTOM:
-            if not data.get("op"):
-                self.add_error("op", "choose the operator of the custom kernel")
-            else:
-                try:
-                    shape = parse_shape(data.get("shape") or "")
-                    data["spec"] = validate(KernelSpec(data["op"], shape, data.get("dtype") or "float32"))
-                except SpecError as exc:
-                    self.add_error("shape", str(exc))
-        elif kernel:
-            data["spec"] = LIBRARY[kernel]
-        strategy = data.get("strategy")
-        chosen = data.get("models") or []
-        if strategy in LLM_STRATEGIES:
-            if self.fleet is None:
-                self.add_error("strategy", "no LLM fleet is configured on this server")
-            elif strategy == "colt" and len(chosen) < 2:
-                self.add_error("models", "colt needs at least two models; for one model use single-llm")
-            elif strategy == "single-llm" and not chosen:
-                self.add_error("models", "choose the model for single-llm")
+        kernel = self._kernel(data)
+        if self.errors:
+            return data
+        doc: dict = {"kernel": kernel, "target": data.get("target"), "strategy": data.get("strategy"),
+                     "budget": {}, "settings": {}, "models": data.get("models") or []}
+        for name, section in SECTIONS.items():
+            if data.get(name) is not None:
+                doc[section][name] = data[name]
+        try:
+            data["request"] = build_request(doc, offered_fleet=self.fleet)
+        except RequestError as exc:
+            for key, message in exc.errors.items():
+                name = key.rsplit(".", 1)[-1]
+                if key == "kernel" and data.get("kernel") == CUSTOM:
+                    name = "shape"
+                self.add_error(name if name in self.fields else None, message)
         return data
+
+    @property
+    def request(self) -> RunRequest:
+        return self.cleaned_data["request"]
 
 
 class CostFilterForm(forms.Form):
@@ -96,7 +125,7 @@ class CostFilterForm(forms.Form):
 
     team = forms.ModelChoiceField(queryset=None, required=False, empty_label="all my teams")
     kernel = forms.ModelChoiceField(queryset=None, required=False, empty_label="any kernel")
-    strategy = forms.ChoiceField(required=False, choices=[("", "any strategy")] + [(s, s) for s in STRATEGIES])
+    strategy = forms.ChoiceField(required=False, choices=[("", "any strategy")] + [(s, s) for s in descriptions()])
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="from")
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="to")
 

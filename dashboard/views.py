@@ -2,6 +2,8 @@
 service, return. Every view needs a login (accounts.middleware) except the health check and the
 login page; a run the user may not see answers 404."""
 
+import json
+
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
@@ -10,9 +12,11 @@ from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonRespo
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.access import run_for, teams_of, visible_runs
+from accounts.access import teams_of
 from search import exports, reports, selectors, services
+from search.engine.request import RequestError, build_request
 from search.models import Run
+from search.selectors import run_for, visible_runs
 
 from .forms import CostFilterForm, LaunchForm
 
@@ -36,7 +40,7 @@ def launch(request):
     if request.method == "POST":
         form = LaunchForm(request.POST, **form_kwargs)
         if form.is_valid():
-            run = services.launch_from_form(form.cleaned_data, fleet=fleet, owner=request.user)
+            run = services.create_run(form.request, owner=request.user, team=form.cleaned_data["team"])
             return redirect("run-page", run_id=run.pk)
     else:
         form = LaunchForm(**form_kwargs)
@@ -63,6 +67,31 @@ def run_resume(request, run_id: int):
     except services.RunStateError as exc:
         return HttpResponseBadRequest(str(exc))
     return redirect("run-page", run_id=run_id)
+
+
+@require_POST
+def runs_api(request):
+    """Launch a run from a JSON run request (the document of search.engine.request, plus
+    ``team``): 201 with the run's header, or 400 with ``errors`` per field."""
+    try:
+        doc = json.loads(request.body or b"{}")
+    except ValueError:
+        return JsonResponse({"errors": {"body": "the body must be a JSON object"}}, status=400)
+    if not isinstance(doc, dict):
+        return JsonResponse({"errors": {"body": "the body must be a JSON object"}}, status=400)
+    teams = teams_of(request.user)
+    team_name = doc.pop("team", None)
+    team = teams.filter(name=team_name).first() if team_name is not None else (
+        teams.first() if teams.count() == 1 else None)
+    try:
+        run_request = build_request(doc, offered_fleet=services.configured_fleet())
+    except RequestError as exc:
+        return JsonResponse({"errors": exc.errors}, status=400)
+    if team is None:
+        return JsonResponse({"errors": {"team": "name one of your teams" if team_name is None
+                                        else f"you are not in a team named {team_name!r}"}}, status=400)
+    run = services.create_run(run_request, owner=request.user, team=team)
+    return JsonResponse({"run": selectors.run_header(run), "url": f"/runs/{run.pk}"}, status=201)
 
 
 @require_GET

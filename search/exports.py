@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from .engine.events import NODE_FIELDS
 from .engine.compiler import RECORD_FILE, WORKLOAD_FILE, apply_trace_json, write_database
 from .engine.workloads import build_module
 from .models import LLMCall, Node, Run
@@ -69,7 +70,7 @@ def trace_document(run: Run) -> dict:
 def top_records(run: Run, k: int) -> list[dict]:
     return [
         {"rank": i + 1, "node_id": n.node_id, "latency_s": n.latency, "structural_hash": n.shash,
-         "created_by": n.created_by or None, "mutators": n.mutators, "decisions": n.decisions, "trace": n.trace}
+         "created_by": n.created_by, "mutators": n.mutators, "decisions": n.decisions, "trace": n.trace}
         for i, n in enumerate(valid_nodes(run, k))
     ]
 
@@ -153,14 +154,14 @@ def ledger_rows(runs) -> Iterator[list]:
                ";".join(c.mutators or []), c.next_model, c.error]
 
 
-NODES_HEADER = ["node_id", "parent_id", "depth", "created_by", "expand_model", "mutators", "predicted",
-                "parent_score", "visits", "value", "status", "latency_s", "structural_hash", "call_id"]
+#: the node history's columns: the node schema (search.engine.events.NodeRecord) without the
+#: nested trace and decisions, which the trace and database downloads carry
+NODES_HEADER = [f for f in NODE_FIELDS if f not in ("trace", "decisions")]
 
 
 def node_rows(run: Run) -> Iterator[list]:
-    for n in Node.objects.filter(run=run).order_by("node_id").iterator(chunk_size=2000):
-        yield [n.node_id, n.parent_id, n.depth, n.created_by, n.expand_model, ";".join(n.mutators or []),
-               n.predicted, n.parent_score, n.visits, n.value, n.status, n.latency, n.shash, n.call_id]
+    for n in Node.objects.filter(run=run).order_by("node_id").values_list(*NODES_HEADER).iterator(chunk_size=2000):
+        yield [";".join(v) if isinstance(v, list) else v for v in n]
 
 
 def json_text(obj) -> str:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from django.conf import settings as django_settings
 from django.db import models
+from django.utils.functional import cached_property
 
+from .engine.events import NODE_FIELDS, NodeRecord
+from .engine.request import Budget, RunRequest, build_request
 from .engine.workloads import KernelSpec
 
 
@@ -48,14 +51,9 @@ class Run(models.Model):
     kernel = models.ForeignKey(Kernel, on_delete=models.PROTECT, related_name="runs")
     target = models.CharField(max_length=32)
     strategy = models.CharField(max_length=32)
-    fleet = models.JSONField(default=list, blank=True)  # model definitions and prices; never keys
-    model = models.CharField(max_length=64, blank=True)  # single-llm: the model
-    settings = models.JSONField(default=dict)  # SearchSettings
-    timing = models.JSONField(default=dict, blank=True)  # MeasureConfig overrides (number, repeat, ...)
-    trials_budget = models.PositiveIntegerField()
-    llm_calls_budget = models.PositiveIntegerField(null=True, blank=True)
-    usd_budget = models.FloatField(null=True, blank=True)
-    wall_s_budget = models.FloatField(null=True, blank=True)
+    #: the rest of the run request (budget, settings, timing, fleet definitions; never keys):
+    #: kernel, target and strategy are the columns above, so each value is stored once
+    request = models.JSONField(default=dict)
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     stop_reason = models.CharField(max_length=200, blank=True)
@@ -88,6 +86,27 @@ class Run(models.Model):
             models.Index(fields=["kernel", "strategy"], name="run_kernel_strategy"),
         ]
 
+    @classmethod
+    def request_fields(cls, request: RunRequest) -> dict:
+        """The column values that store ``request`` (the kernel row is looked up by the caller)."""
+        doc = request.to_dict()
+        return {"target": doc.pop("target"), "strategy": doc.pop("strategy"),
+                "request": {k: v for k, v in doc.items() if k != "kernel"}}
+
+    @cached_property
+    def run_request(self) -> RunRequest:
+        """The run's request, rebuilt (and validated again) from what is stored."""
+        return build_request(dict(self.request, kernel=self.kernel.spec.to_dict(), target=self.target,
+                                  strategy=self.strategy))
+
+    @property
+    def budget(self) -> Budget:
+        return self.run_request.budget
+
+    @property
+    def fleet(self) -> list[dict]:
+        return list(self.request.get("fleet") or [])
+
     @property
     def is_final(self) -> bool:
         return self.status in self.FINAL
@@ -103,14 +122,17 @@ class Run(models.Model):
 
 
 class Node(models.Model):
+    """A row per tree node: the fields of :class:`~search.engine.events.NodeRecord` (the one
+    node schema; tests check that the two agree), keyed by run, plus the event's ``seq``."""
+
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="nodes")
     node_id = models.PositiveIntegerField()
     parent_id = models.PositiveIntegerField(null=True, blank=True)
     depth = models.PositiveIntegerField()
     trace = models.JSONField(null=True, blank=True)  # the full trace; replays exactly
     shash = models.CharField(max_length=16)
-    created_by = models.CharField(max_length=64, blank=True)
-    expand_model = models.CharField(max_length=64, blank=True)
+    created_by = models.CharField(max_length=64, null=True, blank=True)
+    expand_model = models.CharField(max_length=64, null=True, blank=True)
     mutators = models.JSONField(default=list)
     decisions = models.JSONField(default=dict)
     predicted = models.FloatField(default=0.0)  # the cost model's score when the node was made
@@ -120,13 +142,16 @@ class Node(models.Model):
     fail_streak = models.PositiveIntegerField(default=0)
     dead = models.BooleanField(default=False)
     latency = models.FloatField(null=True, blank=True)
-    status = models.CharField(max_length=16, blank=True)  # "" until measured
+    status = models.CharField(max_length=16, null=True, blank=True)  # None until measured
     call_id = models.PositiveIntegerField(null=True, blank=True)
     seq = models.PositiveIntegerField()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "node_id"], name="node_unique_per_run")]
         indexes = [models.Index(fields=["run", "latency"], name="node_run_latency")]
+
+    def record(self) -> NodeRecord:
+        return NodeRecord(**{f: getattr(self, f) for f in NODE_FIELDS})
 
 
 class Measurement(models.Model):

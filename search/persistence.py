@@ -3,34 +3,26 @@
 Each engine event becomes, in one transaction: an ``Event`` row with the next per-run
 sequence number, the row it describes (a Node, a Measurement, an LLMCall, an Escalation, or
 updates to them), and the Run's counters. After the commit, the event (without the trace)
-goes to an optional broadcaster (the Channels group ``run-<id>``).
+goes out on the live channel (search.live), whichever process runs the search.
 """
 
 from __future__ import annotations
-
-import logging
-
-from typing import Callable
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from .engine import events as ev
-from .engine.mcts import SavedNode, SavedState
+from .engine.mcts import SavedState
+from .live import Publisher
 from .models import Escalation, Event, LLMCall, Measurement, Node, Run
-
-log = logging.getLogger(__name__)
-
-Broadcast = Callable[[int, int, dict], None]
 
 
 class DatabaseSink:
-    def __init__(self, run: Run, broadcast: Broadcast | None = None):
+    def __init__(self, run: Run):
         self.run_id = run.pk
         self.seq = run.last_seq
-        self.broadcast = broadcast
-        self._notify_failed = False
+        self.live = Publisher(run.pk)
 
     def emit(self, event: ev.Event) -> None:
         data = event.to_dict()
@@ -44,43 +36,14 @@ class DatabaseSink:
                 run_updates.update(handler(event, seq, trace) or {})
             Run.objects.filter(pk=self.run_id).update(**run_updates)
         self.seq = seq
-        if self.broadcast is not None:
-            payload = dict(data, seq=seq)
-            transaction.on_commit(lambda: self._notify(seq, payload))
-
-    def _notify(self, seq: int, payload: dict) -> None:
-        """Tell the pages; a channel layer that is down (Redis restarting) costs them only the
-        live push: the event is stored, and they resync from their last sequence number."""
-        try:
-            self.broadcast(self.run_id, seq, payload)
-        except Exception as exc:  # noqa: BLE001
-            if not self._notify_failed:
-                log.warning("run %s: live updates unavailable (%s); pages will resync", self.run_id, exc)
-            self._notify_failed = True
-        else:
-            self._notify_failed = False
+        self.live.on_commit(seq, data)
 
     # -- one handler per event kind that changes a row ------------------------------------------
     def _on_baseline_measured(self, e: ev.BaselineMeasured, seq, _):
         return {"baseline_latency": e.latency_s}
 
     def _on_node_created(self, e: ev.NodeCreated, seq, trace):
-        Node.objects.create(
-            run_id=self.run_id,
-            node_id=e.node_id,
-            parent_id=e.parent_id,
-            depth=e.depth,
-            trace=trace,
-            shash=e.shash,
-            created_by=e.created_by or "",
-            expand_model=e.expand_model or "",
-            mutators=e.mutators,
-            decisions=e.decisions,
-            predicted=e.predicted,
-            parent_score=e.parent_score,
-            call_id=e.call_id,
-            seq=seq,
-        )
+        Node.objects.create(run_id=self.run_id, seq=seq, **{f: getattr(e, f) for f in ev.NODE_FIELDS})
         # a successful expansion resets the parent's failure streak (as the engine does)
         Node.objects.filter(run_id=self.run_id, node_id=e.parent_id, fail_streak__gt=0).update(fail_streak=0)
 
@@ -146,26 +109,7 @@ def saved_state(run: Run) -> SavedState | None:
     nodes = list(run.nodes.order_by("node_id"))
     if not nodes:
         return None
-    saved = [
-        SavedNode(
-            node_id=n.node_id,
-            parent_id=n.parent_id,
-            trace=n.trace,
-            created_by=n.created_by or None,
-            expand_model=n.expand_model or None,
-            mutators=n.mutators,
-            predicted=n.predicted,
-            parent_score=n.parent_score,
-            visits=n.visits,
-            value=n.value,
-            latency=n.latency,
-            status=n.status or None,
-            fail_streak=n.fail_streak,
-            dead=n.dead,
-            call_id=n.call_id,
-        )
-        for n in nodes
-    ]
+    saved = [n.record() for n in nodes]
     history, best = [], None
     for m in run.measurements.order_by("trial"):
         if m.status == "ok" and m.latency and (best is None or m.latency < best):

@@ -1,16 +1,43 @@
-"""Read-side queries for pages, the events API and the websocket consumer."""
+"""Read-side queries for pages, the events API and the websocket consumer.
+
+Every page, API endpoint and websocket finds runs through :func:`visible_runs` or
+:func:`run_for`: a run that the user may not see does not exist for them (404), whether or
+not its id does."""
 
 from __future__ import annotations
 
+from django.http import Http404
+
+from .engine.events import NODE_FIELDS
+from .live import wire
 from .models import Event, Run
 
 MAX_EVENTS_PER_PAGE = 5000
 
 
+def visible_runs(user, queryset=None):
+    """``queryset`` (default: every run) narrowed to the runs ``user`` may see: their teams'
+    runs, every run for a superuser, none for an anonymous user."""
+    qs = Run.objects.all() if queryset is None else queryset
+    if not user.is_authenticated:
+        return qs.none()
+    if user.is_superuser:
+        return qs
+    return qs.filter(team__members=user)
+
+
+def run_for(user, run_id: int, queryset=None) -> Run:
+    """The run, if ``user`` may see it; else Http404 (the same answer as a missing id)."""
+    run = visible_runs(user, queryset).filter(pk=run_id).first()
+    if run is None:
+        raise Http404("no such run")
+    return run
+
+
 def events_after(run_id: int, after: int = 0, limit: int = MAX_EVENTS_PER_PAGE) -> list[dict]:
-    """The run's events with ``seq > after``, in order, each with its ``seq``."""
+    """The run's events with ``seq > after``, in order, in their wire format."""
     rows = Event.objects.filter(run_id=run_id, seq__gt=after).order_by("seq").values("seq", "data")[:limit]
-    return [dict(r["data"], seq=r["seq"]) for r in rows]
+    return [wire(r["seq"], r["data"]) for r in rows]
 
 
 def run_header(run: Run) -> dict:
@@ -22,11 +49,9 @@ def run_header(run: Run) -> dict:
         "status": run.status,
         "stop_reason": run.stop_reason,
         "trials_done": run.trials_done,
-        "trials_budget": run.trials_budget,
+        "budget": run.budget.to_dict(),
         "llm_calls": run.llm_calls,
-        "llm_calls_budget": run.llm_calls_budget,
         "usd": run.usd,
-        "usd_budget": run.usd_budget,
         "baseline_latency": run.baseline_latency,
         "best_latency": run.best_latency,
         "best_node_id": run.best_node_id,
@@ -60,21 +85,8 @@ def node_detail(run: Run, node_id: int, *, script: bool = False) -> dict | None:
     node = Node.objects.filter(run=run, node_id=node_id).first()
     if node is None:
         return None
-    data = {
-        "node_id": node.node_id,
-        "parent_id": node.parent_id,
-        "depth": node.depth,
-        "created_by": node.created_by or None,
-        "expand_model": node.expand_model or None,
-        "mutators": node.mutators,
-        "decisions": node.decisions,
-        "predicted": node.predicted,
-        "visits": node.visits,
-        "value": node.value,
-        "latency": node.latency,
-        "status": node.status or None,
-        "call": None,
-    }
+    data = {f: getattr(node, f) for f in NODE_FIELDS if f != "trace"}
+    data["call"] = None
     if node.call_id is not None:
         call = LLMCall.objects.filter(run=run, call_id=node.call_id).values(
             "call_id", "model", "prompt_tokens", "completion_tokens", "usd", "latency_s", "outcome", "escalation",

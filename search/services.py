@@ -7,7 +7,7 @@ import json
 import logging
 import socket
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
@@ -15,10 +15,8 @@ from django.utils import timezone
 
 from .engine import events as ev
 from .engine.llm import Fleet, FleetError
-from .engine.measure import MeasureConfig
-from .engine.mcts import Budget, SearchSettings
-from .engine.tuning import LLM_STRATEGIES, TuneOutcome, check_request, tune
-from .engine.workloads import KernelSpec
+from .engine.request import RunRequest
+from .engine.tuning import TuneOutcome, tune
 
 log = logging.getLogger(__name__)
 
@@ -114,67 +112,17 @@ def local_servers(enabled: bool, log=print):
 # --- runs ---------------------------------------------------------------------------------------
 
 
-def launch_from_form(data: dict, *, fleet: Fleet | None, owner=None):
-    """Create a run from the launch form's cleaned data."""
-    strategy = data["strategy"]
-    run_fleet, model = None, None
-    if strategy in LLM_STRATEGIES and fleet is not None:
-        run_fleet = Fleet(tuple(m for m in fleet.models if m.name in data["models"]))
-        if strategy == "single-llm":
-            model = run_fleet.largest.name
-    return create_run(
-        spec=data["spec"],
-        target=data["target"],
-        strategy=strategy,
-        budget=Budget(trials=data["trials"], llm_calls=data.get("max_llm_calls"), usd=data.get("max_usd"),
-                      wall_s=data.get("wall_clock_s")),
-        settings=SearchSettings(lam=data["lam"], c=data["c"], course_alteration_k=data["k"],
-                                branching=data["branching"], seed=data["seed"]),
-        fleet=run_fleet,
-        model=model,
-        owner=owner,
-        team=data["team"],
-    )
-
-
-def create_run(
-    *,
-    spec: KernelSpec,
-    target: str = "llvm",
-    strategy: str = "mcts-random",
-    budget: Budget = Budget(),
-    settings: SearchSettings = SearchSettings(),
-    fleet: Fleet | None = None,
-    model: str | None = None,
-    timing: MeasureConfig | None = None,
-    owner=None,
-    team=None,
-    enqueue: bool = True,
-):
-    """Validate and save a run; enqueue its search once the row is committed."""
+def create_run(request: RunRequest, *, owner=None, team=None, enqueue: bool = True):
+    """Save a validated run request as a Run; enqueue its search once the row is committed."""
     from .models import Kernel, Run
 
-    spec = check_request(spec, target, strategy, budget, fleet)
+    spec = request.kernel
     with transaction.atomic():
         kernel, _ = Kernel.objects.get_or_create(
             key=Kernel.key_of(spec),
             defaults=dict(name=spec.name, op=spec.op, shape=dict(spec.shape), dtype=spec.dtype),
         )
-        run = Run.objects.create(
-            kernel=kernel,
-            target=target,
-            strategy=strategy,
-            fleet=fleet.to_list() if fleet is not None and strategy in LLM_STRATEGIES else [],
-            model=model or "",
-            settings=settings.to_dict(),
-            timing=asdict(timing) if timing is not None else {},
-            trials_budget=budget.trials,
-            llm_calls_budget=budget.llm_calls,
-            usd_budget=budget.usd,
-            wall_s_budget=budget.wall_s,
-            owner=owner,
-            team=team,
-        )
+        run = Run.objects.create(kernel=kernel, owner=owner, team=team, **Run.request_fields(request))
         if enqueue:
             transaction.on_commit(lambda: enqueue_run(run.pk, run.target))
     return run
@@ -210,7 +158,7 @@ def resume_run(run_id: int, *, enqueue: bool = True) -> None:
 
     with transaction.atomic():
         run = Run.objects.select_for_update().get(pk=run_id)
-        if run.status == Run.Status.SUCCEEDED and run.trials_done >= run.trials_budget:
+        if run.status == Run.Status.SUCCEEDED and run.trials_done >= run.budget.trials:
             raise RunStateError(f"run {run_id} already finished its trial budget")
         run.status = Run.Status.QUEUED
         run.cancel_requested = False
@@ -259,7 +207,7 @@ def measurement_rpc():
 STALE_AFTER_S = float(os.environ.get("COLT_STALE_AFTER_S", "180"))
 
 
-def execute_run(run_id: int, *, broadcast=None, measurer=None, llm_client=None, worker: str = "",
+def execute_run(run_id: int, *, measurer=None, llm_client=None, worker: str = "",
                 extra_sink: ev.EventSink | None = None, serve_local: bool = True,
                 rpc=None) -> TuneOutcome | None:
     """Run (or go on with) a run's search here: what the worker task (and the CLI) calls."""
@@ -289,11 +237,10 @@ def execute_run(run_id: int, *, broadcast=None, measurer=None, llm_client=None, 
         run.heartbeat_at = timezone.now()
         run.save(update_fields=["status", "attempts", "worker", "started_at", "heartbeat_at"])
     state = saved_state(run)
-    fleet = Fleet.of(run.fleet) if run.fleet else None
-    settings = SearchSettings(**run.settings)
+    request = run.run_request
     if run.attempts > 1:  # a resumed run draws new random numbers, reproducibly
-        settings = SearchSettings(**dict(run.settings, seed=settings.seed + 1000 * (run.attempts - 1)))
-    sink = DatabaseSink(run, broadcast)
+        request = request.with_seed(request.settings.seed + 1000 * (run.attempts - 1))
+    sink = DatabaseSink(run)
     if extra_sink is not None:
         sink = ev.FanOutSink(sink, extra_sink)
 
@@ -301,20 +248,13 @@ def execute_run(run_id: int, *, broadcast=None, measurer=None, llm_client=None, 
         return Run.objects.filter(pk=run_id, cancel_requested=True).exists()
 
     try:
+        fleet = request.fleet
         with local_servers(serve_local and fleet is not None and fleet_is_local(fleet), log=log.info):
             outcome = tune(
-                spec=run.kernel.spec,
-                target=run.target,
-                strategy=run.strategy,
-                budget=Budget(trials=run.trials_budget, llm_calls=run.llm_calls_budget, usd=run.usd_budget,
-                              wall_s=run.wall_s_budget),
-                settings=settings,
+                request,
                 sink=sink,
                 measurer=measurer,
-                measure_config=MeasureConfig(**run.timing) if run.timing else None,
-                fleet=fleet,
                 llm_client=llm_client,
-                model=run.model or None,
                 should_stop=should_stop,
                 resume=state,
                 baseline_latency=run.baseline_latency,
@@ -346,28 +286,20 @@ class CliRun:
 
 
 def tune_and_write(
+    request: RunRequest,
     *,
-    spec: KernelSpec,
-    target: str,
-    strategy: str,
-    budget: Budget,
-    settings: SearchSettings,
     out_dir: Path,
     sink: ev.EventSink,
-    measure_config: MeasureConfig | None = None,
-    fleet: Fleet | None = None,
-    model: str | None = None,
     serve_local: bool = False,
     log=print,
     team: str | None = "default",
     rpc=None,
 ) -> CliRun:
-    """A tuning from the command line: a Run like any other (one history for CLI and web),
-    executed here, its best schedule written to ``out_dir``."""
+    """A tuning from the command line: a Run like any other (one history for CLI and web,
+    streamed live to open run pages), executed here, its best schedule written to ``out_dir``."""
     from accounts.access import ensure_team
 
-    run = create_run(spec=spec, target=target, strategy=strategy, budget=budget, settings=settings, fleet=fleet,
-                     model=model, timing=measure_config, team=ensure_team(team) if team else None, enqueue=False)
-    with local_servers(serve_local and fleet is not None, log=log):
+    run = create_run(request, team=ensure_team(team) if team else None, enqueue=False)
+    with local_servers(serve_local and request.fleet is not None, log=log):
         outcome = execute_run(run.pk, extra_sink=sink, serve_local=False, rpc=rpc)
     return CliRun(run.pk, outcome, outcome.write(out_dir))

@@ -54,17 +54,11 @@ def run_search(self, run_id: int) -> None:
         # this process's identity: a retry of its own run (after a database outage) takes it
         # over at once; another process waits for the run's heartbeat to go stale
         worker = f"{self.request.hostname or socket.gethostname()}:{os.getpid()}"
-        execute_run(run_id, broadcast=_broadcaster(), worker=worker)
+        execute_run(run_id, worker=worker)
     except RunBusy as exc:
         # a redelivered message while the run looks alive: look again once it could be stale
         # (its worker died) and take over then; if it finishes meanwhile, the retry does nothing
         raise self.retry(exc=exc, countdown=max(1.0, STALE_AFTER_S), max_retries=None) from None
-
-
-def _broadcaster():
-    from .broadcast import broadcast_event
-
-    return broadcast_event
 
 
 # --- the embedded default: no Redis, an in-process executor ------------------------------------
@@ -85,7 +79,7 @@ def _in_process(run_id: int) -> None:
     try:
         for delay in (*IN_PROCESS_RETRY_DELAYS, None):
             try:
-                execute_run(run_id, broadcast=_broadcaster())
+                execute_run(run_id)
                 return
             except (OperationalError, InterfaceError) as exc:
                 if delay is None:

@@ -7,7 +7,7 @@ Every event serializes to a flat JSON object with a ``kind`` field (docs/events.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import ClassVar, Protocol
 
 
@@ -51,20 +51,38 @@ class BaselineMeasured(Event):
 
 
 @dataclass(frozen=True)
-class NodeCreated(Event):
-    kind: ClassVar[str] = "node_created"
+class NodeRecord:
+    """One node of the shared tree. This field list is the node's one schema: the engine's
+    ``node_created`` event, the database row (search.models.Node), the saved state that
+    resume reads, the exports and the run page all use exactly these names."""
+
     node_id: int
     parent_id: int | None
     depth: int
-    created_by: str | None  # the model whose proposal made it; None for random moves
-    expand_model: str | None  # the model assigned to expand it
-    mutators: list
-    predicted: float
-    shash: str
+    created_by: str | None = None  # the model whose proposal made it; None for random moves
+    expand_model: str | None = None  # the model assigned to expand it
+    mutators: list = field(default_factory=list)
     decisions: dict = field(default_factory=dict)
+    predicted: float = 0.0  # the cost model's score when the node was made
+    parent_score: float | None = None  # the parent's score then (hit rate, course alteration)
+    shash: str = ""  # structural hash of the scheduled module
     call_id: int | None = None  # the LLM call whose proposal made it
-    parent_score: float | None = None  # the parent's score when the child was made (hit rate)
+    visits: int = 0
+    value: float = 0.0
+    fail_streak: int = 0
+    dead: bool = False
+    status: str | None = None  # None until measured
+    latency: float | None = None  # seconds, once measured correctly
     trace: list | None = field(default=None, repr=False)  # full trace; persisted, not broadcast
+
+
+#: the node's fields, in order (what the database, exports and pages read)
+NODE_FIELDS = tuple(f.name for f in fields(NodeRecord))
+
+
+@dataclass(frozen=True)
+class NodeCreated(NodeRecord, Event):
+    kind: ClassVar[str] = "node_created"
 
 
 @dataclass(frozen=True)

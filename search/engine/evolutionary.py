@@ -9,17 +9,16 @@ code) so that the figures compare like for like.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
-import time
-from typing import Callable
-
 import numpy as np
 
 from . import events as ev
-from .compiler import Candidate, SearchSpace, structural_hash
-from .measure import Measurer, MeasureConfig
-from .mcts import Budget, SearchResult, SearchSettings
+from .compiler import Candidate, structural_hash
+from .mcts import SearchResult
+from .request import TRIALS_SPENT, RunRequest
+from .strategies import Strategy
 from .tree import Tree
 from .workloads import flops
 
@@ -41,28 +40,21 @@ def _worker_init() -> None:
     install_tensor_intrin_stub()
 
 
-class EvolutionarySearch:
-    def __init__(
-        self,
-        *,
-        space: SearchSpace,
-        measurer: Measurer,
-        sink: ev.EventSink,
-        settings: SearchSettings,
-        budget: Budget,
-        measure_config: MeasureConfig,
-        baseline_latency: float | None = None,
-        should_stop: Callable[[], bool] = lambda: False,
-    ):
-        self.space = space
-        self.measurer = measurer
-        self.sink = sink
-        self.s = settings
-        self.budget = budget
-        self.cfg = measure_config
-        self.baseline = baseline_latency
-        self.should_stop = should_stop
+class _Halt(Exception):
+    """Raised from the measure callback to end MetaSchedule's task scheduler early."""
+
+
+class Evolutionary(Strategy):
+    name = "evolutionary"
+    description = "MetaSchedule's own evolutionary search with the same trial budget"
+
+    def __init__(self, request: RunRequest, **parts):
+        super().__init__(request, **parts)
+        self.s = request.settings
+        self.budget = request.budget
+        self.cfg = request.timing
         self.tree = Tree()
+        self.done = 0
 
     def _runner(self, ms, evaluator):
         """MetaSchedule's LocalRunner, or its RPCRunner when the measurer times on an RPC host."""
@@ -83,10 +75,8 @@ class EvolutionarySearch:
         for saved in sorted(state.nodes, key=lambda n: n.node_id):
             cand = self.space.load(saved.trace)
             node = self.tree.add(self.tree.root, cand, shash=cand.shash, mutators=[])
-            node.latency, node.status = saved.latency, saved.status or None
+            node.latency, node.status = saved.latency, saved.status
         self.done = state.trials
-
-    done = 0
 
     def run(self) -> SearchResult:
         from tvm.ir.utils import derived_object
@@ -95,8 +85,7 @@ class EvolutionarySearch:
         from tvm.s_tir.meta_schedule.runner import EvaluatorConfig
 
         search = self
-        start = time.perf_counter()
-        state = {"trials": self.done}
+        state: dict = {"trials": self.done, "reason": None}
         remaining = self.budget.trials - self.done
         work = flops(self.space.spec)
 
@@ -108,8 +97,8 @@ class EvolutionarySearch:
                     c = Candidate(sch=cand.sch, shash=structural_hash(cand.sch.mod))
                     node = search.tree.add(search.tree.root, c, shash=c.shash, mutators=[])
                     search.sink.emit(
-                        ev.NodeCreated(node.id, 0, 1, None, None, [], 0.0, c.shash, search.space.decisions(c.trace),
-                                       trace=c.trace_json())
+                            ev.NodeCreated(node_id=node.id, parent_id=0, depth=1, shash=c.shash,
+                                       decisions=search.space.decisions(c.trace), trace=c.trace_json())
                     )
                     secs = [float(x) for x in ran.run_secs] if ran.run_secs else []
                     if built.error_msg:
@@ -127,9 +116,14 @@ class EvolutionarySearch:
                         expansions=0,
                         nodes=len(search.tree) - 1,
                         best_latency_s=min((n.latency for n in search.tree.nodes if n.latency), default=None),
-                        elapsed_s=time.perf_counter() - start,
+                        elapsed_s=search.stop.elapsed(),
                     )
                 )
+                # one stop rule: cancel and wall-clock end the search after this batch
+                reason = search.stop.interrupt()
+                if reason is not None:
+                    state["reason"] = reason
+                    raise _Halt(reason)
 
         evaluator = EvaluatorConfig(
             number=self.cfg.number, repeat=self.cfg.repeat, min_repeat_ms=self.cfg.min_repeat_ms
@@ -137,7 +131,7 @@ class EvolutionarySearch:
         if remaining <= 0:
             raise ValueError("the trial budget is already spent")
         _reset_metaschedule_logging()
-        with tempfile.TemporaryDirectory(prefix="colt-evo-") as work_dir:
+        with tempfile.TemporaryDirectory(prefix="colt-evo-") as work_dir, contextlib.suppress(_Halt):
             ms.tune_tir(
                 self.space.mod,
                 self.space.target,
@@ -176,8 +170,8 @@ class EvolutionarySearch:
             best=best,
             best_latency=best.latency if best else None,
             trials=state["trials"],
-            stop_reason="trial budget spent",
-            elapsed_s=time.perf_counter() - start,
+            stop_reason=state["reason"] or TRIALS_SPENT,
+            elapsed_s=self.stop.elapsed(),
             tree=self.tree,
             history=history,
         )

@@ -11,10 +11,7 @@ request from outside (cancel).
 
 from __future__ import annotations
 
-import math
-import time
-from dataclasses import asdict, dataclass, field
-from typing import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,66 +19,16 @@ from . import events as ev
 from .compiler import Candidate, CostModel, SearchSpace
 from .measure import MeasureResult, Measurer
 from .policy import ExpansionPolicy, ExpansionRequest, Proposal, random_mutator
+from .request import Budget, SearchSettings, StopRule
 from .tree import Node, Tree, backpropagate, select
 from .workloads import flops
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    population: int = 3
-    branching: int = 2  # B
-    max_depth: int = 500
-    lam: float = 0.2  # model-balance weight
-    c: float = math.sqrt(2)
-    rollouts: int = 1
-    rollout_depth: int = 2
-    measure_batch: int = 8
-    expansions_per_round: int | None = None  # None: 2 x measure_batch, or 1 x when LLMs expand
-    course_alteration_k: int = 2  # K: escalate on every K-th consecutive small-model regression
-    epsilon: float = 0.05  # share of each batch picked at random
-    dead_end_failures: int = 5
-    mutator_retries: int = 3
-    seed: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Budget:
-    trials: int = 64
-    llm_calls: int | None = None
-    usd: float | None = None
-    wall_s: float | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class SavedNode:
-    node_id: int
-    parent_id: int | None
-    trace: list
-    created_by: str | None = None
-    expand_model: str | None = None
-    mutators: list = field(default_factory=list)
-    predicted: float = 0.0
-    parent_score: float | None = None
-    visits: int = 0
-    value: float = 0.0
-    latency: float | None = None
-    status: str | None = None
-    fail_streak: int = 0
-    dead: bool = False
-    call_id: int | None = None
 
 
 @dataclass
 class SavedState:
     """What a persisted run holds, enough for :meth:`MCTSSearch.restore` to go on."""
 
-    nodes: list[SavedNode]
+    nodes: list[ev.NodeRecord]
     trials: int
     history: list = field(default_factory=list)  # (trial, best latency so far)
     calls: list = field(default_factory=list)  # dicts of LLMCallRecorded fields
@@ -114,8 +61,8 @@ class MCTSSearch:
         sink: ev.EventSink,
         settings: SearchSettings,
         budget: Budget,
+        stop: StopRule | None = None,
         baseline_latency: float | None = None,
-        should_stop: Callable[[], bool] = lambda: False,
     ):
         self.space = space
         self.policy = policy
@@ -124,7 +71,7 @@ class MCTSSearch:
         self.s = settings
         self.budget = budget
         self.baseline = baseline_latency
-        self.should_stop = should_stop
+        self.stop = stop or StopRule(budget)
         self.rng = np.random.default_rng(settings.seed)
         self.cost_model = CostModel(space, self.rng)
         self.tree = Tree()
@@ -318,7 +265,7 @@ class MCTSSearch:
         return len(picks)
 
     # -- the loop --------------------------------------------------------------------------------
-    def _progress(self, start: float) -> None:
+    def _progress(self) -> None:
         spent = self.policy.spent()
         self.sink.emit(
             ev.Progress(
@@ -327,20 +274,14 @@ class MCTSSearch:
                 expansions=self.expansions,
                 nodes=len(self.tree) - 1,
                 best_latency_s=self.best.latency if self.best else None,
-                elapsed_s=time.perf_counter() - start,
+                elapsed_s=self.stop.elapsed(),
                 llm_calls=spent["llm_calls"],
                 usd=spent["usd"],
             )
         )
 
-    def _stop_reason(self, start: float) -> str | None:
-        if self.trials >= self.budget.trials:
-            return "trial budget spent"
-        if self.should_stop():
-            return "cancelled"
-        if self.budget.wall_s is not None and time.perf_counter() - start >= self.budget.wall_s:
-            return "wall-clock budget spent"
-        return self.policy.exhausted()
+    def _stop_reason(self) -> str | None:
+        return self.stop.reason(trials=self.trials, **self.policy.spent())
 
     def _init_population(self) -> None:
         for _ in range(self.s.population * 4):
@@ -351,7 +292,7 @@ class MCTSSearch:
                 continue
             self._add(self.tree.root, cand, created_by=None, expand_model=None, mutators=[], score=self._score(cand))
 
-    def restore(self, state: "SavedState") -> None:
+    def restore(self, state: SavedState) -> None:
         """Rebuild the tree, counters, best schedule, cost model and policy statistics."""
         for saved in sorted(state.nodes, key=lambda n: n.node_id):
             parent = self.tree.nodes[saved.parent_id or 0]
@@ -368,7 +309,7 @@ class MCTSSearch:
             node.shash = node.candidate.shash
             self.tree.hashes.add(node.shash)
             node.visits, node.value = saved.visits, saved.value
-            node.latency, node.status = saved.latency, saved.status or None
+            node.latency, node.status = saved.latency, saved.status
             node.fail_streak, node.dead = saved.fail_streak, saved.dead
         root = self.tree.root
         root.visits = sum(c.visits for c in root.children)
@@ -384,13 +325,12 @@ class MCTSSearch:
         self.policy.restore(state)
 
     def run(self) -> SearchResult:
-        start = time.perf_counter()
         if not self.tree.root.children:
             self._init_population()
         while True:
             reason, exhausted = None, False
             for _ in range(self.expansions_per_round):
-                reason = self._stop_reason(start)
+                reason = self._stop_reason()
                 if reason is not None:
                     break
                 leaf = select(
@@ -408,10 +348,10 @@ class MCTSSearch:
                 self.expand(leaf)
             # what the policy already proposed is still measured when an LLM budget ran out
             measured = 0
-            if reason not in ("cancelled", "wall-clock budget spent") and self.trials < self.budget.trials:
+            if self.stop.interrupt() is None and self.trials < self.budget.trials:
                 measured = self.measure_round()
-            self._progress(start)
-            reason = reason or self._stop_reason(start)
+            self._progress()
+            reason = reason or self._stop_reason()
             if reason is None and exhausted and measured == 0:
                 reason = "search space exhausted"
             if reason is not None:
@@ -421,7 +361,7 @@ class MCTSSearch:
             best_latency=self.best.latency if self.best else None,
             trials=self.trials,
             stop_reason=reason,
-            elapsed_s=time.perf_counter() - start,
+            elapsed_s=self.stop.elapsed(),
             tree=self.tree,
             history=list(self.history),
             expansions=self.expansions,

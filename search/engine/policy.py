@@ -14,6 +14,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .request import Budget, llm_budget_reason
+
 
 @dataclass
 class Proposal:
@@ -36,7 +38,6 @@ class ExpansionRequest:
     trials_used: int
     trials_budget: int
     describe: Any = None  # callable(node) -> dict of decisions, for prompts
-    extra: dict = field(default_factory=dict)
 
 
 class ExpansionPolicy:
@@ -72,7 +73,7 @@ class ExpansionPolicy:
         """What became of the replacement that :meth:`review` returned."""
 
     def exhausted(self) -> str | None:
-        """A reason to stop (an LLM budget spent), or None."""
+        """An LLM budget spent (no escalation then), or None."""
         return None
 
     def restore(self, state) -> None:
@@ -159,8 +160,7 @@ class LLMPolicy(ExpansionPolicy):
         kernel: str,
         target: str,
         course_alteration_k: int | None = 2,
-        max_llm_calls: int | None = None,
-        max_usd: float | None = None,
+        budget: Budget | None = None,
     ):
         from .llm import Fleet
 
@@ -171,8 +171,7 @@ class LLMPolicy(ExpansionPolicy):
         self.kernel = kernel
         self.target = target
         self.k = course_alteration_k if len(fleet.models) > 1 else None
-        self.max_llm_calls = max_llm_calls
-        self.max_usd = max_usd
+        self.budget = budget or Budget()
         self.stats = {m.name: ModelStats() for m in fleet.models}
         self.calls = 0
         self.usd = 0.0
@@ -190,11 +189,7 @@ class LLMPolicy(ExpansionPolicy):
         return self.fleet.largest.name
 
     def exhausted(self) -> str | None:
-        if self.max_llm_calls is not None and self.calls >= self.max_llm_calls:
-            return "LLM call budget spent"
-        if self.max_usd is not None and self.usd >= self.max_usd:
-            return "USD budget spent"
-        return None
+        return llm_budget_reason(self.budget, self.calls, self.usd)
 
     def spent(self) -> dict:
         return {"llm_calls": self.calls, "usd": self.usd}

@@ -1,50 +1,51 @@
 """One tuning run, end to end: the entry point the CLI, the worker and the benchmarks share.
 
-``tune(...)`` is keyword-only over plain inputs: a kernel spec, a target name, a strategy
-name, budgets and settings, an event sink, and optionally a measurer and a policy (the parts
-that differ between a test, a CLI and a worker). It measures the unscheduled kernel, runs
-the strategy, emits ``run_finished`` and returns a :class:`TuneOutcome`.
+``tune(request, ...)`` takes the validated :class:`~search.engine.request.RunRequest` and the
+parts that differ between a test, a CLI and a worker (event sink, measurer, LLM client,
+cancel flag). It measures the unscheduled kernel, runs the strategy found by name in the
+registry (strategies.py), emits ``run_finished`` and returns a :class:`TuneOutcome`.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from . import events as ev
-from .compiler import SearchSpace, target_kind
+from .compiler import SearchSpace
+from .llm import LLMClient
+from .mcts import SavedState, SearchResult
 from .measure import LocalMeasurer, MeasureConfig, Measurer, RPCConfig
-from .mcts import Budget, MCTSSearch, SavedState, SearchResult, SearchSettings
-from .llm import Fleet, LLMClient, LiteLLMClient
-from .policy import ExpansionPolicy, LLMPolicy, RandomPolicy
-from .workloads import KernelSpec, flops, validate
-
-#: strategy name -> (description, needs LLMs)
-STRATEGIES = {
-    "mcts-random": "the shared MCTS with random mutator choices, no LLM",
-    "evolutionary": "MetaSchedule's own evolutionary search with the same trial budget",
-    "colt": "the shared MCTS expanded by a fleet of LLMs (LLM-aware UCT, course alteration)",
-    "single-llm": "the shared MCTS expanded by one LLM with plain UCT (the Reasoning Compiler)",
-}
-LLM_STRATEGIES = ("colt", "single-llm")
+from .request import CANCELLED, RunRequest, StopRule
+from .strategies import get_strategy
+from .workloads import KernelSpec, flops
 
 BASELINE_CONFIG = MeasureConfig(number=1, repeat=3, min_repeat_ms=0, timeout_s=60.0)
 
 
 @dataclass
 class TuneOutcome:
-    spec: KernelSpec
-    target: str
-    strategy: str
+    request: RunRequest
     result: SearchResult
     baseline_latency: float | None
     elapsed_s: float
     space: SearchSpace
     llm_summary: dict | None = None
     status: str = "succeeded"  # succeeded | failed | cancelled
+
+    @property
+    def spec(self) -> KernelSpec:
+        return self.request.kernel
+
+    @property
+    def target(self) -> str:
+        return self.request.target
+
+    @property
+    def strategy(self) -> str:
+        return self.request.strategy
 
     @property
     def stop_reason(self) -> str:
@@ -100,120 +101,54 @@ class TuneOutcome:
         return paths
 
 
-def make_policy(
-    strategy: str,
-    *,
-    spec: KernelSpec,
-    target: str,
-    settings: SearchSettings,
-    budget: Budget,
-    fleet: Fleet | None = None,
-    client: LLMClient | None = None,
-    model: str | None = None,
-) -> ExpansionPolicy:
-    """The expansion policy of a tree strategy. ``single-llm`` uses ``model`` or the largest."""
-    if strategy == "mcts-random":
-        return RandomPolicy()
-    if strategy not in LLM_STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
-    if fleet is None:
-        raise ValueError(f"strategy {strategy} needs a fleet of LLMs")
-    if strategy == "single-llm":
-        fleet = fleet.only(model or fleet.largest.name)
-    return LLMPolicy(
-        fleet,
-        client or LiteLLMClient(),
-        kernel=spec.label,
-        target=target,
-        course_alteration_k=settings.course_alteration_k,
-        max_llm_calls=budget.llm_calls,
-        max_usd=budget.usd,
-    )
-
-
-def check_request(spec: KernelSpec, target: str, strategy: str, budget: Budget, fleet: Fleet | None = None,
-                  policy: ExpansionPolicy | None = None) -> KernelSpec:
-    """Refuse what cannot run, with a clear message; returns the normalized spec."""
-    spec = validate(spec)
-    target_kind(target)
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
-    if budget.trials <= 0:
-        raise ValueError("the trial budget must be positive")
-    if strategy in LLM_STRATEGIES and fleet is None and policy is None:
-        raise ValueError(f"strategy {strategy} needs a fleet of LLMs")
-    return spec
-
-
 def tune(
+    request: RunRequest,
     *,
-    spec: KernelSpec,
-    target: str = "llvm",
-    strategy: str = "mcts-random",
-    budget: Budget = Budget(),
-    settings: SearchSettings = SearchSettings(),
     sink: ev.EventSink | None = None,
     measurer: Measurer | None = None,
-    measure_config: MeasureConfig | None = None,
-    policy: ExpansionPolicy | None = None,
-    fleet: Fleet | None = None,
     llm_client: LLMClient | None = None,
-    model: str | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     resume: SavedState | None = None,
     baseline_latency: float | None = None,
     rpc: RPCConfig | None = None,
 ) -> TuneOutcome:
-    """Tune ``spec``; with ``resume``, go on from a saved state (and its known baseline).
-    ``rpc``: time candidates on a measure-only host over TVM RPC (built here)."""
-    spec = check_request(spec, target, strategy, budget, fleet, policy)
-    if policy is None and strategy != "evolutionary":
-        policy = make_policy(strategy, spec=spec, target=target, settings=settings, budget=budget,
-                             fleet=fleet, client=llm_client, model=model)
+    """Run ``request``; with ``resume``, go on from a saved state (and its known baseline).
+    The parts that differ between a test, a CLI and a worker are passed in: the event sink,
+    the measurer (default: this host, or ``rpc``, a measure-only host over TVM RPC), the LLM
+    client and the cancel flag."""
+    stop = StopRule(request.budget, should_stop)
+    strategy_cls = get_strategy(request.strategy)
+    spec, target = request.kernel, request.target
     sink = sink or ev.NullSink()
-    measure_config = measure_config or MeasureConfig()
-    start = time.perf_counter()
     if resume is None:
-        sink.emit(ev.RunStarted(spec.to_dict(), target, strategy, flops(spec), budget.to_dict(), settings.to_dict()))
+        sink.emit(ev.RunStarted(spec.to_dict(), target, request.strategy, flops(spec), request.budget.to_dict(),
+                                request.settings.to_dict()))
     else:
         sink.emit(ev.RunResumed(len(resume.nodes), resume.trials, len(resume.calls)))
     own_measurer = measurer is None
-    measurer = measurer or LocalMeasurer(spec, target, measure_config, rpc=rpc)
+    measurer = measurer or LocalMeasurer(spec, target, request.timing, rpc=rpc)
     baseline = baseline_latency
+    strategy = None
     try:
-        space = SearchSpace(spec, target, seed=settings.seed)
+        space = SearchSpace(spec, target, seed=request.settings.seed)
         if baseline is None:
             base = measurer.measure([None], BASELINE_CONFIG)[0]
             baseline = base.latency_s if base.ok else None
             sink.emit(ev.BaselineMeasured(base.status, baseline, base.error))
-        common = dict(
-            space=space,
-            measurer=measurer,
-            sink=sink,
-            settings=settings,
-            budget=budget,
-            baseline_latency=baseline,
-            should_stop=should_stop,
-        )
-        if strategy == "evolutionary":
-            from .evolutionary import EvolutionarySearch
-
-            search = EvolutionarySearch(measure_config=measure_config, **common)
-        else:
-            search = MCTSSearch(policy=policy, **common)
+        strategy = strategy_cls(request, space=space, measurer=measurer, sink=sink, stop=stop,
+                                baseline_latency=baseline, llm_client=llm_client)
         if resume is not None:
-            search.restore(resume)
-        result = search.run()
+            strategy.restore(resume)
+        result = strategy.run()
     except BaseException as exc:
-        sink.emit(
-            ev.RunFinished("failed", f"{type(exc).__name__}: {exc}"[:500], 0, None, None, baseline, time.perf_counter() - start)
-        )
+        sink.emit(ev.RunFinished("failed", f"{type(exc).__name__}: {exc}"[:500], 0, None, None, baseline,
+                                 stop.elapsed()))
         raise
     finally:
         if own_measurer:
             measurer.close()
-    elapsed = time.perf_counter() - start
-    status = "cancelled" if result.stop_reason == "cancelled" else "succeeded"
+    elapsed = stop.elapsed()
+    status = "cancelled" if result.stop_reason == CANCELLED else "succeeded"
     if result.best is None and status == "succeeded":
         status = "failed"
     sink.emit(
@@ -227,5 +162,4 @@ def tune(
             elapsed,
         )
     )
-    llm = policy.summary() if policy is not None and policy.uses_llm else None
-    return TuneOutcome(spec, target, strategy, result, baseline, elapsed, space, llm, status)
+    return TuneOutcome(request, result, baseline, elapsed, space, strategy.llm_summary(), status)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -10,12 +9,13 @@ from django.conf import settings as django_settings
 from django.core.management.base import BaseCommand, CommandError
 
 from search.console import ConsoleSink, summary_lines
-from search.engine.compiler import TargetError, target_kind
-from search.engine.mcts import Budget, SearchSettings
-from search.engine.measure import MeasureConfig
 from search.engine.llm import FleetError
-from search.engine.tuning import LLM_STRATEGIES, STRATEGIES
-from search.engine.workloads import LIBRARY, KernelSpec, SpecError, get_kernel, parse_shape, validate
+from search.engine.request import RequestError, RunRequest, SearchSettings, build_request
+from search.engine.strategies import STRATEGIES
+from search.engine.workloads import LIBRARY, SpecError, parse_shape
+
+#: the search settings the command line sets (each option is named for the setting)
+SETTINGS = ("lam", "c", "branching", "measure_batch", "expansions_per_round", "seed", "course_alteration_k")
 
 
 class Command(BaseCommand):
@@ -31,7 +31,7 @@ class Command(BaseCommand):
         parser.add_argument("--target", default="llvm", help="llvm, cuda or cuda-smXY (default llvm)")
         parser.add_argument("--strategy", default="mcts-random", help=", ".join(STRATEGIES))
         parser.add_argument("--trials", type=int, default=64, help="measured trials (default 64)")
-        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
         parser.add_argument("--wall-clock", type=float, default=None, help="stop after this many seconds")
         llm = parser.add_argument_group("LLM strategies (colt, single-llm)")
         llm.add_argument("--fleet", default="local", help="'local' (the three local models) or a fleet JSON file")
@@ -61,14 +61,43 @@ class Command(BaseCommand):
         timing.add_argument("--min-repeat-ms", type=int, default=100)
         parser.add_argument("--verbose-trials", action="store_true", help="print every measured candidate")
 
-    def _spec(self, opts) -> KernelSpec:
+    def _kernel(self, opts):
         if opts["kernel"] and opts["op"]:
             raise CommandError("give either --kernel or --op with --shape, not both", returncode=2)
         if opts["kernel"]:
-            return get_kernel(opts["kernel"])
+            return opts["kernel"]
         if opts["op"]:
-            return validate(KernelSpec(opts["op"], parse_shape(opts["shape"]), opts["dtype"]))
+            return {"op": opts["op"], "shape": parse_shape(opts["shape"]), "dtype": opts["dtype"]}
         raise CommandError("which kernel? give --kernel NAME (see --list-kernels) or --op and --shape", returncode=2)
+
+    def _request(self, opts) -> RunRequest:
+        """The run request from the options: the same document and checks as the form and the API."""
+        from search.services import FleetUnavailable, load_fleet
+
+        try:
+            kernel = self._kernel(opts)
+        except SpecError as exc:
+            raise CommandError(str(exc), returncode=2) from None
+        fleet = None
+        if opts["strategy"] in ("colt", "single-llm"):
+            try:
+                fleet = load_fleet(opts["fleet"])
+            except (FleetError, FleetUnavailable, OSError, ValueError) as exc:
+                raise CommandError(str(exc), returncode=2) from None
+        doc = {
+            "kernel": kernel,
+            "target": opts["target"],
+            "strategy": opts["strategy"],
+            "budget": {"trials": opts["trials"], "llm_calls": opts["max_llm_calls"], "usd": opts["max_usd"],
+                       "wall_s": opts["wall_clock"]},
+            "settings": {name: opts[name] for name in SETTINGS if opts[name] is not None},
+            "timing": {name: opts[name] for name in ("number", "repeat", "min_repeat_ms")},
+            "models": [opts["model"]] if opts["model"] and opts["strategy"] == "single-llm" else None,
+        }
+        try:
+            return build_request(doc, offered_fleet=fleet)
+        except RequestError as exc:
+            raise CommandError("\n".join(exc.errors.values()), returncode=2) from None
 
     def handle(self, *args, **opts):
         if opts["list_kernels"]:
@@ -76,50 +105,23 @@ class Command(BaseCommand):
                 dims = ", ".join(f"{k}={v}" for k, v in spec.shape.items())
                 self.stdout.write(f"{name:22s} {spec.op}({dims}) {spec.dtype}")
             return
-        try:
-            spec = self._spec(opts)
-            target_kind(opts["target"])
-        except (SpecError, TargetError) as exc:
-            raise CommandError(str(exc), returncode=2) from None
-        if opts["strategy"] not in STRATEGIES:
-            raise CommandError(f"unknown strategy {opts['strategy']!r}; known: {', '.join(STRATEGIES)}", returncode=2)
-        checks = [
-            (opts["trials"] > 0, "--trials must be positive"),
-            (opts["trials"] <= 100_000, "--trials must be at most 100000"),
-            (opts["branching"] > 0, "--branching must be positive"),
-            (opts["measure_batch"] > 0, "--measure-batch must be positive"),
-            (opts["expansions_per_round"] is None or opts["expansions_per_round"] > 0,
-             "--expansions-per-round must be positive"),
-            (opts["max_llm_calls"] is None or opts["max_llm_calls"] > 0, "--max-llm-calls must be positive"),
-            (opts["max_usd"] is None or opts["max_usd"] > 0, "--max-usd must be positive"),
-            (opts["course_alteration_k"] > 0, "--course-alteration-k must be positive"),
-            (0.0 <= opts["lam"] <= 1.0, "--lam must be between 0 and 1"),
-            (math.isfinite(opts["c"]) and opts["c"] >= 0, "--c must be a non-negative number"),
-            (opts["wall_clock"] is None or opts["wall_clock"] > 0, "--wall-clock must be positive"),
-            (min(opts["number"], opts["repeat"]) > 0 and opts["min_repeat_ms"] >= 0, "--number and --repeat must be positive"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise CommandError(message, returncode=2)
+        request = self._request(opts)
         from search.engine.measure import MeasurementHostError
-        from search.services import FleetUnavailable, load_fleet, tune_and_write
+        from search.services import FleetUnavailable, tune_and_write
 
-        fleet = None
-        if opts["strategy"] in LLM_STRATEGIES:
-            try:
-                fleet = load_fleet(opts["fleet"])
-                if opts["model"] is not None:
-                    fleet.get(opts["model"])
-            except KeyError:
-                raise CommandError(f"--model {opts['model']!r} is not in the fleet ({', '.join(fleet.names)})",
-                                   returncode=2) from None
-            except (FleetError, FleetUnavailable, OSError, ValueError) as exc:
-                raise CommandError(str(exc), returncode=2) from None
-
+        spec = request.kernel
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        out = Path(opts["out"] or django_settings.COLT_OUTPUT_DIR / f"{spec.name or spec.op}-{opts['strategy']}-{stamp}")
+        out = Path(opts["out"] or django_settings.COLT_OUTPUT_DIR / f"{spec.name or spec.op}-{request.strategy}-{stamp}")
         try:
-            run = self._run(tune_and_write, spec, opts, out, fleet)
+            run = tune_and_write(
+                request,
+                out_dir=out,
+                sink=ConsoleSink(self.stdout, verbose=opts["verbose_trials"]),
+                serve_local=opts["fleet"] == "local" and not opts["no_serve"],
+                log=self.stdout.write,
+                team=opts["team"],
+                rpc=self._rpc(opts["rpc"]),
+            )
         except FleetUnavailable as exc:
             raise CommandError(str(exc), returncode=2) from None
         except MeasurementHostError as exc:
@@ -141,31 +143,4 @@ class Command(BaseCommand):
         try:
             return RPCConfig.parse(text)
         except ValueError as exc:
-            raise CommandError(str(exc)) from None
-
-    def _run(self, tune_and_write, spec, opts, out, fleet):
-        return tune_and_write(
-            spec=spec,
-            target=opts["target"],
-            strategy=opts["strategy"],
-            budget=Budget(trials=opts["trials"], wall_s=opts["wall_clock"], llm_calls=opts["max_llm_calls"],
-                          usd=opts["max_usd"]),
-            settings=SearchSettings(
-                lam=opts["lam"],
-                c=opts["c"],
-                branching=opts["branching"],
-                measure_batch=opts["measure_batch"],
-                expansions_per_round=opts["expansions_per_round"],
-                seed=opts["seed"],
-                course_alteration_k=opts["course_alteration_k"],
-            ),
-            fleet=fleet,
-            model=opts["model"],
-            serve_local=opts["fleet"] == "local" and not opts["no_serve"],
-            out_dir=out,
-            sink=ConsoleSink(self.stdout, verbose=opts["verbose_trials"]),
-            measure_config=MeasureConfig(number=opts["number"], repeat=opts["repeat"], min_repeat_ms=opts["min_repeat_ms"]),
-            log=self.stdout.write,
-            team=opts["team"],
-            rpc=self._rpc(opts["rpc"]),
-        )
+            raise CommandError(str(exc), returncode=2) from None

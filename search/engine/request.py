@@ -1,0 +1,326 @@
+"""The run request: one validated value for everything a run is asked to do.
+
+The launch form, the command line, the JSON API and ``resume`` all build a
+:class:`RunRequest` with :func:`build_request` from the same JSON-shaped document; services,
+the worker and the engine take it; the database stores it once. Every number a user can set
+has one limit, declared once in :data:`LIMITS`, and one message when it is outside it.
+
+The document (what :meth:`RunRequest.to_dict` writes and :func:`build_request` reads)::
+
+    {"kernel": "gemm-512" | {"op": ..., "shape": {...}, "dtype": ...},
+     "target": "llvm", "strategy": "colt",
+     "budget": {"trials": 64, "llm_calls": null, "usd": null, "wall_s": null},
+     "settings": {"lam": 0.2, "c": 1.414, "branching": 2, ...},
+     "timing": {"number": 3, "repeat": 5, "min_repeat_ms": 100, "timeout_s": 30.0},
+     "models": ["small", "large"]        # names from the offered fleet (edges), or
+     "fleet": [{...model definition...}]}  # the definitions themselves (stored runs)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Callable, Mapping
+
+from .llm import Fleet, FleetError
+from .measure import MeasureConfig
+from .workloads import LIBRARY, KernelSpec, SpecError, validate
+
+
+class RequestError(ValueError):
+    """One or more bad values; ``errors`` maps each field (``budget.trials``) to its message."""
+
+    def __init__(self, errors: Mapping[str, str]):
+        self.errors = dict(errors)
+        super().__init__("; ".join(self.errors.values()))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """When a run stops: the first of these that is spent (None: no limit)."""
+
+    trials: int = 64
+    llm_calls: int | None = None
+    usd: float | None = None
+    wall_s: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    population: int = 3
+    branching: int = 2  # B
+    max_depth: int = 500
+    lam: float = 0.2  # model-balance weight
+    c: float = math.sqrt(2)
+    rollouts: int = 1
+    rollout_depth: int = 2
+    measure_batch: int = 8
+    expansions_per_round: int | None = None  # None: 2 x measure_batch, or 1 x when LLMs expand
+    course_alteration_k: int = 2  # K: escalate on every K-th consecutive small-model regression
+    epsilon: float = 0.05  # share of each batch picked at random
+    dead_end_failures: int = 5
+    mutator_retries: int = 3
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The allowed values of one number: ``int`` or ``float``, within [lo, hi]
+    (``lo`` excluded when ``open_lo``); ``optional`` admits None (no limit)."""
+
+    kind: type
+    lo: float
+    hi: float
+    optional: bool = False
+    open_lo: bool = False
+
+    def message(self, name: str) -> str:
+        what = "an integer" if self.kind is int else "a number"
+        if self.open_lo:
+            return f"{name} must be {what} greater than {_num(self.lo)} and at most {_num(self.hi)}"
+        return f"{name} must be {what} between {_num(self.lo)} and {_num(self.hi)}"
+
+    def check(self, name: str, value: Any) -> Any:
+        if value is None and self.optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(self.message(name))
+        if self.kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(self.message(name))
+            value = int(value) if math.isfinite(value) else value
+        else:
+            value = float(value)
+        if not (isinstance(value, int) or math.isfinite(value)):
+            raise ValueError(self.message(name))
+        if value < self.lo or value > self.hi or (self.open_lo and value == self.lo):
+            raise ValueError(self.message(name))
+        return value
+
+
+#: the one set of limits; the form, the CLI and the API show these messages verbatim
+LIMITS: dict[str, dict[str, Limit]] = {
+    "budget": {
+        "trials": Limit(int, 1, 100_000),
+        "llm_calls": Limit(int, 1, 1_000_000, optional=True),
+        "usd": Limit(float, 0, 1_000_000, optional=True, open_lo=True),
+        "wall_s": Limit(float, 1, 7 * 86_400, optional=True),
+    },
+    "settings": {
+        "population": Limit(int, 1, 64),
+        "branching": Limit(int, 1, 16),
+        "max_depth": Limit(int, 1, 500),
+        "lam": Limit(float, 0, 1),
+        "c": Limit(float, 0, 100),
+        "rollouts": Limit(int, 1, 16),
+        "rollout_depth": Limit(int, 0, 16),
+        "measure_batch": Limit(int, 1, 64),
+        "expansions_per_round": Limit(int, 1, 4096, optional=True),
+        "course_alteration_k": Limit(int, 1, 100),
+        "epsilon": Limit(float, 0, 1),
+        "dead_end_failures": Limit(int, 1, 100),
+        "mutator_retries": Limit(int, 1, 20),
+        "seed": Limit(int, 0, 2**31 - 1),
+    },
+    "timing": {
+        "number": Limit(int, 1, 1000),
+        "repeat": Limit(int, 1, 1000),
+        "min_repeat_ms": Limit(int, 0, 10_000),
+        "timeout_s": Limit(float, 1, 3600),
+    },
+}
+
+_TARGET_TEXT = re.compile(r"[a-z0-9-]{1,32}")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What a run is asked to do. Build it with :func:`build_request`, which validates."""
+
+    kernel: KernelSpec
+    target: str = "llvm"
+    strategy: str = "mcts-random"
+    budget: Budget = field(default_factory=Budget)
+    settings: SearchSettings = field(default_factory=SearchSettings)
+    timing: MeasureConfig = field(default_factory=MeasureConfig)
+    fleet: Fleet | None = None  # the LLM strategies' models (single-llm: exactly one)
+
+    @property
+    def uses_llm(self) -> bool:
+        from .strategies import get_strategy
+
+        return get_strategy(self.strategy).uses_llm
+
+    def to_dict(self) -> dict:
+        return {
+            "kernel": self.kernel.to_dict(),
+            "target": self.target,
+            "strategy": self.strategy,
+            "budget": self.budget.to_dict(),
+            "settings": self.settings.to_dict(),
+            "timing": asdict(self.timing),
+            "fleet": self.fleet.to_list() if self.fleet is not None else [],
+        }
+
+    def checked(self) -> RunRequest:
+        """This request validated (for requests built in code: tests, benchmarks)."""
+        return build_request(self.to_dict())
+
+    def with_seed(self, seed: int) -> RunRequest:
+        return replace(self, settings=replace(self.settings, seed=seed))
+
+
+def _section(doc: Mapping, name: str, cls: type, errors: dict[str, str]) -> Any:
+    raw = doc.get(name) or {}
+    if not isinstance(raw, Mapping):
+        errors[name] = f"{name} must be an object"
+        return cls()
+    known = {f.name for f in fields(cls)}
+    values = {}
+    for key, value in raw.items():
+        if key not in known:
+            errors[f"{name}.{key}"] = f"unknown {name} field {key!r}"
+            continue
+        limit = LIMITS.get(name, {}).get(key)
+        if limit is None:  # a flag such as timing.check
+            values[key] = bool(value)
+            continue
+        try:
+            values[key] = limit.check(key, value)
+        except ValueError as exc:
+            errors[f"{name}.{key}"] = str(exc)
+    return cls(**values) if not any(k.startswith(f"{name}.") for k in errors) else cls()
+
+
+def _kernel(value: Any) -> KernelSpec:
+    if isinstance(value, KernelSpec):
+        return validate(value)
+    if isinstance(value, str):
+        if value not in LIBRARY:
+            raise SpecError(f"unknown kernel {value!r}; the library has {', '.join(LIBRARY)}")
+        return LIBRARY[value]
+    if isinstance(value, Mapping):
+        return KernelSpec.from_dict(value)
+    raise SpecError("give a kernel: a library name or an object with op, shape and dtype")
+
+
+def _fleet(doc: Mapping, strategy: str, offered: Fleet | None, errors: dict[str, str]) -> Fleet | None:
+    from .strategies import get_strategy
+
+    if not get_strategy(strategy).uses_llm:
+        return None
+    try:
+        if doc.get("fleet"):
+            fleet = Fleet.of(doc["fleet"])
+        else:
+            if offered is None:
+                errors["models"] = f"strategy {strategy} needs a fleet of LLMs, and none is configured"
+                return None
+            names = doc.get("models")
+            names = list(offered.names) if names is None else list(names)
+            unknown = [n for n in names if n not in offered.names]
+            if unknown:
+                errors["models"] = f"unknown model(s) {', '.join(map(repr, unknown))}; the fleet has {', '.join(offered.names)}"
+                return None
+            if not names:
+                errors["models"] = f"strategy {strategy} needs at least one model"
+                return None
+            fleet = Fleet(tuple(m for m in offered.models if m.name in names))
+    except FleetError as exc:
+        errors["models"] = str(exc)
+        return None
+    if strategy == "single-llm" and len(fleet.models) > 1:
+        fleet = fleet.only(fleet.largest.name)
+    if strategy == "colt" and len(fleet.models) < 2:
+        errors["models"] = "colt needs at least two models; for one model use single-llm"
+    return fleet
+
+
+def build_request(doc: Mapping[str, Any], *, offered_fleet: Fleet | None = None) -> RunRequest:
+    """Validate a request document; :class:`RequestError` lists every bad value at once."""
+    from .compiler import TargetError, target_kind
+    from .strategies import STRATEGIES
+
+    errors: dict[str, str] = {}
+    kernel = None
+    try:
+        kernel = _kernel(doc.get("kernel"))
+    except SpecError as exc:
+        errors["kernel"] = str(exc)
+    target = doc.get("target", "llvm")
+    try:
+        if not isinstance(target, str) or not _TARGET_TEXT.fullmatch(target):
+            raise TargetError(f"unknown target {target!r}; use llvm, cuda or cuda-smXY (e.g. cuda-sm90)")
+        target_kind(target)
+    except TargetError as exc:
+        errors["target"] = str(exc)
+    strategy = doc.get("strategy", "mcts-random")
+    if strategy not in STRATEGIES:
+        errors["strategy"] = f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}"
+    budget = _section(doc, "budget", Budget, errors)
+    settings = _section(doc, "settings", SearchSettings, errors)
+    timing = _section(doc, "timing", MeasureConfig, errors)
+    fleet = _fleet(doc, strategy, offered_fleet, errors) if "strategy" not in errors else None
+    unknown = set(doc) - {"kernel", "target", "strategy", "budget", "settings", "timing", "models", "fleet"}
+    for key in sorted(unknown):
+        errors[key] = f"unknown request field {key!r}"
+    if errors or kernel is None:
+        raise RequestError(errors)
+    return RunRequest(kernel=kernel, target=target, strategy=strategy, budget=budget, settings=settings,
+                      timing=timing, fleet=fleet)
+
+
+def llm_budget_reason(budget: Budget, llm_calls: int, usd: float) -> str | None:
+    """The reason to stop when an LLM budget is spent, else None."""
+    if budget.llm_calls is not None and llm_calls >= budget.llm_calls:
+        return "LLM call budget spent"
+    if budget.usd is not None and usd >= budget.usd:
+        return "USD budget spent"
+    return None
+
+
+CANCELLED = "cancelled"
+WALL_CLOCK_SPENT = "wall-clock budget spent"
+TRIALS_SPENT = "trial budget spent"
+
+
+class StopRule:
+    """One stop rule for every strategy: trials, cancel, wall-clock, LLM calls, USD.
+
+    The clock starts when the rule is made (before the baseline is measured): the wall-clock
+    budget is the user's time, all of it."""
+
+    def __init__(self, budget: Budget, should_stop: Callable[[], bool] = lambda: False,
+                 clock: Callable[[], float] = time.perf_counter):
+        self.budget = budget
+        self.should_stop = should_stop
+        self.clock = clock
+        self.start = clock()
+
+    def elapsed(self) -> float:
+        return self.clock() - self.start
+
+    def interrupt(self) -> str | None:
+        """A reason to stop at once, whatever has been measured: cancel or wall-clock."""
+        if self.should_stop():
+            return CANCELLED
+        if self.budget.wall_s is not None and self.elapsed() >= self.budget.wall_s:
+            return WALL_CLOCK_SPENT
+        return None
+
+    def reason(self, *, trials: int, llm_calls: int = 0, usd: float = 0.0) -> str | None:
+        if trials >= self.budget.trials:
+            return TRIALS_SPENT
+        return self.interrupt() or llm_budget_reason(self.budget, llm_calls, usd)
