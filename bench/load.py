@@ -39,15 +39,16 @@ def pct(values, q):
 def record_events():
     """A real run's events, recorded once (engine only: no Django)."""
     from search.engine import events as ev
-    from search.engine.mcts import Budget, SearchSettings
     from search.engine.measure import MeasureConfig
+    from search.engine.request import Budget, RunRequest, SearchSettings
     from search.engine.tuning import tune
     from search.engine.workloads import get_kernel
 
     sink = ev.ListSink()
-    tune(spec=get_kernel("gemm-128"), budget=Budget(trials=96), sink=sink,
-         measure_config=MeasureConfig(number=1, repeat=2, min_repeat_ms=0),
-         settings=SearchSettings(measure_batch=4, expansions_per_round=8, seed=0))
+    request = RunRequest(kernel=get_kernel("gemm-128"), budget=Budget(trials=96),
+                         timing=MeasureConfig(number=1, repeat=2, min_repeat_ms=0),
+                         settings=SearchSettings(measure_batch=4, expansions_per_round=8, seed=0)).checked()
+    tune(request, sink=sink)
     return sink.events
 
 
@@ -58,11 +59,11 @@ def producer(run_ids, events, rate, seconds, out_path):
     django.setup()
     from django.db import connection
 
-    from search.broadcast import broadcast_event
     from search.models import Run
     from search.persistence import DatabaseSink
 
-    sinks = [DatabaseSink(Run.objects.get(pk=r), broadcast=broadcast_event) for r in run_ids]
+    # the sink publishes each committed event on the live channel (search.live) itself
+    sinks = [DatabaseSink(Run.objects.get(pk=r)) for r in run_ids]
     commits = []  # (run, seq, wall time after commit)
     start, i = time.time(), 0
     interval = 1.0 / (rate * len(sinks))
@@ -177,6 +178,7 @@ def main() -> None:
 
     from bench._app import bench_member, start_daphne
     from bench._report import table, write_section
+    from search.engine.request import RunRequest
     from search.engine.workloads import get_kernel
     from search.models import Event, Run
     from search.services import create_run
@@ -188,7 +190,8 @@ def main() -> None:
     if len(events) < args.rate * args.seconds:
         print(f"note: the recorded run has {len(events)} events; each run stops after them", flush=True)
     _, team, session = bench_member("load")
-    run_ids = [create_run(spec=get_kernel("gemm-128"), team=team, enqueue=False).pk for _ in range(args.runs)]
+    request = RunRequest(kernel=get_kernel("gemm-128")).checked()
+    run_ids = [create_run(request, team=team, enqueue=False).pk for _ in range(args.runs)]
     Run.objects.filter(pk__in=run_ids).update(status="running")
     connection.close()
     daphne, base = start_daphne(dict(os.environ, PYTHONPATH=str(ROOT)))

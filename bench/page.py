@@ -40,17 +40,29 @@ def main() -> None:
 
     from bench._app import bench_member, start_daphne
     from bench._report import table, write_section
-    from search.models import Event, Kernel, Run
+    from search import live
+    from search.engine import events as ev
+    from search.engine.llm import Fleet
+    from search.engine.request import Budget, RunRequest
     from search.engine.workloads import get_kernel
+    from search.models import Event, Run
+    from search.services import create_run
 
     call_command("migrate", verbosity=0)
-    spec = get_kernel("gemm-512")
-    kernel = Kernel.objects.create(key=Kernel.key_of(spec), name=spec.name, op=spec.op, shape=spec.shape)
-    fleet = [{"name": n, "params": p, "usd_per_m_input": 0.1, "usd_per_m_output": 0.3}
-             for n, p in (("small", 1e8), ("mid", 3e8), ("large", 1e9))]
+    fleet = Fleet.of([{"name": n, "model": f"openai/{n}", "params": p, "usd_per_m_input": 0.1, "usd_per_m_output": 0.3}
+                      for n, p in (("small", 1e8), ("mid", 3e8), ("large", 1e9))])
+    request = RunRequest(kernel=get_kernel("gemm-512"), strategy="colt", budget=Budget(trials=10_000),
+                         fleet=fleet).checked()
     _, team, session = bench_member()
-    run = Run.objects.create(kernel=kernel, target="llvm", strategy="colt", fleet=fleet, trials_budget=10_000,
-                             status="running", team=team)
+    run = create_run(request, team=team, enqueue=False)
+    Run.objects.filter(pk=run.pk).update(status="running")
+
+    def node_created(**fields) -> dict:
+        """A node_created event as the engine stores it (the one node schema), without the trace."""
+        data = ev.NodeCreated(**fields).to_dict()
+        data.pop("trace")
+        return data
+
     rng = random.Random(0)
     models = ["small", "mid", "large", None]
     events, children = [], {0: 0}
@@ -61,10 +73,9 @@ def main() -> None:
             parent = rng.choice(ids)
         children[parent] = children.get(parent, 0) + 1
         ids.append(i)
-        events.append({"kind": "node_created", "node_id": i, "parent_id": parent, "depth": 0,
-                       "created_by": rng.choice(models), "expand_model": "small", "mutators": ["MutateTileSize"],
-                       "predicted": rng.random(), "shash": f"{i:016x}", "decisions": {}, "call_id": None,
-                       "parent_score": None})
+        events.append(node_created(node_id=i, parent_id=parent, depth=0, created_by=rng.choice(models),
+                                   expand_model="small", mutators=["MutateTileSize"], predicted=rng.random(),
+                                   shash=f"{i:016x}"))
         events.append({"kind": "backpropagated", "path": [i, parent, 0], "reward": rng.random()})
     Event.objects.bulk_create([Event(run=run, seq=k + 1, kind=e["kind"], data=e) for k, e in enumerate(events)])
     seq = len(events)
@@ -98,11 +109,11 @@ def main() -> None:
                 next_id = args.nodes + 1
                 while time.perf_counter() - start < args.seconds:
                     counters["seq"] += 1
-                    payload = {"kind": "node_created", "node_id": next_id, "parent_id": rng.randrange(1, next_id),
-                               "depth": 0, "created_by": rng.choice(models), "expand_model": "small",
-                               "mutators": [], "predicted": 0.5, "shash": "x", "decisions": {}, "call_id": None,
-                               "parent_score": None, "seq": counters["seq"], "sent_ms": time.time() * 1000}
-                    send(f"run-{run.pk}", {"type": "run.event", "seq": counters["seq"], "event": payload})
+                    data = node_created(node_id=next_id, parent_id=rng.randrange(1, next_id), depth=0,
+                                        created_by=rng.choice(models), expand_model="small", predicted=0.5,
+                                        shash="x")
+                    payload = dict(live.wire(counters["seq"], data), sent_ms=time.time() * 1000)
+                    send(live.group(run.pk), {"type": live.MESSAGE_TYPE, "event": payload})
                     next_id += 1
                     counters["sent"] += 1
                     time.sleep(1.0 / args.stream)

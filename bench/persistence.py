@@ -64,13 +64,14 @@ def main() -> None:
     from search import services
     from search.engine import events as ev
     from search.engine.measure import LocalMeasurer, MeasureConfig
-    from search.engine.mcts import Budget, SearchSettings
+    from search.engine.request import Budget, RunRequest, SearchSettings
     from search.engine.tuning import tune
     from search.engine.workloads import get_kernel
 
     spec = get_kernel(args.kernel)
     timing = MeasureConfig(number=1, repeat=2, min_repeat_ms=0)
     settings = SearchSettings(seed=1)
+    request = RunRequest(kernel=spec, budget=Budget(trials=args.trials), settings=settings, timing=timing).checked()
     measurer = TimedMeasurer(LocalMeasurer(spec, "llvm", timing))
     measurer.measure([None])  # warm the worker process
     rows = []
@@ -79,7 +80,7 @@ def main() -> None:
     measurer.seconds = 0.0
     sink = ev.ListSink()
     start = time.perf_counter()
-    outcome = tune(spec=spec, budget=Budget(trials=args.trials), settings=settings, sink=sink, measurer=measurer)
+    outcome = tune(request, sink=sink, measurer=measurer)
     total = time.perf_counter() - start
     engine = (total - measurer.seconds) / outcome.result.expansions
     rows.append(["none (events kept in memory)", outcome.result.expansions, len(sink.events), "-",
@@ -94,8 +95,7 @@ def main() -> None:
             queries["writes"] += 1
         return execute(sql, params, many, context)
 
-    run = services.create_run(spec=spec, budget=Budget(trials=args.trials), settings=settings, timing=timing,
-                              enqueue=False)
+    run = services.create_run(request, enqueue=False)
     measurer.seconds = 0.0
     with connection.execute_wrapper(count):
         start = time.perf_counter()

@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._report import ROOT, table, write_section  # noqa: E402
 from search.engine import events as ev  # noqa: E402
-from search.engine.mcts import Budget, SearchSettings  # noqa: E402
-from search.engine.tuning import LLM_STRATEGIES, STRATEGIES, tune  # noqa: E402
+from search.engine.request import Budget, RunRequest, SearchSettings  # noqa: E402
+from search.engine.strategies import STRATEGIES  # noqa: E402
+from search.engine.tuning import tune  # noqa: E402
 from search.services import load_fleet, local_servers  # noqa: E402
 
 
@@ -67,7 +68,7 @@ def main() -> None:
     parser.add_argument("--no-docs", action="store_true", help="print the table, leave docs/ alone")
     parser.add_argument("--fleet", default="local", help="for colt/single-llm: 'local' or a fleet JSON file")
     args = parser.parse_args()
-    with_llm = any(s in LLM_STRATEGIES for s in args.strategies)
+    with_llm = any(STRATEGIES[s].uses_llm for s in args.strategies)
     fleet = load_fleet(args.fleet) if with_llm else None
     with local_servers(with_llm and args.fleet == "local"):
         run_all(args, fleet, with_llm)
@@ -92,14 +93,14 @@ def run_all(args, fleet, with_llm: bool) -> None:
         for strategy in args.strategies:
             started = time.perf_counter()
             timer = CallTimer()
-            outcome = tune(
-                spec=spec,
+            request = RunRequest(
+                kernel=spec,
                 strategy=strategy,
                 budget=Budget(trials=args.trials),
                 settings=SearchSettings(seed=args.seed),
-                sink=timer,
-                fleet=fleet,
-            )
+                fleet=fleet if STRATEGIES[strategy].uses_llm else None,
+            ).checked()  # single-llm keeps the fleet's largest model
+            outcome = tune(request, sink=timer)
             wall = time.perf_counter() - started
             s = outcome.summary()
             s["wall_s"] = wall

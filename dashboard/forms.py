@@ -54,7 +54,9 @@ class LaunchForm(forms.Form):
     shape = forms.CharField(required=False, help_text="custom kernel: e.g. M=256,N=256,K=256")
     dtype = forms.ChoiceField(choices=[(d, d) for d in SUPPORTED_DTYPES], initial="float32")
     target = forms.ChoiceField()
-    strategy = forms.ChoiceField(choices=[(s, f"{s}: {d}") for s, d in descriptions().items()], initial="colt")
+    # a choice in the page, checked by the run request (its message, as on the CLI and the API)
+    strategy = forms.CharField(initial="colt", widget=forms.Select(
+        choices=[(s, f"{s}: {d}") for s, d in descriptions().items()]))
     models = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
                                        help_text="colt: two or more; single-llm: the largest one checked")
     trials = _number("trials", initial=64)

@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from search import services
-from search.engine.mcts import Budget, SearchSettings
 from search.engine.measure import MeasureConfig
+from search.engine.request import Budget, SearchSettings
 from search.models import Run
-from tests.helpers import database_url, free_port, wait_until_serving
+from tests.helpers import create_run, database_url, free_port, wait_until_serving
 from tests.test_worker import REDIS_TEST_URL, broker  # noqa: F401 - the Redis fixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,7 +114,7 @@ def test_the_compose_commands_serve_the_app_in_production_settings(tmp_path, set
         assert status == 200 and "max-age=315360000" in headers["Cache-Control"]
         # the worker consumes the llvm queue and runs a run end to end
         settings.REDIS_URL = REDIS_TEST_URL
-        run = services.create_run(spec=gemm128, budget=Budget(trials=4), timing=MeasureConfig(
+        run = create_run(spec=gemm128, budget=Budget(trials=4), timing=MeasureConfig(
             number=1, repeat=2, min_repeat_ms=0), settings=SearchSettings(measure_batch=2, expansions_per_round=4))
         deadline = time.monotonic() + 180
         while Run.objects.get(pk=run.pk).status not in Run.FINAL:

@@ -17,11 +17,11 @@ import pytest
 from search import services
 from search.engine import measure as M
 from search.engine.llm import Fleet, ModelSpec
-from search.engine.mcts import Budget, SearchSettings
+from search.engine.request import Budget, SearchSettings
 from search.models import Event, LLMCall, Node, Run
 from tests.conftest import FAST
 from tests.fakellm import Script
-from tests.helpers import database_url, free_port, wait_until_serving
+from tests.helpers import create_run, database_url, free_port, wait_until_serving
 from tests.test_pages import page  # noqa: F401 - the Chromium fixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,13 +99,13 @@ def corrupt(trace):
 def test_failed_builds_and_wrong_results_are_marked_invalid_and_never_chosen_as_best(
         quiet, team, gemm128, gemm_measurer):
     measurer = FaultyMeasurer(gemm_measurer)
-    run = services.create_run(spec=gemm128, budget=Budget(trials=12), timing=FAST, team=team,
+    run = create_run(spec=gemm128, budget=Budget(trials=12), timing=FAST, team=team,
                               settings=SearchSettings(measure_batch=4, expansions_per_round=6, seed=4))
     services.execute_run(run.pk, measurer=measurer)
     run.refresh_from_db()
     assert run.status == Run.Status.SUCCEEDED and run.trials_done == 12
     assert measurer.injected["build"] >= 3 and measurer.injected["wrong"] >= 1
-    statuses = dict(Node.objects.filter(run=run).exclude(status="").values_list("node_id", "status"))
+    statuses = dict(Node.objects.filter(run=run).exclude(status=None).values_list("node_id", "status"))
     invalid = {n for n, s in statuses.items() if s != "ok"}
     assert {"build_error", "wrong"} <= set(statuses.values())
     assert not Node.objects.filter(run=run, node_id__in=invalid, latency__isnull=False).exists()
@@ -156,7 +156,7 @@ def test_slow_garbage_and_killed_model_servers_cost_outcomes_not_the_run(quiet, 
 
     killer = threading.Thread(target=kill_on_first_request, daemon=True)
     killer.start()
-    run = services.create_run(spec=gemm128, strategy="colt", fleet=fleet, budget=Budget(trials=8), timing=FAST,
+    run = create_run(spec=gemm128, strategy="colt", fleet=fleet, budget=Budget(trials=8), timing=FAST,
                               team=team, settings=SearchSettings(measure_batch=2, expansions_per_round=4, seed=9))
     services.execute_run(run.pk, measurer=gemm_measurer, serve_local=False)
     killer.join(timeout=5)
@@ -197,7 +197,7 @@ def test_the_task_retries_when_the_database_drops_its_connections(gemm128, team,
     settings.REDIS_URL = REDIS_TEST_URL
     worker = Worker("dbfault", "llvm")
     try:
-        run = services.create_run(spec=gemm128, budget=Budget(trials=16), timing=FAST, team=team,
+        run = create_run(spec=gemm128, budget=Budget(trials=16), timing=FAST, team=team,
                                   settings=SearchSettings(measure_batch=2, expansions_per_round=4, seed=6))
         deadline = time.monotonic() + 180
         while Run.objects.get(pk=run.pk).trials_done < 4:
@@ -281,7 +281,7 @@ def test_redis_restarted_mid_run_the_page_resyncs_and_loses_no_event(tmp_path, m
     try:
         wait_until_serving(base, procs[0], tmp_path / "web.log")
         settings.REDIS_URL = redis_server.url
-        run = services.create_run(spec=gemm128, budget=Budget(trials=48), timing=FAST, team=team,
+        run = create_run(spec=gemm128, budget=Budget(trials=48), timing=FAST, team=team,
                                   settings=SearchSettings(measure_batch=4, expansions_per_round=6, seed=8))
         log_in(page, base)
         page.goto(f"{base}/runs/{run.pk}")

@@ -10,11 +10,11 @@ from channels.testing import WebsocketCommunicator
 from django.db import connection
 
 from search import services
-from search.broadcast import broadcast_event
 from search.engine import events as ev
-from search.engine.mcts import Budget
+from search.engine.request import Budget
 from search.persistence import DatabaseSink
 from tests.conftest import session_cookie
+from tests.helpers import create_run
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.db]
 REDIS_LAYER_URL = os.environ.get("COLT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -23,7 +23,7 @@ REDIS_LAYER_URL = os.environ.get("COLT_TEST_REDIS_URL", "redis://127.0.0.1:6379/
 @pytest.fixture
 def run(gemm128, team, monkeypatch):
     monkeypatch.setattr(services, "enqueue_run", lambda *a: None)
-    return services.create_run(spec=gemm128, budget=Budget(trials=4), team=team)
+    return create_run(spec=gemm128, budget=Budget(trials=4), team=team)
 
 
 def ws_headers(user):
@@ -67,7 +67,7 @@ def redis_layer(settings):
 def test_consumer_streams_live_events_and_resyncs_after_a_reconnect(run, member, redis_layer):
     from colt_site.asgi import application
 
-    sink = DatabaseSink(run, broadcast=broadcast_event)
+    sink = DatabaseSink(run)
 
     def emit_and_close(i):  # as a worker would: its own thread and connection
         try:

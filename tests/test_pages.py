@@ -8,32 +8,37 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from search.models import Run
 from tests.conftest import PASSWORD
-from tests.test_review import colt_run, execute, quiet  # noqa: F401 - fixtures
 from tests.engine.test_policy import fleet_at
 from tests.helpers import database_url, free_port, wait_until_serving
+from tests.test_review import colt_run, execute, quiet  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pytest.mark.slow]
 
 
-@pytest.fixture
-def server(fake_llm, tmp_path):
+def require_chromium():
     if not Path(CHROMIUM).exists():
         if os.environ.get("COLT_REQUIRE_SERVICES") == "1":
             pytest.fail("Chromium is required (scripts/setup installs Debian's chromium as root)")
         pytest.skip("no Chromium (Debian's chromium package)")
+
+
+def serve(fake_llm, tmp_path, **env_extra):
+    """Daphne on a free port: the embedded defaults unless ``env_extra`` says otherwise."""
+    require_chromium()
     fleet_file = tmp_path / "fleet.json"
     fleet_file.write_text(json.dumps(fleet_at(fake_llm.api_base).to_list()))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    env.update(DATABASE_URL=database_url(), COLT_FLEET_FILE=str(fleet_file), PYTHONPATH=str(ROOT))
+    env.update(DATABASE_URL=database_url(), COLT_FLEET_FILE=str(fleet_file), PYTHONPATH=str(ROOT), **env_extra)
     log = open(tmp_path / "daphne.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
                              "colt_site.asgi:application"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -43,6 +48,11 @@ def server(fake_llm, tmp_path):
     proc.terminate()
     proc.wait(timeout=20)
     log.close()
+
+
+@pytest.fixture
+def server(fake_llm, tmp_path):
+    yield from serve(fake_llm, tmp_path)
 
 
 @pytest.fixture
@@ -86,7 +96,7 @@ def test_launch_a_run_and_watch_it_grow_live(server, member, page, tmp_path):
     # K=1 escalates on every small-model regression; 48 trials leave room for ~20 small-model
     # expansions, so at least one regression (and its escalation) is all but certain
     page.fill("#id_trials", "48")
-    page.fill("#id_k", "1")
+    page.fill("#id_course_alteration_k", "1")
     page.click("#launch")
     page.wait_for_url("**/runs/*")
     run_id = int(page.url.rstrip("/").split("/")[-1])
@@ -176,3 +186,42 @@ def test_log_in_review_costs_sort_by_usd_and_compare_two_runs(server, member, te
     assert "colt" in table and "mcts-random" in table
     assert re.search(r"\d (ms|µs)", table)  # latencies in a kernel engineer's units, as on the run page
     shot(page, "compare.png", tmp_path)
+
+
+def test_a_run_started_from_the_command_line_streams_to_an_open_run_page(fake_llm, member, team, page, tmp_path):
+    """One live channel for every edge: ``manage.py tune`` in its own process publishes its
+    events to the run's group (Redis here, as in production), and an open run page grows."""
+    from tests.test_worker import REDIS_TEST_URL, redis_available
+
+    if not redis_available():
+        if os.environ.get("COLT_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"Redis is required but not reachable at {REDIS_TEST_URL}")
+        pytest.skip(f"Redis not reachable at {REDIS_TEST_URL}")
+    web = serve(fake_llm, tmp_path, REDIS_URL=REDIS_TEST_URL)
+    base = next(web)
+    env = dict(os.environ, DATABASE_URL=database_url(), REDIS_URL=REDIS_TEST_URL, PYTHONPATH=str(ROOT))
+    with open(tmp_path / "tune.log", "w") as log:
+        cli = subprocess.Popen([sys.executable, "manage.py", "tune", "--kernel", "gemm-128", "--trials", "40",
+                                "--measure-batch", "4", "--expansions-per-round", "8", "--number", "1",
+                                "--repeat", "2", "--min-repeat-ms", "0", "--team", team.name,
+                                "--out", str(tmp_path / "out")],
+                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            log_in(page, base)
+            deadline = time.monotonic() + 120
+            while not Run.objects.filter(last_seq__gt=0).exists():
+                assert cli.poll() is None and time.monotonic() < deadline, (tmp_path / "tune.log").read_text()
+                time.sleep(0.1)
+            run = Run.objects.get()
+            page.goto(f"{base}/runs/{run.pk}")
+            page.wait_for_function("window.coltState.live > 0", timeout=120_000)
+            first = page.evaluate("window.coltState.nodes.size")
+            page.wait_for_function(f"window.coltState.nodes.size > {first}", timeout=120_000)
+            assert cli.wait(timeout=300) == 0, (tmp_path / "tune.log").read_text()
+            page.wait_for_function("window.coltState.status === 'succeeded'", timeout=60_000)
+            run.refresh_from_db()
+            assert page.evaluate("window.coltState.lastSeq") == run.last_seq  # every event reached the page
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+            next(web, None)  # stop Daphne

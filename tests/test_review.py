@@ -15,12 +15,13 @@ from django.test import Client
 
 from accounts.models import Team
 from search import reports, services
-from search.engine.mcts import Budget, SearchSettings
 from search.engine.measure import MeasureConfig
+from search.engine.request import Budget, SearchSettings
 from search.engine.workloads import KernelSpec
 from search.models import LLMCall, Node, Run
 from tests.conftest import PASSWORD
 from tests.fakellm import Script
+from tests.helpers import create_run
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.db]
 
@@ -40,7 +41,7 @@ def garbage_every_other(body):
 
 
 def execute(spec, team, measurer, *, strategy="colt", fleet=None, trials=10, seed=5):
-    run = services.create_run(spec=spec, strategy=strategy, fleet=fleet, budget=Budget(trials=trials),
+    run = create_run(spec=spec, strategy=strategy, fleet=fleet, budget=Budget(trials=trials),
                               settings=SearchSettings(measure_batch=2, expansions_per_round=4, seed=seed,
                                                       course_alteration_k=1),
                               timing=FAST, team=team)
@@ -70,7 +71,7 @@ def urls_of(run_id):
 
 def test_outsiders_get_404_as_for_a_missing_run_and_anonymous_users_must_log_in(
         quiet, team, member, outsider, gemm128):
-    run = services.create_run(spec=gemm128, budget=Budget(trials=4), team=team)
+    run = create_run(spec=gemm128, budget=Budget(trials=4), team=team)
     inside, outside, anonymous = Client(), Client(), Client()
     inside.force_login(member)
     outside.force_login(outsider)
@@ -93,7 +94,7 @@ def test_outsiders_get_404_as_for_a_missing_run_and_anonymous_users_must_log_in(
     assert f'href="/runs/{run.pk}"' in inside.get("/").content.decode()
     assert f'name="runs" value="{run.pk}"' not in outside.get("/costs").content.decode()
     assert f'name="runs" value="{run.pk}"' in inside.get("/costs").content.decode()
-    second = services.create_run(spec=gemm128, budget=Budget(trials=4), team=team)
+    second = create_run(spec=gemm128, budget=Budget(trials=4), team=team)
     assert inside.get(f"/compare?runs={run.pk}&runs={second.pk}").status_code == 200
     assert outside.get(f"/compare?runs={run.pk}&runs={second.pk}").status_code == 404
     # and the launch form offers only the user's own teams
@@ -101,7 +102,7 @@ def test_outsiders_get_404_as_for_a_missing_run_and_anonymous_users_must_log_in(
     assert "elsewhere" in form and ">lab<" not in form
     response = outside.post("/runs/new", {"team": team.pk, "kernel": "gemm-128", "dtype": "float32",
                                           "target": "llvm", "strategy": "mcts-random", "trials": 3, "lam": 0.2,
-                                          "c": 1.4, "k": 2, "branching": 2, "seed": 0})
+                                          "c": 1.4, "course_alteration_k": 2, "branching": 2, "seed": 0})
     assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
     assert Run.objects.count() == 2
 
@@ -127,9 +128,9 @@ def test_superusers_see_every_team_and_cli_runs_go_to_a_team(quiet, team, outsid
     from tests.conftest import make_user
 
     admin.force_login(make_user("root", is_superuser=True, is_staff=True))
-    run = services.create_run(spec=gemm128, budget=Budget(trials=4), team=Team.objects.get(name="elsewhere"))
+    run = create_run(spec=gemm128, budget=Budget(trials=4), team=Team.objects.get(name="elsewhere"))
     assert admin.get(f"/runs/{run.pk}").status_code == 200
-    orphan = services.create_run(spec=gemm128, budget=Budget(trials=4))  # no team: superusers only
+    orphan = create_run(spec=gemm128, budget=Budget(trials=4))  # no team: superusers only
     assert admin.get(f"/runs/{orphan.pk}").status_code == 200
     theirs = Client()
     theirs.force_login(outsider)
@@ -239,7 +240,7 @@ def test_compare_two_runs_of_a_kernel_side_by_side(client, colt_run, team, gemm1
     assert by_id[random_run.pk]["largest_share"] is None and by_id[colt_run.pk]["largest_share"] is not None
     page = client.get(f"/compare?runs={colt_run.pk}&runs={random_run.pk}")
     assert page.status_code == 200 and 'id="chart-latency"' in page.content.decode()
-    other = services.create_run(spec=KernelSpec("gemm", {"M": 64, "N": 64, "K": 64}), team=team)
+    other = create_run(spec=KernelSpec("gemm", {"M": 64, "N": 64, "K": 64}), team=team)
     bad = client.get(f"/compare?runs={colt_run.pk}&runs={other.pk}")
     assert bad.status_code == 400 and "different kernels" in bad.content.decode()
     assert client.get(f"/compare?runs={colt_run.pk}").status_code == 400
@@ -253,7 +254,13 @@ def test_downloaded_database_loads_in_tvm_and_reproduces_the_best_schedule(clien
 
     from search.engine.compiler import make_target, structural_hash
     from search.engine.tvmenv import tvm as _tvm
-    from search.engine.workloads import build_module, check_output, make_inputs, output_shape, reference
+    from search.engine.workloads import (
+        build_module,
+        check_output,
+        make_inputs,
+        output_shape,
+        reference,
+    )
 
     run = colt_run
     best = Node.objects.get(run=run, node_id=run.best_node_id)

@@ -7,9 +7,10 @@ import time
 import pytest
 
 from search import services
-from search.engine.mcts import Budget, SearchSettings
 from search.engine.measure import MeasureConfig
+from search.engine.request import Budget, RequestError, SearchSettings
 from search.models import Event, LLMCall, Measurement, Node, Run
+from tests.helpers import create_run
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.db]
 
@@ -61,18 +62,18 @@ def assert_consistent(run):
 
 def test_create_run_validates_and_enqueues_after_commit(queued, gemm128, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        run = services.create_run(spec=gemm128, budget=Budget(trials=4), settings=SETTINGS, timing=FAST)
+        run = create_run(spec=gemm128, budget=Budget(trials=4), settings=SETTINGS, timing=FAST)
     assert queued == [(run.pk, "llvm")]
     assert run.status == Run.Status.QUEUED and run.kernel.spec.shape == gemm128.shape
-    with pytest.raises(ValueError, match="positive"):
-        services.create_run(spec=gemm128, budget=Budget(trials=0))
-    with pytest.raises(ValueError, match="needs a fleet"):
-        services.create_run(spec=gemm128, strategy="colt")
+    with pytest.raises(RequestError, match="trials must be an integer between 1 and 100000"):
+        create_run(spec=gemm128, budget=Budget(trials=0))
+    with pytest.raises(RequestError, match="needs a fleet"):
+        create_run(spec=gemm128, strategy="colt")
     assert Run.objects.count() == 1
 
 
 def test_a_run_persists_every_event_in_order(queued, gemm128, gemm_measurer, fake_fleet):
-    run = services.create_run(spec=gemm128, strategy="colt", budget=Budget(trials=8), settings=SETTINGS,
+    run = create_run(spec=gemm128, strategy="colt", budget=Budget(trials=8), settings=SETTINGS,
                               fleet=fake_fleet, timing=FAST)
     services.execute_run(run.pk, measurer=gemm_measurer)
     run.refresh_from_db()
@@ -96,7 +97,7 @@ def test_a_run_persists_every_event_in_order(queued, gemm128, gemm_measurer, fak
 
 
 def test_resume_after_the_worker_dies_loses_and_duplicates_nothing(queued, gemm128, gemm_measurer, fake_fleet):
-    run = services.create_run(spec=gemm128, strategy="colt", budget=Budget(trials=12), settings=SETTINGS,
+    run = create_run(spec=gemm128, strategy="colt", budget=Budget(trials=12), settings=SETTINGS,
                               fleet=fake_fleet, timing=FAST)
     with pytest.raises(RuntimeError, match="worker lost"):
         services.execute_run(run.pk, measurer=DyingMeasurer(gemm_measurer, die_on_batch=2))
@@ -117,14 +118,14 @@ def test_resume_after_the_worker_dies_loses_and_duplicates_nothing(queued, gemm1
 
 
 def test_cancel_a_queued_run_at_once_and_a_running_one_within_an_iteration(queued, gemm128, gemm_measurer):
-    run = services.create_run(spec=gemm128, budget=Budget(trials=4), settings=SETTINGS, timing=FAST)
+    run = create_run(spec=gemm128, budget=Budget(trials=4), settings=SETTINGS, timing=FAST)
     services.cancel_run(run.pk)
     run.refresh_from_db()
     assert run.status == Run.Status.CANCELLED
     services.execute_run(run.pk, measurer=gemm_measurer)  # a late delivery does nothing
     assert run.nodes.count() == 0
 
-    run = services.create_run(spec=gemm128, budget=Budget(trials=400), settings=SETTINGS, timing=FAST)
+    run = create_run(spec=gemm128, budget=Budget(trials=400), settings=SETTINGS, timing=FAST)
 
     class CancelOnFirstBatch:
         def measure(self, traces, config=None):
@@ -144,7 +145,7 @@ def test_cancel_a_queued_run_at_once_and_a_running_one_within_an_iteration(queue
 
 def test_embedded_default_runs_in_process_without_redis(settings, gemm128):
     settings.REDIS_URL = ""
-    run = services.create_run(spec=gemm128, budget=Budget(trials=4), settings=SETTINGS, timing=FAST)
+    run = create_run(spec=gemm128, budget=Budget(trials=4), settings=SETTINGS, timing=FAST)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         run.refresh_from_db()
@@ -161,7 +162,7 @@ def test_resume_and_cancel_commands(gemm128, gemm_measurer, queued):
     from django.core.management import call_command
     from django.core.management.base import CommandError
 
-    run = services.create_run(spec=gemm128, budget=Budget(trials=8), settings=SETTINGS, timing=FAST)
+    run = create_run(spec=gemm128, budget=Budget(trials=8), settings=SETTINGS, timing=FAST)
     call_command("cancel", str(run.pk))
     run.refresh_from_db()
     assert run.status == Run.Status.CANCELLED
@@ -175,7 +176,7 @@ def test_resume_and_cancel_commands(gemm128, gemm_measurer, queued):
 
 
 def test_run_list_launch_page_and_node_api(client, team, queued, gemm128, gemm_measurer):
-    run = services.create_run(spec=gemm128, budget=Budget(trials=4), settings=SETTINGS, timing=FAST, team=team)
+    run = create_run(spec=gemm128, budget=Budget(trials=4), settings=SETTINGS, timing=FAST, team=team)
     services.execute_run(run.pk, measurer=gemm_measurer)
     listing = client.get("/").content.decode()
     assert f'href="/runs/{run.pk}"' in listing and "gemm-128" in listing and "4 / 4" in listing
@@ -188,10 +189,10 @@ def test_run_list_launch_page_and_node_api(client, team, queued, gemm128, gemm_m
     assert client.get(f"/api/runs/{run.pk}/nodes/99999").status_code == 404
     # a valid form post creates the run and opens its page; cancel and resume are POST-only
     response = client.post("/runs/new", {"kernel": "gemm-128", "dtype": "float32", "target": "llvm",
-                                         "strategy": "mcts-random", "trials": 3, "lam": 0.2, "c": 1.4, "k": 2,
+                                         "strategy": "mcts-random", "trials": 3, "lam": 0.2, "c": 1.4, "course_alteration_k": 2,
                                          "branching": 2, "seed": 0, "team": team.pk})
     new = Run.objects.order_by("-pk").first()
-    assert response.status_code == 302 and response["Location"] == f"/runs/{new.pk}" and new.trials_budget == 3
+    assert response.status_code == 302 and response["Location"] == f"/runs/{new.pk}" and new.budget.trials == 3
     assert new.team == team and new.owner.username == "ada"
     assert client.get(f"/runs/{new.pk}/cancel").status_code == 405
     assert client.post(f"/runs/{new.pk}/cancel").status_code == 302

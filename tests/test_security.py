@@ -11,6 +11,7 @@ import pytest
 
 from search.engine.prompting import parse_reply
 from search.engine.workloads import KernelSpec, SpecError, parse_shape, validate
+from tests.helpers import create_run
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_DIRS = ("search", "dashboard", "accounts", "colt_site")
@@ -93,7 +94,7 @@ def test_api_keys_reach_neither_the_database_nor_the_logs(fake_llm, monkeypatch,
     from django.db import connection
 
     from search import services
-    from search.engine.mcts import Budget, SearchSettings
+    from search.engine.request import Budget, SearchSettings
     from tests.engine.test_policy import fleet_at
     from tests.fakellm import Script
 
@@ -104,7 +105,7 @@ def test_api_keys_reach_neither_the_database_nor_the_logs(fake_llm, monkeypatch,
         fake_llm.scripts[name] = Script(status=401)
     caplog.set_level(logging.DEBUG)
     fleet = fleet_at(fake_llm.api_base, key_env="COLT_SECRET_TEST_KEY")
-    run = services.create_run(spec=gemm128, strategy="colt", fleet=fleet, budget=Budget(trials=4), team=team,
+    run = create_run(spec=gemm128, strategy="colt", fleet=fleet, budget=Budget(trials=4), team=team,
                               settings=SearchSettings(measure_batch=2, expansions_per_round=4, seed=2))
     services.execute_run(run.pk, measurer=gemm_measurer, serve_local=False)
     run.refresh_from_db()

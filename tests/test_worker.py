@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from search import services
-from search.engine.mcts import Budget, SearchSettings
 from search.engine.measure import MeasureConfig
+from search.engine.request import Budget, SearchSettings
 from search.models import Run
+from tests.helpers import create_run, database_url
 from tests.test_runs import assert_consistent
-from tests.helpers import database_url
 
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_TEST_URL = os.environ.get("COLT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -106,7 +106,7 @@ def refreshed(run):
 
 
 def create(spec, trials, target="llvm", **kw):
-    return services.create_run(spec=spec, target=target, budget=Budget(trials=trials), settings=SETTINGS, timing=FAST,
+    return create_run(spec=spec, target=target, budget=Budget(trials=trials), settings=SETTINGS, timing=FAST,
                                **kw)
 
 
@@ -164,6 +164,22 @@ def test_cancel_stops_a_running_run(workers, gemm128):
     services.cancel_run(run.pk)
     wait_for(lambda: refreshed(run).is_final, what="the cancel")
     assert run.status == Run.Status.CANCELLED and run.trials_done < 400
+    assert_consistent(run)
+
+
+def test_cancel_stops_an_evolutionary_run_within_one_batch(workers, gemm128):
+    """MetaSchedule's own search obeys the same stop rule: its task scheduler is stopped from
+    the measure callback after the batch in which the cancel arrives."""
+    workers("w1")
+    run = create(gemm128, 400, strategy="evolutionary")
+    batch = 2 * SETTINGS.measure_batch  # evolutionary measures this many per batch
+    wait_for(lambda: refreshed(run).trials_done >= batch, what="a first evolutionary batch")
+    services.cancel_run(run.pk)
+    at_cancel = refreshed(run).trials_done
+    wait_for(lambda: refreshed(run).is_final, what="the cancel")
+    assert run.status == Run.Status.CANCELLED and run.stop_reason == "cancelled", run.error
+    assert at_cancel <= run.trials_done <= at_cancel + batch
+    assert run.best_latency is not None  # what was measured is kept, re-checked against numpy
     assert_consistent(run)
 
 

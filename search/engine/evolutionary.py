@@ -9,7 +9,6 @@ code) so that the figures compare like for like.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import tempfile
 import numpy as np
@@ -18,7 +17,7 @@ from . import events as ev
 from .compiler import Candidate, structural_hash
 from .mcts import SearchResult
 from .request import TRIALS_SPENT, RunRequest
-from .strategies import Strategy
+from .strategy import Strategy
 from .tree import Tree
 from .workloads import flops
 
@@ -38,10 +37,6 @@ def _worker_init() -> None:
     from search.engine.tvmenv import install_tensor_intrin_stub
 
     install_tensor_intrin_stub()
-
-
-class _Halt(Exception):
-    """Raised from the measure callback to end MetaSchedule's task scheduler early."""
 
 
 class Evolutionary(Strategy):
@@ -119,11 +114,12 @@ class Evolutionary(Strategy):
                         elapsed_s=search.stop.elapsed(),
                     )
                 )
-                # one stop rule: cancel and wall-clock end the search after this batch
+                # one stop rule: cancel and wall-clock end the search after this batch. The
+                # scheduler terminates the task itself after the last batch (twice is a crash).
                 reason = search.stop.interrupt()
-                if reason is not None:
+                if reason is not None and state["reason"] is None and state["trials"] < search.budget.trials:
                     state["reason"] = reason
-                    raise _Halt(reason)
+                    task_scheduler.terminate_task(task_id)
 
         evaluator = EvaluatorConfig(
             number=self.cfg.number, repeat=self.cfg.repeat, min_repeat_ms=self.cfg.min_repeat_ms
@@ -131,7 +127,7 @@ class Evolutionary(Strategy):
         if remaining <= 0:
             raise ValueError("the trial budget is already spent")
         _reset_metaschedule_logging()
-        with tempfile.TemporaryDirectory(prefix="colt-evo-") as work_dir, contextlib.suppress(_Halt):
+        with tempfile.TemporaryDirectory(prefix="colt-evo-") as work_dir:
             ms.tune_tir(
                 self.space.mod,
                 self.space.target,

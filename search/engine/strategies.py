@@ -1,4 +1,4 @@
-"""The strategy contract: every search strategy is a :class:`Strategy`, found by name.
+"""The registry of search strategies: every one is a :class:`~.strategy.Strategy`, found by name.
 
 A strategy is built from the run request and the parts that differ between a test, a CLI
 and a worker (the design space, a measurer, an event sink, an LLM client); it may restore a
@@ -10,46 +10,15 @@ runs every registered one.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
-from . import events as ev
-from .request import RunRequest, StopRule
+from .evolutionary import Evolutionary
+from .request import RunRequest
+from .strategy import Strategy
 
 if TYPE_CHECKING:
-    from .compiler import SearchSpace
-    from .llm import LLMClient
     from .mcts import SavedState, SearchResult
-    from .measure import Measurer
     from .policy import ExpansionPolicy
-
-class Strategy:
-    """The interface every search strategy implements."""
-
-    name: ClassVar[str]
-    description: ClassVar[str]
-    uses_llm: ClassVar[bool] = False
-
-    def __init__(self, request: RunRequest, *, space: SearchSpace, measurer: Measurer, sink: ev.EventSink,
-                 stop: StopRule, baseline_latency: float | None = None, llm_client: LLMClient | None = None):
-        self.request = request
-        self.space = space
-        self.measurer = measurer
-        self.sink = sink
-        self.stop = stop
-        self.baseline = baseline_latency
-        self.llm_client = llm_client
-
-    def restore(self, state: SavedState) -> None:
-        """Go on from a saved run (resume, a redelivered task)."""
-        raise NotImplementedError
-
-    def run(self) -> SearchResult:
-        raise NotImplementedError
-
-    def llm_summary(self) -> dict | None:
-        """Per-model calls, cost and hit rate, for strategies that use LLMs."""
-        return None
-
 
 STRATEGIES: dict[str, type[Strategy]] = {}
 
@@ -135,10 +104,4 @@ class SingleLLM(_LLMTreeSearch):
     description = "the shared MCTS expanded by one LLM with plain UCT (the Reasoning Compiler)"
 
 
-def _register_evolutionary() -> None:
-    from .evolutionary import Evolutionary
-
-    register(Evolutionary)
-
-
-_register_evolutionary()
+register(Evolutionary)

@@ -7,10 +7,10 @@
   const root = document.getElementById("run");
   const runId = Number(root.dataset.runId);
   const S = {
-    lastSeq: 0, nodes: new Map([[0, {id: 0, parent: null, model: null, visits: 0, depth: 0}]]),
+    lastSeq: 0, nodes: new Map([[0, {node_id: 0, parent_id: null, created_by: null, visits: 0, depth: 0}]]),
     header: null, trials: 0, trialsBudget: 0, calls: 0, usd: 0, perModel: {}, largest: null,
     bestId: null, best: null, baseline: null, bestSeries: [], escalations: [], status: null,
-    dirty: true, layout: null, selected: null, transform: d3.zoomIdentity, drawn: 0,
+    dirty: true, layout: null, selected: null, transform: d3.zoomIdentity, drawn: 0, live: 0,
     pendingSent: [], latencies: [],  // event-to-screen latency, for events that carry sent_ms
   };
   window.coltState = S;  // for tests and benchmarks
@@ -35,8 +35,8 @@
       case "baseline_measured":
         S.baseline = e.latency_s; break;
       case "node_created":
-        S.nodes.set(e.node_id, {id: e.node_id, parent: e.parent_id, model: e.created_by, expand: e.expand_model,
-          mutators: e.mutators, predicted: e.predicted, visits: 0, depth: e.depth, latency: null});
+        // a node is its node_created event: the node schema's fields (NodeRecord), nothing renamed
+        S.nodes.set(e.node_id, Object.assign({}, e));
         S.layout = null; break;
       case "backpropagated":
         for (const id of e.path) { const n = S.nodes.get(id); if (n) n.visits += 1; }
@@ -71,6 +71,7 @@
       } else if (msg.type === "events") {
         msg.events.forEach(apply);
       } else if (msg.type === "event") {
+        S.live += 1;  // pushed, not fetched
         if (msg.event.seq > S.lastSeq + 1) ws.send(JSON.stringify({after: S.lastSeq}));  // a gap
         else apply(msg.event);
       }
@@ -80,7 +81,7 @@
 
   function setHeader(h) {
     S.header = h; S.status = S.status || h.status;
-    S.trialsBudget = S.trialsBudget || h.trials_budget;
+    S.trialsBudget = S.trialsBudget || h.budget.trials;
     if (h.fleet.length) S.largest = h.fleet.reduce((a, b) => (b.params > a.params ? b : a)).name;
     S.dirty = true;
   }
@@ -120,14 +121,14 @@
     let best = null, bestD = 400;
     for (const d of S.layout.descendants()) {
       const dd = (d.x - x) ** 2 + (d.y - y) ** 2;
-      if (dd < bestD && d.data.id !== 0) { best = d; bestD = dd; }
+      if (dd < bestD && d.data.node_id !== 0) { best = d; bestD = dd; }
     }
-    if (best) select(best.data.id);
+    if (best) select(best.data.node_id);
   });
 
   function layoutTree() {
     const items = Array.from(S.nodes.values());
-    const strat = d3.stratify().id((d) => d.id).parentId((d) => d.parent)(items);
+    const strat = d3.stratify().id((d) => d.node_id).parentId((d) => d.parent_id)(items);
     return d3.tree().nodeSize([14, 36])(strat);
   }
 
@@ -139,21 +140,21 @@
     ctx.setTransform(t.k, 0, 0, t.k, t.x, t.y);
     const nodes = S.layout.descendants();
     const bestPath = new Set();
-    for (let id = S.bestId; id !== null && id !== undefined;) { bestPath.add(id); const n = S.nodes.get(id); id = n ? n.parent : null; }
+    for (let id = S.bestId; id !== null && id !== undefined;) { bestPath.add(id); const n = S.nodes.get(id); id = n ? n.parent_id : null; }
     ctx.lineWidth = 1; ctx.strokeStyle = "#bbb";
     ctx.beginPath();
     for (const d of nodes) if (d.parent) { ctx.moveTo(d.parent.x, d.parent.y); ctx.lineTo(d.x, d.y); }
     ctx.stroke();
     ctx.lineWidth = 3; ctx.strokeStyle = "#e45";
     ctx.beginPath();
-    for (const d of nodes) if (d.parent && bestPath.has(d.data.id)) { ctx.moveTo(d.parent.x, d.parent.y); ctx.lineTo(d.x, d.y); }
+    for (const d of nodes) if (d.parent && bestPath.has(d.data.node_id)) { ctx.moveTo(d.parent.x, d.parent.y); ctx.lineTo(d.x, d.y); }
     ctx.stroke();
     for (const d of nodes) {
       const n = d.data;
-      const r = n.id === 0 ? 4 : Math.min(9, 2 + Math.sqrt(n.visits));
-      ctx.fillStyle = n.id === 0 ? "#333" : colorOf(n.model);
+      const r = n.node_id === 0 ? 4 : Math.min(9, 2 + Math.sqrt(n.visits));
+      ctx.fillStyle = n.node_id === 0 ? "#333" : colorOf(n.created_by);
       ctx.beginPath(); ctx.arc(d.x, d.y, r, 0, 2 * Math.PI); ctx.fill();
-      if (n.id === S.selected) { ctx.strokeStyle = "#000"; ctx.lineWidth = 2; ctx.stroke(); }
+      if (n.node_id === S.selected) { ctx.strokeStyle = "#000"; ctx.lineWidth = 2; ctx.stroke(); }
     }
     S.drawn += 1;
     drawPanels();
@@ -174,8 +175,8 @@
     document.getElementById("best").textContent = fmt(S.best);
     const base = S.baseline || h.baseline_latency;
     document.getElementById("speedup").textContent = S.best && base ? `${(base / S.best).toFixed(1)}x over unscheduled` : "";
-    const budgets = [["trials", S.trials, S.trialsBudget], ["LLM calls", S.calls, h.llm_calls_budget],
-                     ["USD", S.usd, h.usd_budget]];
+    const budgets = [["trials", S.trials, S.trialsBudget], ["LLM calls", S.calls, h.budget.llm_calls],
+                     ["USD", S.usd, h.budget.usd]];
     document.getElementById("budgets").innerHTML = budgets.map(([k, v, lim]) => {
       const pct = lim ? Math.min(100, 100 * v / lim) : 0;
       const val = k === "USD" ? `$${v.toFixed(6)}` : v;

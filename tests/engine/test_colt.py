@@ -8,7 +8,7 @@ import pytest
 
 from search.engine import events as ev
 from search.engine.llm import LiteLLMClient
-from search.engine.mcts import Budget, SearchSettings
+from search.engine.request import Budget, RunRequest, SearchSettings
 from search.engine.tuning import tune
 from tests.engine.test_policy import fleet_at
 from tests.fakellm import FakeLLMServer, Script
@@ -36,9 +36,10 @@ def fake():
 
 def run(spec, measurer, fleet, strategy="colt", trials=8, expansions=8, **budget):
     sink = ev.ListSink()
-    outcome = tune(spec=spec, strategy=strategy, budget=Budget(trials=trials, **budget),
-                   settings=SearchSettings(measure_batch=4, expansions_per_round=expansions, seed=3),
-                   sink=sink, measurer=measurer, fleet=fleet)
+    request = RunRequest(kernel=spec, strategy=strategy, budget=Budget(trials=trials, **budget),
+                         settings=SearchSettings(measure_batch=4, expansions_per_round=expansions, seed=3),
+                         fleet=fleet).checked()
+    outcome = tune(request, sink=sink, measurer=measurer)
     return outcome, sink
 
 

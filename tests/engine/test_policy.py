@@ -9,6 +9,7 @@ import pytest
 from search.engine import events as ev
 from search.engine.llm import Fleet, LiteLLMClient, ModelSpec
 from search.engine.policy import ExpansionRequest, LLMPolicy, Proposal
+from search.engine.request import Budget
 from search.engine.tree import Tree
 from tests.fakellm import FakeLLMServer, Script
 from tests.helpers import free_port
@@ -144,13 +145,13 @@ def test_single_llm_never_escalates_and_has_no_phi(fake):
 
 
 def test_call_and_usd_budgets(fake):
-    policy, _ = make_policy(fleet_at(fake.api_base), max_llm_calls=2)
+    policy, _ = make_policy(fleet_at(fake.api_base), budget=Budget(llm_calls=2))
     policy.propose(request_for())
     assert policy.exhausted() is None
     policy.propose(request_for())
     assert policy.exhausted() == "LLM call budget spent"
     fake.scripts["small"] = Script(prompt_tokens=1_000_000, completion_tokens=0)
-    policy, _ = make_policy(fleet_at(fake.api_base), max_usd=0.05)
+    policy, _ = make_policy(fleet_at(fake.api_base), budget=Budget(usd=0.05))
     policy.propose(request_for())
     assert policy.exhausted() is None  # $0.03
     policy.propose(request_for())

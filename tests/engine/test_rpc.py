@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from search.engine.measure import LocalMeasurer, MeasurementHostError, RPCConfig
-from search.engine.mcts import Budget, SearchSettings
+from search.engine.request import Budget, RunRequest, SearchSettings
 from search.engine.tuning import tune
 from tests.conftest import FAST
 from tests.helpers import free_port
@@ -81,8 +81,9 @@ def test_candidates_are_checked_and_timed_on_the_rpc_host(rpc_server, gemm128, g
 def test_a_tree_search_and_the_evolutionary_strategy_measure_through_a_tracker(rpc_tracker, gemm128):
     config, log = rpc_tracker
     for strategy in ("mcts-random", "evolutionary"):
-        outcome = tune(spec=gemm128, strategy=strategy, budget=Budget(trials=4), measure_config=FAST,
-                       settings=SearchSettings(measure_batch=2, expansions_per_round=4, seed=1), rpc=config)
+        request = RunRequest(kernel=gemm128, strategy=strategy, budget=Budget(trials=4), timing=FAST,
+                             settings=SearchSettings(measure_batch=2, expansions_per_round=4, seed=1)).checked()
+        outcome = tune(request, rpc=config)
         assert outcome.result.trials == 4 and outcome.result.best is not None, strategy
     assert log.read_text().count("load_module") >= 8
 
@@ -90,7 +91,7 @@ def test_a_tree_search_and_the_evolutionary_strategy_measure_through_a_tracker(r
 def test_an_unreachable_measurement_host_stops_the_run_with_the_reason(gemm128):
     down = RPCConfig("127.0.0.1", free_port())
     with pytest.raises(MeasurementHostError, match=f"RPC host 127.0.0.1:{down.port}"):
-        tune(spec=gemm128, budget=Budget(trials=4), measure_config=FAST, rpc=down)
+        tune(RunRequest(kernel=gemm128, budget=Budget(trials=4), timing=FAST).checked(), rpc=down)
     with pytest.raises(ValueError, match="needs an RPC tracker"):
-        tune(spec=gemm128, strategy="evolutionary", budget=Budget(trials=4), measure_config=FAST,
+        tune(RunRequest(kernel=gemm128, strategy="evolutionary", budget=Budget(trials=4), timing=FAST).checked(),
              rpc=RPCConfig("127.0.0.1", 1), baseline_latency=1.0)

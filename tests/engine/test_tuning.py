@@ -6,7 +6,7 @@ import pytest
 
 from search.engine import events as ev
 from search.engine.measure import MeasureResult
-from search.engine.mcts import Budget, SearchSettings
+from search.engine.request import Budget, RequestError, RunRequest, SearchSettings
 from search.engine.tuning import tune
 
 pytestmark = pytest.mark.slow
@@ -47,8 +47,8 @@ SETTINGS = SearchSettings(measure_batch=4, expansions_per_round=6, seed=7)
 
 def run(spec, measurer, trials=12, settings=SETTINGS, **kw):
     sink = ev.ListSink()
-    outcome = tune(spec=spec, strategy="mcts-random", budget=Budget(trials=trials), settings=settings,
-                   sink=sink, measurer=measurer, **kw)
+    request = RunRequest(kernel=spec, strategy="mcts-random", budget=Budget(trials=trials), settings=settings).checked()
+    outcome = tune(request, sink=sink, measurer=measurer, **kw)
     return outcome, sink
 
 
@@ -128,8 +128,8 @@ def test_another_seed_grows_another_tree(recorded, gemm128, gemm_measurer):
 
 def test_wall_clock_budget_stops_cleanly(gemm128, gemm_measurer):
     sink = ev.ListSink()
-    outcome = tune(spec=gemm128, budget=Budget(trials=1000, wall_s=1.0), settings=SETTINGS,
-                   sink=sink, measurer=gemm_measurer)
+    request = RunRequest(kernel=gemm128, budget=Budget(trials=1000, wall_s=1.0), settings=SETTINGS).checked()
+    outcome = tune(request, sink=sink, measurer=gemm_measurer)
     assert outcome.result.stop_reason == "wall-clock budget spent"
     assert outcome.result.trials < 1000
     assert sink.events[-1].kind == "run_finished"
@@ -150,16 +150,20 @@ def test_cancel_request_stops_within_one_iteration(gemm128, gemm_measurer):
 
 def test_evolutionary_strategy_runs_metaschedule_with_the_same_budget(gemm128, fast_config):
     sink = ev.ListSink()
-    outcome = tune(spec=gemm128, strategy="evolutionary", budget=Budget(trials=8),
-                   settings=SearchSettings(measure_batch=4, seed=1), sink=sink, measure_config=fast_config)
+    request = RunRequest(kernel=gemm128, strategy="evolutionary", budget=Budget(trials=8),
+                         settings=SearchSettings(measure_batch=4, seed=1), timing=fast_config).checked()
+    outcome = tune(request, sink=sink)
     assert outcome.result.trials == 8
     assert len(sink.of(ev.NodeMeasured)) >= 8
     assert outcome.result.best is not None and outcome.result.best.status == "ok"
     assert outcome.speedup and outcome.speedup > 1.0
 
 
-def test_unknown_strategy_and_empty_budget_are_refused(gemm128, gemm_measurer):
-    with pytest.raises(ValueError, match="unknown strategy"):
-        tune(spec=gemm128, strategy="magic", measurer=gemm_measurer)
-    with pytest.raises(ValueError, match="positive"):
-        tune(spec=gemm128, budget=Budget(trials=0), measurer=gemm_measurer)
+def test_unknown_strategy_and_empty_budget_are_refused(gemm128):
+    # refused when the request is checked, before anything is measured
+    with pytest.raises(RequestError, match="unknown strategy") as err:
+        RunRequest(kernel=gemm128, strategy="magic").checked()
+    assert set(err.value.errors) == {"strategy"}
+    with pytest.raises(RequestError, match="trials must be an integer between 1") as err:
+        RunRequest(kernel=gemm128, budget=Budget(trials=0)).checked()
+    assert set(err.value.errors) == {"budget.trials"}

@@ -4,8 +4,9 @@ same guarantees. LLM strategies talk to the fake OpenAI-compatible server throug
 import pytest
 
 from search.engine import events as ev
-from search.engine.mcts import Budget, SearchSettings
-from search.engine.tuning import STRATEGIES, tune
+from search.engine.request import Budget, RunRequest, SearchSettings
+from search.engine.strategies import STRATEGIES
+from search.engine.tuning import tune
 from tests.engine.test_policy import fleet_at
 from tests.fakellm import FakeLLMServer, Script
 
@@ -24,16 +25,15 @@ def fake():
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
 def test_strategy_contract(strategy, fake, gemm128, gemm_measurer, fast_config):
     sink = ev.ListSink()
-    outcome = tune(
-        spec=gemm128,
+    request = RunRequest(
+        kernel=gemm128,
         strategy=strategy,
         budget=Budget(trials=8),
         settings=SearchSettings(measure_batch=4, seed=5),
-        sink=sink,
-        measurer=gemm_measurer,
-        measure_config=fast_config,
-        fleet=fleet_at(fake.api_base),
-    )
+        timing=fast_config,
+        fleet=fleet_at(fake.api_base) if STRATEGIES[strategy].uses_llm else None,
+    ).checked()
+    outcome = tune(request, sink=sink, measurer=gemm_measurer)
     kinds = [e.kind for e in sink.events]
     assert kinds[0] == "run_started" and kinds[1] == "baseline_measured" and kinds[-1] == "run_finished"
     assert sink.events[-1].status == "succeeded"
@@ -47,4 +47,5 @@ def test_strategy_contract(strategy, fake, gemm128, gemm_measurer, fast_config):
     # the reported best is a correct schedule, re-measured from its stored trace
     again = gemm_measurer.measure([best.candidate.trace_json()])[0]
     assert again.ok and again.max_error < 1e-3
-    assert (outcome.llm_summary is not None) == (strategy in ("colt", "single-llm"))
+    assert (outcome.llm_summary is not None) == STRATEGIES[strategy].uses_llm
+    assert outcome.request is request and outcome.strategy == strategy

@@ -1,0 +1,75 @@
+"""One run request, three edges: the launch form, ``manage.py tune`` and the JSON API build it
+from the same document with the same limits, so a bad value gets the same message from each,
+and nothing is created."""
+
+import html
+import json
+import math
+
+import pytest
+
+from search.models import Run
+from tests.test_cli import cli_database, tune  # noqa: F401 - the CLI's own database
+
+pytestmark = pytest.mark.db
+
+#: (what is wrong, the form's fields, the CLI's options, the API's document, the message)
+BAD = [
+    ("branching 0", {"branching": "0"}, ["--branching", "0"], {"settings": {"branching": 0}},
+     "branching must be an integer between 1 and 16"),
+    ("branching 17", {"branching": "17"}, ["--branching", "17"], {"settings": {"branching": 17}},
+     "branching must be an integer between 1 and 16"),
+    ("lambda NaN", {"lam": "nan"}, ["--lam", "nan"], {"settings": {"lam": math.nan}},
+     "lam must be a number between 0 and 1"),
+    ("trials 0", {"trials": "0"}, ["--trials", "0"], {"budget": {"trials": 0}},
+     "trials must be an integer between 1 and 100000"),
+    ("trials 10^9", {"trials": "1000000000"}, ["--trials", "1000000000"], {"budget": {"trials": 10**9}},
+     "trials must be an integer between 1 and 100000"),
+    ("unknown strategy", {"strategy": "guess"}, ["--strategy", "guess"], {"strategy": "guess"},
+     "unknown strategy 'guess'; known: mcts-random, colt, single-llm, evolutionary"),
+    ("negative USD", {"usd": "-1"}, ["--max-usd", "-1"], {"budget": {"usd": -1}},
+     "usd must be a number greater than 0 and at most 1000000"),
+]
+FORM = {"kernel": "gemm-128", "dtype": "float32", "target": "llvm", "strategy": "mcts-random", "trials": "4",
+        "lam": "0.2", "c": "1.4", "course_alteration_k": "2", "branching": "2", "seed": "0"}
+
+
+@pytest.mark.parametrize("case, form, cli, doc, message", BAD, ids=[b[0] for b in BAD])
+def test_a_bad_value_gets_one_message_from_the_form_the_cli_and_the_api(client, team, case, form, cli, doc,
+                                                                        message):
+    page = client.post("/runs/new", {**FORM, "team": team.pk, **form})
+    assert page.status_code == 200
+    assert message in html.unescape(page.content.decode())
+
+    api = client.post("/api/runs", json.dumps({"kernel": "gemm-128", "team": team.name, **doc}),
+                      content_type="application/json")
+    assert api.status_code == 400
+    assert message in api.json()["errors"].values()
+
+    proc = tune("--kernel", "gemm-128", *cli)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"CommandError: {message}"
+    assert Run.objects.count() == 0
+
+
+def test_the_api_launches_a_run_from_a_request_document(client, team, member, django_capture_on_commit_callbacks,
+                                                        monkeypatch):
+    queued = []
+    monkeypatch.setattr("search.services.enqueue_run", lambda run_id, target: queued.append(run_id))
+    doc = {"kernel": {"op": "gemm", "shape": {"M": 64, "N": 64, "K": 32}}, "strategy": "mcts-random",
+           "budget": {"trials": 6, "wall_s": 60}, "settings": {"branching": 3, "seed": 4},
+           "timing": {"number": 1, "repeat": 2}, "team": team.name}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/api/runs", json.dumps(doc), content_type="application/json")
+    assert response.status_code == 201, response.content
+    run = Run.objects.get()
+    assert queued == [run.pk] and response.json()["url"] == f"/runs/{run.pk}"
+    request = run.run_request  # stored once, read back whole
+    assert request.kernel.shape == {"M": 64, "N": 64, "K": 32} and request.budget.trials == 6
+    assert request.budget.wall_s == 60 and request.settings.branching == 3 and request.settings.seed == 4
+    assert request.timing.number == 1 and request.timing.repeat == 2 and request.timing.min_repeat_ms == 100
+    assert run.owner == member and run.team == team
+    # not a JSON object, an unknown field, a team the user is not in: 400, nothing created
+    for body in ("[1, 2]", "{not json", json.dumps({"kernel": "gemm-128", "budget": {"trails": 5}}),
+                 json.dumps({"kernel": "gemm-128", "team": "elsewhere-team"})):
+        assert client.post("/api/runs", body, content_type="application/json").status_code == 400
+    assert Run.objects.count() == 1
