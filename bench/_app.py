@@ -20,8 +20,13 @@ def free_port() -> int:
 
 def start_daphne(env: dict, log=subprocess.DEVNULL) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                             "colt_site.asgi:application"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "colt_site.asgi:application"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -30,7 +35,7 @@ def start_daphne(env: dict, log=subprocess.DEVNULL) -> tuple[subprocess.Popen, s
             return proc, base
         except Exception:  # noqa: BLE001
             if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("Daphne did not start")
+                raise RuntimeError("Daphne did not start") from None
             time.sleep(0.2)
 
 

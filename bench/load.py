@@ -45,9 +45,12 @@ def record_events():
     from search.engine.workloads import get_kernel
 
     sink = ev.ListSink()
-    request = RunRequest(kernel=get_kernel("gemm-128"), budget=Budget(trials=96),
-                         timing=MeasureConfig(number=1, repeat=2, min_repeat_ms=0),
-                         settings=SearchSettings(measure_batch=4, expansions_per_round=8, seed=0)).checked()
+    request = RunRequest(
+        kernel=get_kernel("gemm-128"),
+        budget=Budget(trials=96),
+        timing=MeasureConfig(number=1, repeat=2, min_repeat_ms=0),
+        settings=SearchSettings(measure_batch=4, expansions_per_round=8, seed=0),
+    ).checked()
     tune(request, sink=sink)
     return sink.events
 
@@ -99,7 +102,7 @@ async def browser(base, session, run_id, stop_at, stats):
             while time.time() < stop_at:
                 try:
                     msg = await ws.receive_json(timeout=1.0)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     msg = None
                 now = time.time()
                 if msg is not None:
@@ -134,7 +137,7 @@ async def browser(base, session, run_id, stop_at, stats):
                     if e["seq"] == last + 1:
                         last = e["seq"]
                         received[last] = time.time()
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
     stats["clients"][run_id] = {"last": last, "received": received, "gaps": gaps}
 
@@ -165,8 +168,9 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
-    os.environ.update(DATABASE_URL=args.database_url, REDIS_URL=args.redis_url,
-                      DJANGO_SETTINGS_MODULE="colt_site.settings")
+    os.environ.update(
+        DATABASE_URL=args.database_url, REDIS_URL=args.redis_url, DJANGO_SETTINGS_MODULE="colt_site.settings"
+    )
     import django
     import psutil
     import redis
@@ -204,9 +208,12 @@ def main() -> None:
         start = time.time()
         stop_at = start + args.seconds + 3
         ctx = mp.get_context("fork")
-        chunks = [run_ids[i::args.workers] for i in range(args.workers)]
-        procs = [ctx.Process(target=producer, args=(chunk, events, args.rate, args.seconds, tmp / f"p{i}.json"))
-                 for i, chunk in enumerate(chunks) if chunk]
+        chunks = [run_ids[i :: args.workers] for i in range(args.workers)]
+        procs = [
+            ctx.Process(target=producer, args=(chunk, events, args.rate, args.seconds, tmp / f"p{i}.json"))
+            for i, chunk in enumerate(chunks)
+            if chunk
+        ]
 
         async def scenario():
             clients = [asyncio.create_task(browser(base, session, r, stop_at, stats)) for r in run_ids]
@@ -240,25 +247,60 @@ def main() -> None:
     emitted_rate = total / args.seconds
     delivered = sum(len(c["received"]) for c in stats["clients"].values())
     assert Event.objects.filter(run_id__in=run_ids).count() == sum(stored.values())
-    rows = [[args.runs, args.runs, f"{args.rate:g}", total, f"{emitted_rate:.0f}", delivered, lost, gaps,
-             f"{pct(latencies, .5):.0f}", f"{pct(latencies, .95):.0f}", f"{pct(latencies, .99):.0f}",
-             f"{statistics.median(stats['snapshot_ms']):.0f}", f"{pct(stats['page_ms'], .5):.0f}",
-             f"{pct(stats['page_ms'], .95):.0f}", f"{pct(stats['api_ms'], .5):.0f}", f"{pct(stats['api_ms'], .95):.0f}",
-             f"{web_cpu * 100:.0f}% of a core"]]
-    headers = ["runs", "websocket clients", "events/s per run (target)", "events stored", "events/s stored",
-               "events delivered", "lost", "gaps resynced", "event latency p50 (ms)", "p95", "p99",
-               "snapshot load p50 (ms)", "run page p50 (ms)", "p95", "header API p50 (ms)", "p95", "web process CPU"]
+    rows = [
+        [
+            args.runs,
+            args.runs,
+            f"{args.rate:g}",
+            total,
+            f"{emitted_rate:.0f}",
+            delivered,
+            lost,
+            gaps,
+            f"{pct(latencies, 0.5):.0f}",
+            f"{pct(latencies, 0.95):.0f}",
+            f"{pct(latencies, 0.99):.0f}",
+            f"{statistics.median(stats['snapshot_ms']):.0f}",
+            f"{pct(stats['page_ms'], 0.5):.0f}",
+            f"{pct(stats['page_ms'], 0.95):.0f}",
+            f"{pct(stats['api_ms'], 0.5):.0f}",
+            f"{pct(stats['api_ms'], 0.95):.0f}",
+            f"{web_cpu * 100:.0f}% of a core",
+        ]
+    ]
+    headers = [
+        "runs",
+        "websocket clients",
+        "events/s per run (target)",
+        "events stored",
+        "events/s stored",
+        "events delivered",
+        "lost",
+        "gaps resynced",
+        "event latency p50 (ms)",
+        "p95",
+        "p99",
+        "snapshot load p50 (ms)",
+        "run page p50 (ms)",
+        "p95",
+        "header API p50 (ms)",
+        "p95",
+        "web process CPU",
+    ]
     md = table(headers, rows)
     print(md)
     if not args.no_docs:
-        write_section("load", "### Load: concurrent runs on one web process\n\n"
-                      f"`bench/load.py --runs {args.runs} --rate {args.rate:g} --seconds {args.seconds:g}`, measured "
-                      f"{time.strftime('%Y-%m-%d')} on this 2-core host: {len(procs)} worker processes replay a real "
-                      "run's events through the database sink (PostgreSQL) and the Redis channel layer into "
-                      f"{args.runs} runs; one Daphne process serves {args.runs} simulated browsers (snapshot, "
-                      "websocket, resync on gaps, header refresh every 5 s) and a prober opening run pages "
-                      "twice a second. Latency runs from the worker's commit to the client's receipt; 'lost' "
-                      "counts events stored but never applied by a client (it must be 0).\n\n" + md)
+        write_section(
+            "load",
+            "### Load: concurrent runs on one web process\n\n"
+            f"`bench/load.py --runs {args.runs} --rate {args.rate:g} --seconds {args.seconds:g}`, measured "
+            f"{time.strftime('%Y-%m-%d')} on this 2-core host: {len(procs)} worker processes replay a real "
+            "run's events through the database sink (PostgreSQL) and the Redis channel layer into "
+            f"{args.runs} runs; one Daphne process serves {args.runs} simulated browsers (snapshot, "
+            "websocket, resync on gaps, header refresh every 5 s) and a prober opening run pages "
+            "twice a second. Latency runs from the worker's commit to the client's receipt; 'lost' "
+            "counts events stored but never applied by a client (it must be 0).\n\n" + md,
+        )
 
 
 def _ensure_database(url: str) -> None:

@@ -29,8 +29,11 @@ def main() -> None:
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="colt-page-")
-    os.environ.update(DATABASE_URL=f"sqlite:///{tmp}/page.sqlite3", REDIS_URL=args.redis_url,
-                      DJANGO_SETTINGS_MODULE="colt_site.settings")
+    os.environ.update(
+        DATABASE_URL=f"sqlite:///{tmp}/page.sqlite3",
+        REDIS_URL=args.redis_url,
+        DJANGO_SETTINGS_MODULE="colt_site.settings",
+    )
     import django
 
     django.setup()
@@ -49,10 +52,15 @@ def main() -> None:
     from search.services import create_run
 
     call_command("migrate", verbosity=0)
-    fleet = Fleet.of([{"name": n, "model": f"openai/{n}", "params": p, "usd_per_m_input": 0.1, "usd_per_m_output": 0.3}
-                      for n, p in (("small", 1e8), ("mid", 3e8), ("large", 1e9))])
-    request = RunRequest(kernel=get_kernel("gemm-512"), strategy="colt", budget=Budget(trials=10_000),
-                         fleet=fleet).checked()
+    fleet = Fleet.of(
+        [
+            {"name": n, "model": f"openai/{n}", "params": p, "usd_per_m_input": 0.1, "usd_per_m_output": 0.3}
+            for n, p in (("small", 1e8), ("mid", 3e8), ("large", 1e9))
+        ]
+    )
+    request = RunRequest(
+        kernel=get_kernel("gemm-512"), strategy="colt", budget=Budget(trials=10_000), fleet=fleet
+    ).checked()
     _, team, session = bench_member()
     run = create_run(request, team=team, enqueue=False)
     Run.objects.filter(pk=run.pk).update(status="running")
@@ -73,9 +81,18 @@ def main() -> None:
             parent = rng.choice(ids)
         children[parent] = children.get(parent, 0) + 1
         ids.append(i)
-        events.append(node_created(node_id=i, parent_id=parent, depth=0, created_by=rng.choice(models),
-                                   expand_model="small", mutators=["MutateTileSize"], predicted=rng.random(),
-                                   shash=f"{i:016x}"))
+        events.append(
+            node_created(
+                node_id=i,
+                parent_id=parent,
+                depth=0,
+                created_by=rng.choice(models),
+                expand_model="small",
+                mutators=["MutateTileSize"],
+                predicted=rng.random(),
+                shash=f"{i:016x}",
+            )
+        )
         events.append({"kind": "backpropagated", "path": [i, parent, 0], "reward": rng.random()})
     Event.objects.bulk_create([Event(run=run, seq=k + 1, kind=e["kind"], data=e) for k, e in enumerate(events)])
     seq = len(events)
@@ -89,9 +106,17 @@ def main() -> None:
     rows = []
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run"])
+            browser = p.chromium.launch(
+                executable_path="/usr/bin/chromium",
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                ],
+            )
             page = browser.new_page(viewport={"width": 1400, "height": 950})
             page.context.add_cookies([{"name": "sessionid", "value": session, "url": base}])
             t0 = time.perf_counter()
@@ -99,7 +124,8 @@ def main() -> None:
             page.wait_for_function(f"window.coltState && window.coltState.nodes.size > {args.nodes}", timeout=120_000)
             page.wait_for_function("window.coltState.drawn > 0")
             load_s = time.perf_counter() - t0
-            page.evaluate("""() => { window.frames_ = 0; const tick = () => { window.frames_++; requestAnimationFrame(tick); };
+            page.evaluate("""() => { window.frames_ = 0;
+                                     const tick = () => { window.frames_++; requestAnimationFrame(tick); };
                                      requestAnimationFrame(tick); }""")
             drawn0 = page.evaluate("window.coltState.drawn")
             start = time.perf_counter()
@@ -109,9 +135,15 @@ def main() -> None:
                 next_id = args.nodes + 1
                 while time.perf_counter() - start < args.seconds:
                     counters["seq"] += 1
-                    data = node_created(node_id=next_id, parent_id=rng.randrange(1, next_id), depth=0,
-                                        created_by=rng.choice(models), expand_model="small", predicted=0.5,
-                                        shash="x")
+                    data = node_created(
+                        node_id=next_id,
+                        parent_id=rng.randrange(1, next_id),
+                        depth=0,
+                        created_by=rng.choice(models),
+                        expand_model="small",
+                        predicted=0.5,
+                        shash="x",
+                    )
                     payload = dict(live.wire(counters["seq"], data), sent_ms=time.time() * 1000)
                     send(live.group(run.pk), {"type": live.MESSAGE_TYPE, "event": payload})
                     next_id += 1
@@ -137,19 +169,42 @@ def main() -> None:
         daphne.wait()
     p50 = lat[len(lat) // 2] if lat else float("nan")
     p95 = lat[int(len(lat) * 0.95)] if lat else float("nan")
-    rows.append([args.nodes, f"{load_s:.1f}", f"{args.stream:g}", sent, size, f"{frames / elapsed:.0f}",
-                 f"{drawn / elapsed:.1f}", f"{p50:.0f}", f"{p95:.0f}"])
-    headers = ["initial nodes", "snapshot load + first draw (s)", "events/s sent", "events sent", "nodes shown",
-               "frames/s", "redraws/s", "event-to-screen p50 (ms)", "p95 (ms)"]
+    rows.append(
+        [
+            args.nodes,
+            f"{load_s:.1f}",
+            f"{args.stream:g}",
+            sent,
+            size,
+            f"{frames / elapsed:.0f}",
+            f"{drawn / elapsed:.1f}",
+            f"{p50:.0f}",
+            f"{p95:.0f}",
+        ]
+    )
+    headers = [
+        "initial nodes",
+        "snapshot load + first draw (s)",
+        "events/s sent",
+        "events sent",
+        "nodes shown",
+        "frames/s",
+        "redraws/s",
+        "event-to-screen p50 (ms)",
+        "p95 (ms)",
+    ]
     md = table(headers, rows)
     print(md)
     if not args.no_docs:
-        write_section("page", "### The run page with a 5,000-node tree (headless Chromium)\n\n"
-                      f"`bench/page.py --nodes {args.nodes} --stream {args.stream:g} --seconds {args.seconds:g}`, "
-                      f"measured {time.strftime('%Y-%m-%d')} on this 2-core host (Daphne, the Redis channel layer and "
-                      "Chromium all on it). Frames/s counts requestAnimationFrame callbacks while events stream; "
-                      "redraws are batched to at most 4 per second; latency runs from the send to the end of the "
-                      "redraw that shows the event.\n\n" + md)
+        write_section(
+            "page",
+            "### The run page with a 5,000-node tree (headless Chromium)\n\n"
+            f"`bench/page.py --nodes {args.nodes} --stream {args.stream:g} --seconds {args.seconds:g}`, "
+            f"measured {time.strftime('%Y-%m-%d')} on this 2-core host (Daphne, the Redis channel layer and "
+            "Chromium all on it). Frames/s counts requestAnimationFrame callbacks while events stream; "
+            "redraws are batched to at most 4 per second; latency runs from the send to the end of the "
+            "redraw that shows the event.\n\n" + md,
+        )
 
 
 if __name__ == "__main__":

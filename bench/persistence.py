@@ -54,8 +54,9 @@ def main() -> None:
         import psycopg
 
         cfg = connection.settings_dict
-        with psycopg.connect(host=cfg["HOST"], port=cfg["PORT"] or 5432, user=cfg["USER"], dbname="postgres",
-                             autocommit=True) as admin:
+        with psycopg.connect(
+            host=cfg["HOST"], port=cfg["PORT"] or 5432, user=cfg["USER"], dbname="postgres", autocommit=True
+        ) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{cfg["NAME"]}"')
             admin.execute(f'CREATE DATABASE "{cfg["NAME"]}"')
     call_command("migrate", verbosity=0)
@@ -83,8 +84,9 @@ def main() -> None:
     outcome = tune(request, sink=sink, measurer=measurer)
     total = time.perf_counter() - start
     engine = (total - measurer.seconds) / outcome.result.expansions
-    rows.append(["none (events kept in memory)", outcome.result.expansions, len(sink.events), "-",
-                 f"{engine * 1e3:.1f}", "-"])
+    rows.append(
+        ["none (events kept in memory)", outcome.result.expansions, len(sink.events), "-", f"{engine * 1e3:.1f}", "-"]
+    )
 
     # 2. the database sink
     queries = {"n": 0, "writes": 0}
@@ -103,20 +105,36 @@ def main() -> None:
         total = time.perf_counter() - start
     run.refresh_from_db()
     persisted = (total - measurer.seconds) / outcome.result.expansions
-    rows.append([f"{connection.vendor} ({'file' if connection.vendor == 'sqlite' else '127.0.0.1'})",
-                 outcome.result.expansions, run.last_seq, f"{queries['writes'] / outcome.result.expansions:.1f}",
-                 f"{persisted * 1e3:.1f}", f"{(persisted - engine) * 1e3:+.1f}"])
+    rows.append(
+        [
+            f"{connection.vendor} ({'file' if connection.vendor == 'sqlite' else '127.0.0.1'})",
+            outcome.result.expansions,
+            run.last_seq,
+            f"{queries['writes'] / outcome.result.expansions:.1f}",
+            f"{persisted * 1e3:.1f}",
+            f"{(persisted - engine) * 1e3:+.1f}",
+        ]
+    )
     measurer.close()
-    headers = ["event sink", "iterations", "events", "DB writes / iteration", "engine ms / iteration",
-               "persistence ms / iteration"]
+    headers = [
+        "event sink",
+        "iterations",
+        "events",
+        "DB writes / iteration",
+        "engine ms / iteration",
+        "persistence ms / iteration",
+    ]
     md = table(headers, rows)
     print(md)
     if not args.no_docs:
         section = f"persistence-{connection.vendor}"
-        write_section(section, f"### Engine overhead with persistence on ({connection.vendor})\n\n"
-                      f"`bench/persistence.py` on {args.kernel}, mcts-random, {args.trials} trials, measured "
-                      f"{time.strftime('%Y-%m-%d')}. Engine time = wall time minus time in the measurer "
-                      "(compile + run), divided by iterations (expansions).\n\n" + md)
+        write_section(
+            section,
+            f"### Engine overhead with persistence on ({connection.vendor})\n\n"
+            f"`bench/persistence.py` on {args.kernel}, mcts-random, {args.trials} trials, measured "
+            f"{time.strftime('%Y-%m-%d')}. Engine time = wall time minus time in the measurer "
+            "(compile + run), divided by iterations (expansions).\n\n" + md,
+        )
 
 
 if __name__ == "__main__":

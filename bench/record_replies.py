@@ -28,10 +28,16 @@ def main() -> None:
     names = fleet.names
     system = system_prompt(kernel="gemm-512", target="llvm", mutators=MUTATORS, models=fleet.params())
     nodes = [
-        {"decisions": {"tile": [[4, 8, 16, 1], [8, 2, 4, 8], [64, 8]], "unroll": [64], "parallel": [32]},
-         "score": 0.62, "latency_ms": 6.2},
-        {"decisions": {"tile": [[4, 8, 16, 1], [8, 2, 8, 4], [64, 8]], "unroll": [16], "parallel": [32]},
-         "score": 0.55, "latency_ms": None},
+        {
+            "decisions": {"tile": [[4, 8, 16, 1], [8, 2, 4, 8], [64, 8]], "unroll": [64], "parallel": [32]},
+            "score": 0.62,
+            "latency_ms": 6.2,
+        },
+        {
+            "decisions": {"tile": [[4, 8, 16, 1], [8, 2, 8, 4], [64, 8]], "unroll": [16], "parallel": [32]},
+            "score": 0.55,
+            "latency_ms": None,
+        },
         None,
     ]
     stats = {n: {"calls": 4, "hit_rate": 0.5, "errors": 0} for n in names}
@@ -43,15 +49,24 @@ def main() -> None:
     try:
         for model in fleet.models:
             for use_schema in (True, True, False, False):
-                reply = client.complete(model, messages, schema=response_schema(MUTATORS, names) if use_schema else None)
+                reply = client.complete(
+                    model, messages, schema=response_schema(MUTATORS, names) if use_schema else None
+                )
                 parsed = parse_reply(reply.text, MUTATORS, names)
-                corpus.append({
-                    "model": model.name, "schema": use_schema, "text": reply.text,
-                    "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
-                    "latency_s": round(reply.latency_s, 2),
-                    "mutators_allowed": MUTATORS, "models": names,
-                    "expected_mutators": parsed.mutators, "expected_next_model": parsed.next_model,
-                })
+                corpus.append(
+                    {
+                        "model": model.name,
+                        "schema": use_schema,
+                        "text": reply.text,
+                        "prompt_tokens": reply.prompt_tokens,
+                        "completion_tokens": reply.completion_tokens,
+                        "latency_s": round(reply.latency_s, 2),
+                        "mutators_allowed": MUTATORS,
+                        "models": names,
+                        "expected_mutators": parsed.mutators,
+                        "expected_next_model": parsed.next_model,
+                    }
+                )
                 print(model.name, use_schema, f"{reply.latency_s:.1f}s", repr(reply.text[:120]), flush=True)
     finally:
         stop(servers)

@@ -89,8 +89,14 @@ def plot(layer: str, results: dict) -> str | None:
             xs = [t for t, _ in s["history"]] + [s["trials"]]
             ys = [s["baseline_latency_s"] / lat for _, lat in s["history"]]
             ys.append(ys[-1])
-            ax.step(xs, ys, where="post", linestyle=style, color=COLOURS[strategy],
-                    label=strategy + (" (256)" if trials == 256 else ""))
+            ax.step(
+                xs,
+                ys,
+                where="post",
+                linestyle=style,
+                color=COLOURS[strategy],
+                label=strategy + (" (256)" if trials == 256 else ""),
+            )
             drawn = True
     if not drawn:
         plt.close(fig)
@@ -111,8 +117,9 @@ def plot(layer: str, results: dict) -> str | None:
 
 def host_label(summary: dict) -> str:
     h = summary.get("host")
-    return (f"{h['cpu']}, {h['cores']} core{'s' if h['cores'] != 1 else ''} ({h['machine']})"
-            if h else "host not recorded")
+    return (
+        f"{h['cpu']}, {h['cores']} core{'s' if h['cores'] != 1 else ''} ({h['machine']})" if h else "host not recorded"
+    )
 
 
 def common_baselines(results: dict) -> dict[str, float]:
@@ -136,8 +143,16 @@ def main() -> None:
     for layer in LAYERS:
         own = [s["own_baseline_s"] for (lay, _, _), s in results.items() if lay == layer and s["own_baseline_s"]]
         if own:
-            spread_rows.append([layer, len(own), f"{min(own) * 1e3:.1f}", f"{max(own) * 1e3:.1f}",
-                                f"{base[layer] * 1e3:.1f}", f"{(max(own) / min(own) - 1):.0%}"])
+            spread_rows.append(
+                [
+                    layer,
+                    len(own),
+                    f"{min(own) * 1e3:.1f}",
+                    f"{max(own) * 1e3:.1f}",
+                    f"{base[layer] * 1e3:.1f}",
+                    f"{(max(own) / min(own) - 1):.0%}",
+                ]
+            )
     rows, eff_rows, images = [], [], []
     colt_vs = {label: [] for label in RATIOS}
     samples_rows, sample_ratios = [], []
@@ -145,33 +160,46 @@ def main() -> None:
         present = [(s, t) for s in STRATEGIES for t in (64, 256) if (layer, s, t) in results]
         if not present:
             continue
-        best64 = min((results[(layer, s, 64)]["best_latency_s"] for s in STRATEGIES
-                      if (layer, s, 64) in results and results[(layer, s, 64)]["best_latency_s"]), default=None)
+        best64 = min(
+            (
+                results[(layer, s, 64)]["best_latency_s"]
+                for s in STRATEGIES
+                if (layer, s, 64) in results and results[(layer, s, 64)]["best_latency_s"]
+            ),
+            default=None,
+        )
         for strategy, trials in present:
             s = results[(layer, strategy, trials)]
             llm = s.get("llm") or {}
-            rows.append([
-                layer, strategy, trials,
-                f"{s['baseline_latency_s'] * 1e3:.3f}" if s["baseline_latency_s"] else "-",
-                f"{s['best_latency_s'] * 1e3:.3f}" if s["best_latency_s"] else "-",
-                f"{s['speedup']:.1f}x" if s["speedup"] else "-",
-                f"{s['gflops']:.1f}" if s["gflops"] else "-",
-                f"{s['wall_s']:.0f}",
-                llm.get("llm_calls", "-"),
-                f"${llm['usd']:.5f}" if llm else "-",
-                f"{llm['largest_share']:.0%}" if llm and llm.get("largest_share") is not None else "-",
-                llm.get("escalations", "-"),
-            ])
+            rows.append(
+                [
+                    layer,
+                    strategy,
+                    trials,
+                    f"{s['baseline_latency_s'] * 1e3:.3f}" if s["baseline_latency_s"] else "-",
+                    f"{s['best_latency_s'] * 1e3:.3f}" if s["best_latency_s"] else "-",
+                    f"{s['speedup']:.1f}x" if s["speedup"] else "-",
+                    f"{s['gflops']:.1f}" if s["gflops"] else "-",
+                    f"{s['wall_s']:.0f}",
+                    llm.get("llm_calls", "-"),
+                    f"${llm['usd']:.5f}" if llm else "-",
+                    f"{llm['largest_share']:.0%}" if llm and llm.get("largest_share") is not None else "-",
+                    llm.get("escalations", "-"),
+                ]
+            )
             if trials == 64 and best64:
                 b16, b32 = best_at(s, 16), best_at(s, 32)
                 reach = trials_to_reach(s, best64 * 1.10)
-                eff_rows.append([
-                    layer, strategy,
-                    f"{s['baseline_latency_s'] / b16:.1f}x" if b16 else "-",
-                    f"{s['baseline_latency_s'] / b32:.1f}x" if b32 else "-",
-                    f"{s['speedup']:.1f}x" if s["speedup"] else "-",
-                    reach if reach is not None else "not within 64",
-                ])
+                eff_rows.append(
+                    [
+                        layer,
+                        strategy,
+                        f"{s['baseline_latency_s'] / b16:.1f}x" if b16 else "-",
+                        f"{s['baseline_latency_s'] / b32:.1f}x" if b32 else "-",
+                        f"{s['speedup']:.1f}x" if s["speedup"] else "-",
+                        reach if reach is not None else "not within 64",
+                    ]
+                )
         image = plot(layer, results)
         if image:
             images.append(f"![{layer}]({image})")
@@ -188,65 +216,101 @@ def main() -> None:
             evo_at = trials_to_reach(evo256, c["best_latency_s"])
             if evo_at is not None:
                 sample_ratios.append(evo_at / colt_at)
-            samples_rows.append([
-                layer, f"{c['speedup']:.1f}x", colt_at,
-                evo_at if evo_at is not None else f"not within {evo256['trials']}",
-                f"{evo_at / colt_at:.1f}x" if evo_at is not None else f"> {evo256['trials'] / colt_at:.1f}x",
-            ])
-    headers = ["layer", "strategy", "trials", "unscheduled (ms)", "best (ms)", "speedup", "GFLOP/s", "wall (s)",
-               "LLM calls", "USD", "largest-model share", "escalations"]
-    eff_headers = ["layer", "strategy", "speedup @16", "@32", "@64",
-                   "trials to within 10% of the layer's best @64"]
+            samples_rows.append(
+                [
+                    layer,
+                    f"{c['speedup']:.1f}x",
+                    colt_at,
+                    evo_at if evo_at is not None else f"not within {evo256['trials']}",
+                    f"{evo_at / colt_at:.1f}x" if evo_at is not None else f"> {evo256['trials'] / colt_at:.1f}x",
+                ]
+            )
+    headers = [
+        "layer",
+        "strategy",
+        "trials",
+        "unscheduled (ms)",
+        "best (ms)",
+        "speedup",
+        "GFLOP/s",
+        "wall (s)",
+        "LLM calls",
+        "USD",
+        "largest-model share",
+        "escalations",
+    ]
+    eff_headers = ["layer", "strategy", "speedup @16", "@32", "@64", "trials to within 10% of the layer's best @64"]
 
     def geo(values):
         return f"{statistics.geometric_mean(values):.2f} ({len(values)} layers)" if values else "-"
 
-    summary = table(["ratio (colt at 64 trials / the other)", "geometric mean"],
-                    [[label, geo(values)] for label, values in colt_vs.items()])
+    summary = table(
+        ["ratio (colt at 64 trials / the other)", "geometric mean"],
+        [[label, geo(values)] for label, values in colt_vs.items()],
+    )
     expected = [(layer, strategy, 64) for layer in LAYERS for strategy in STRATEGIES]
     expected += [(layer, "evolutionary", 256) for layer in LAYERS]
-    missing = [f"{layer} {strategy} @{trials}" for layer, strategy, trials in expected
-               if (layer, strategy, trials) not in results]
+    missing = [
+        f"{layer} {strategy} @{trials}"
+        for layer, strategy, trials in expected
+        if (layer, strategy, trials) not in results
+    ]
     hosts = sorted({host_label(s) for s in results.values()})
     if len(hosts) > 1:  # rows from different CPUs are not comparable: say so where it happens
         for row in rows:  # row[:3] is the result's key: layer, strategy, trials
             row[1] += f" ({host_label(results[tuple(row[:3])])})"
-    measured_on = (f"Every row was measured on one host: {hosts[0]}." if len(hosts) == 1 else
-                   "**Rows come from different hosts and are not comparable across them**: " + "; ".join(hosts))
-    status = ("Complete: every layer x strategy at 64 trials and evolutionary at 256." if not missing else
-              f"**Incomplete: {len(missing)} of {len(expected)} rows not measured yet** ({'; '.join(missing)}). "
-              "Rerun the commands in `bench/report.py` with `--kernels` for those layers; rows accumulate.")
-    body = "\n\n".join([
-        "### The report: five layers x four strategies",
-        status + " " + measured_on,
-        "Produced by `bench/strategies.py` (the commands are in `bench/report.py`) and `bench/report.py`; "
-        "raw numbers, curves and histories in `bench/results/report-*.json`. Two streams ran side by side, "
-        "each pinned to one core of this 2-core host (so every TVM target has `num-cores=1` and every "
-        "kernel, the unscheduled baseline included, runs on one thread): the search strategies on core 0, "
-        "the LLM strategies and their local model servers on core 1 (and, once they were done, flux-attention's "
-        "256-trial evolutionary run). Every best schedule was checked "
-        "against numpy; timing number 3, repeat 5, min_repeat_ms 100; seed 0. The LLM strategies use the "
-        "local fleet (SmolLM2-135M, Gemma-3-270M, Qwen2.5-Coder-0.5B on llama.cpp, one thread each) at "
-        "their nominal prices ($0.20/$0.60 per million input/output tokens per billion parameters). "
-        "Evolutionary's curve and its trial counts are MetaSchedule's own runner's timings; its best (the "
-        "table) is its top three candidates timed again by the measurer every other strategy uses, which "
-        "can read up to ~20% slower than MetaSchedule's runner did.",
-        table(headers, rows),
-        "#### Measurement noise: the unscheduled baseline as each run measured it",
-        "Speedups above and below divide the layer's median baseline by each run's best latency.",
-        table(["layer", "runs", "min (ms)", "max (ms)", "median, used (ms)", "max/min - 1"], spread_rows),
-        "#### Sample efficiency (best speedup found within the first N trials)",
-        table(eff_headers, eff_rows),
-        "#### Ratios",
-        summary,
-        "#### Samples to reach colt's best (the papers' sample-efficiency measure)",
-        "How many measured trials MetaSchedule's evolutionary search (256-trial run) needed to find a "
-        "schedule at least as fast as the best colt found in 64, against the trials colt needed.",
-        table(["layer", "colt best @64", "colt: trials to its best", "evolutionary @256: trials to reach it",
-               "evolutionary / colt"], samples_rows + [["geometric mean", "", "", "", geo(sample_ratios)]]),
-        "#### Best speedup over trials (64 trials solid, evolutionary at 256 dotted)",
-        "\n".join(images),
-    ])
+    measured_on = (
+        f"Every row was measured on one host: {hosts[0]}."
+        if len(hosts) == 1
+        else "**Rows come from different hosts and are not comparable across them**: " + "; ".join(hosts)
+    )
+    status = (
+        "Complete: every layer x strategy at 64 trials and evolutionary at 256."
+        if not missing
+        else f"**Incomplete: {len(missing)} of {len(expected)} rows not measured yet** ({'; '.join(missing)}). "
+        "Rerun the commands in `bench/report.py` with `--kernels` for those layers; rows accumulate."
+    )
+    body = "\n\n".join(
+        [
+            "### The report: five layers x four strategies",
+            status + " " + measured_on,
+            "Produced by `bench/strategies.py` (the commands are in `bench/report.py`) and `bench/report.py`; "
+            "raw numbers, curves and histories in `bench/results/report-*.json`. Two streams ran side by side, "
+            "each pinned to one core of this 2-core host (so every TVM target has `num-cores=1` and every "
+            "kernel, the unscheduled baseline included, runs on one thread): the search strategies on core 0, "
+            "the LLM strategies and their local model servers on core 1 (and, once they were done, flux-attention's "
+            "256-trial evolutionary run). Every best schedule was checked "
+            "against numpy; timing number 3, repeat 5, min_repeat_ms 100; seed 0. The LLM strategies use the "
+            "local fleet (SmolLM2-135M, Gemma-3-270M, Qwen2.5-Coder-0.5B on llama.cpp, one thread each) at "
+            "their nominal prices ($0.20/$0.60 per million input/output tokens per billion parameters). "
+            "Evolutionary's curve and its trial counts are MetaSchedule's own runner's timings; its best (the "
+            "table) is its top three candidates timed again by the measurer every other strategy uses, which "
+            "can read up to ~20% slower than MetaSchedule's runner did.",
+            table(headers, rows),
+            "#### Measurement noise: the unscheduled baseline as each run measured it",
+            "Speedups above and below divide the layer's median baseline by each run's best latency.",
+            table(["layer", "runs", "min (ms)", "max (ms)", "median, used (ms)", "max/min - 1"], spread_rows),
+            "#### Sample efficiency (best speedup found within the first N trials)",
+            table(eff_headers, eff_rows),
+            "#### Ratios",
+            summary,
+            "#### Samples to reach colt's best (the papers' sample-efficiency measure)",
+            "How many measured trials MetaSchedule's evolutionary search (256-trial run) needed to find a "
+            "schedule at least as fast as the best colt found in 64, against the trials colt needed.",
+            table(
+                [
+                    "layer",
+                    "colt best @64",
+                    "colt: trials to its best",
+                    "evolutionary @256: trials to reach it",
+                    "evolutionary / colt",
+                ],
+                samples_rows + [["geometric mean", "", "", "", geo(sample_ratios)]],
+            ),
+            "#### Best speedup over trials (64 trials solid, evolutionary at 256 dotted)",
+            "\n".join(images),
+        ]
+    )
     write_section("report", body)
     print(body)
 

@@ -43,6 +43,8 @@ class CallTimer:
             self.llm_s += event.latency_s
         elif isinstance(event, ev.Progress):
             self.curve.append([event.trials, event.best_latency_s, event.usd, round(event.elapsed_s, 2)])
+
+
 from search.engine.workloads import PAPER_LAYERS, get_kernel  # noqa: E402
 
 
@@ -50,8 +52,12 @@ def host_info() -> dict:
     """What the numbers were measured on: rows from different CPUs are not comparable."""
     from tvm.target import codegen
 
-    return {"cpu": codegen.llvm_get_system_cpu(), "cores": len(os.sched_getaffinity(0)),
-            "machine": platform.machine(), "python": platform.python_version()}
+    return {
+        "cpu": codegen.llvm_get_system_cpu(),
+        "cores": len(os.sched_getaffinity(0)),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+    }
 
 
 def fmt_ms(seconds):

@@ -10,11 +10,10 @@ django_asgi = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-
-from dashboard.routing import websocket_urlpatterns  # noqa: E402
-
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+from dashboard.routing import websocket_urlpatterns  # noqa: E402
 
 # Static files straight from static/ (no collectstatic) in the embedded default; in production
 # (COLT_DEBUG=0) WhiteNoise serves the collected, compressed, hashed files (settings.py).

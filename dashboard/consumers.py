@@ -1,8 +1,8 @@
 """The run page's websocket: it only notifies; the database is the truth.
 
 On connect the consumer checks the user is logged in (close 4401 if not) and may see the run
-(close 4404 if not, the same as a missing run: ids leak nothing), joins the run's live group (search.live) and says which
-sequence number the run is at. The client sends ``{"after": <seq>}`` (on connect, and
+(close 4404 if not, the same as a missing run: ids leak nothing), joins the run's live group
+(search.live) and says which sequence number the run is at. The client sends ``{"after": <seq>}`` (on connect, and
 whenever it sees a gap) and gets every stored event after it, in order; live events then
 arrive as ``{"type": "event", "event": {...,"seq": n}}``.
 """
@@ -41,7 +41,7 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
     async def receive_json(self, content, **kwargs):
         after = content.get("after") if isinstance(content, dict) else None
         if not isinstance(after, int) or after < 0:
-            await self.send_json({"type": "error", "error": "send {\"after\": <non-negative seq>}"})
+            await self.send_json({"type": "error", "error": 'send {"after": <non-negative seq>}'})
             return
         events = await self._events_after(after)
         await self.send_json({"type": "events", "after": after, "events": events})

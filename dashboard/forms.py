@@ -13,9 +13,17 @@ from search.engine.workloads import LIBRARY, OPERATORS, SUPPORTED_DTYPES, SpecEr
 CUSTOM = "custom"
 
 #: request section of each numeric form field (its name is the request's own)
-SECTIONS = {"trials": "budget", "llm_calls": "budget", "usd": "budget", "wall_s": "budget",
-            "lam": "settings", "c": "settings", "course_alteration_k": "settings", "branching": "settings",
-            "seed": "settings"}
+SECTIONS = {
+    "trials": "budget",
+    "llm_calls": "budget",
+    "usd": "budget",
+    "wall_s": "budget",
+    "lam": "settings",
+    "c": "settings",
+    "course_alteration_k": "settings",
+    "branching": "settings",
+    "seed": "settings",
+}
 
 
 class NumberField(forms.Field):
@@ -25,8 +33,10 @@ class NumberField(forms.Field):
     def __init__(self, *, limit, **kwargs):
         self.integer = limit.kind is int
         kwargs.setdefault("required", not limit.optional)
-        super().__init__(widget=forms.NumberInput(attrs={
-            "min": limit.lo, "max": limit.hi, "step": 1 if self.integer else "any"}), **kwargs)
+        super().__init__(
+            widget=forms.NumberInput(attrs={"min": limit.lo, "max": limit.hi, "step": 1 if self.integer else "any"}),
+            **kwargs,
+        )
 
     def to_python(self, value):
         if value in self.empty_values:
@@ -47,26 +57,30 @@ def _number(name: str, **kwargs) -> NumberField:
 
 
 class LaunchForm(forms.Form):
-    team = forms.ModelChoiceField(queryset=None, empty_label=None,
-                                  help_text="the team whose members see the run")
+    team = forms.ModelChoiceField(queryset=None, empty_label=None, help_text="the team whose members see the run")
     kernel = forms.ChoiceField(initial="gemm-512")
     op = forms.ChoiceField(required=False, label="operator", choices=[(o, o) for o in OPERATORS])
     shape = forms.CharField(required=False, help_text="custom kernel: e.g. M=256,N=256,K=256")
     dtype = forms.ChoiceField(choices=[(d, d) for d in SUPPORTED_DTYPES], initial="float32")
     target = forms.ChoiceField()
     # a choice in the page, checked by the run request (its message, as on the CLI and the API)
-    strategy = forms.CharField(initial="colt", widget=forms.Select(
-        choices=[(s, f"{s}: {d}") for s, d in descriptions().items()]))
-    models = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
-                                       help_text="colt: two or more; single-llm: the largest one checked")
+    strategy = forms.CharField(
+        initial="colt", widget=forms.Select(choices=[(s, f"{s}: {d}") for s, d in descriptions().items()])
+    )
+    models = forms.MultipleChoiceField(
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="colt: two or more; single-llm: the largest one checked",
+    )
     trials = _number("trials", initial=64)
     llm_calls = _number("llm_calls", label="LLM call limit")
     usd = _number("usd", label="USD limit")
     wall_s = _number("wall_s", label="wall-clock limit (s)")
     lam = _number("lam", initial=SearchSettings().lam, label="λ (model balance)")
     c = _number("c", initial=round(SearchSettings().c, 4), label="c (exploration)")
-    course_alteration_k = _number("course_alteration_k", initial=SearchSettings().course_alteration_k,
-                                  label="K (course alteration)")
+    course_alteration_k = _number(
+        "course_alteration_k", initial=SearchSettings().course_alteration_k, label="K (course alteration)"
+    )
     branching = _number("branching", initial=SearchSettings().branching, label="B (children)")
     seed = _number("seed", initial=0)
 
@@ -78,10 +92,18 @@ class LaunchForm(forms.Form):
             self.fields["team"].help_text = "you are in no team yet: an administrator adds you to one"
         self.fields["kernel"].choices = [(n, n) for n in LIBRARY] + [(CUSTOM, "custom spec…")]
         self.fields["target"].choices = targets
-        self.fields["models"].choices = [
-            (m.name, f"{m.name} ({m.params / 1e6:.0f}M params, ${m.usd_per_m_input:g}/${m.usd_per_m_output:g} per M tokens)")
-            for m in fleet.models
-        ] if fleet is not None else []
+        self.fields["models"].choices = (
+            [
+                (
+                    m.name,
+                    f"{m.name} ({m.params / 1e6:.0f}M params, "
+                    f"${m.usd_per_m_input:g}/${m.usd_per_m_output:g} per M tokens)",
+                )
+                for m in fleet.models
+            ]
+            if fleet is not None
+            else []
+        )
         if fleet is not None:
             self.fields["models"].initial = fleet.names
 
@@ -102,8 +124,14 @@ class LaunchForm(forms.Form):
         kernel = self._kernel(data)
         if self.errors:
             return data
-        doc: dict = {"kernel": kernel, "target": data.get("target"), "strategy": data.get("strategy"),
-                     "budget": {}, "settings": {}, "models": data.get("models") or []}
+        doc: dict = {
+            "kernel": kernel,
+            "target": data.get("target"),
+            "strategy": data.get("strategy"),
+            "budget": {},
+            "settings": {},
+            "models": data.get("models") or [],
+        }
         for name, section in SECTIONS.items():
             if data.get(name) is not None:
                 doc[section][name] = data[name]

@@ -6,8 +6,8 @@ import json
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_not_required
-from django.db import connection
 from django.core.paginator import Paginator
+from django.db import connection
 from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -81,15 +81,26 @@ def runs_api(request):
         return JsonResponse({"errors": {"body": "the body must be a JSON object"}}, status=400)
     teams = teams_of(request.user)
     team_name = doc.pop("team", None)
-    team = teams.filter(name=team_name).first() if team_name is not None else (
-        teams.first() if teams.count() == 1 else None)
+    team = (
+        teams.filter(name=team_name).first()
+        if team_name is not None
+        else (teams.first() if teams.count() == 1 else None)
+    )
     try:
         run_request = build_request(doc, offered_fleet=services.configured_fleet())
     except RequestError as exc:
         return JsonResponse({"errors": exc.errors}, status=400)
     if team is None:
-        return JsonResponse({"errors": {"team": "name one of your teams" if team_name is None
-                                        else f"you are not in a team named {team_name!r}"}}, status=400)
+        return JsonResponse(
+            {
+                "errors": {
+                    "team": "name one of your teams"
+                    if team_name is None
+                    else f"you are not in a team named {team_name!r}"
+                }
+            },
+            status=400,
+        )
     run = services.create_run(run_request, owner=request.user, team=team)
     return JsonResponse({"run": selectors.run_header(run), "url": f"/runs/{run.pk}"}, status=201)
 
@@ -123,14 +134,22 @@ def node_api(request, run_id: int, node_id: int):
 
 # --- cost review ---------------------------------------------------------------------------------
 
+
 @require_GET
 def run_costs(request, run_id: int):
     run = run_for(request.user, run_id, Run.objects.select_related("kernel", "team"))
     review = reports.model_costs(Run.objects.filter(pk=run.pk))
-    return render(request, "dashboard/costs.html", {
-        "run": run, "review": review, "subtrees": reports.costly_subtrees(run),
-        "ledger_url": f"/runs/{run.pk}/ledger.csv", "runs": None,
-    })
+    return render(
+        request,
+        "dashboard/costs.html",
+        {
+            "run": run,
+            "review": review,
+            "subtrees": reports.costly_subtrees(run),
+            "ledger_url": f"/runs/{run.pk}/ledger.csv",
+            "runs": None,
+        },
+    )
 
 
 def _filtered_runs(request):
@@ -148,11 +167,18 @@ def team_costs(request):
     run_rows = list(runs.select_related("kernel", "team").order_by("-created_at", "-pk")[:200])
     shares = selectors.largest_shares(run_rows)
     query = request.GET.urlencode()
-    return render(request, "dashboard/costs.html", {
-        "run": None, "form": form, "review": reports.model_costs(runs),
-        "runs": [(r, shares.get(r.pk)) for r in run_rows], "run_count": runs.count(),
-        "ledger_url": "/costs/ledger.csv" + (f"?{query}" if query else ""),
-    })
+    return render(
+        request,
+        "dashboard/costs.html",
+        {
+            "run": None,
+            "form": form,
+            "review": reports.model_costs(runs),
+            "runs": [(r, shares.get(r.pk)) for r in run_rows],
+            "run_count": runs.count(),
+            "ledger_url": "/costs/ledger.csv" + (f"?{query}" if query else ""),
+        },
+    )
 
 
 def _csv_response(lines, filename: str) -> StreamingHttpResponse:
@@ -177,6 +203,7 @@ def team_ledger_csv(request):
 
 
 # --- comparisons ---------------------------------------------------------------------------------
+
 
 @require_GET
 def compare(request):

@@ -60,7 +60,9 @@ class ConsoleSink:
                 f"{event.large_model} corrected ({verdict})"
             )
         elif isinstance(event, ev.LLMCallRecorded) and self.verbose:
-            self._print(f"    call {event.call_id} {event.model}: {event.outcome} {event.mutators} -> {event.next_model}")
+            self._print(
+                f"    call {event.call_id} {event.model}: {event.outcome} {event.mutators} -> {event.next_model}"
+            )
         elif isinstance(event, ev.RunFinished) and event.status != "succeeded":
             self._print(f"run {event.status}: {event.reason}")
 
@@ -90,8 +92,10 @@ def summary_lines(summary: dict) -> list[str]:
     lines = ["summary"] + [f"  {k.ljust(width)}  {v}" for k, v in rows]
     if llm:
         lines.append("  per model:")
-        lines.append(f"    {'model':<20} {'calls':>5} {'share':>6} {'prompt':>7} {'compl.':>6} {'USD':>10} "
-                     f"{'hit rate':>8} {'mean s':>6}  errors")
+        lines.append(
+            f"    {'model':<20} {'calls':>5} {'share':>6} {'prompt':>7} {'compl.':>6} {'USD':>10} "
+            f"{'hit rate':>8} {'mean s':>6}  errors"
+        )
         for name, m in llm["models"].items():
             share = m["calls"] / llm["llm_calls"] if llm["llm_calls"] else 0.0
             errors = ", ".join(f"{k} {v}" for k, v in sorted(m["errors_by_kind"].items())) or "-"

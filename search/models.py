@@ -90,14 +90,18 @@ class Run(models.Model):
     def request_fields(cls, request: RunRequest) -> dict:
         """The column values that store ``request`` (the kernel row is looked up by the caller)."""
         doc = request.to_dict()
-        return {"target": doc.pop("target"), "strategy": doc.pop("strategy"),
-                "request": {k: v for k, v in doc.items() if k != "kernel"}}
+        return {
+            "target": doc.pop("target"),
+            "strategy": doc.pop("strategy"),
+            "request": {k: v for k, v in doc.items() if k != "kernel"},
+        }
 
     @cached_property
     def run_request(self) -> RunRequest:
         """The run's request, rebuilt (and validated again) from what is stored."""
-        return build_request(dict(self.request, kernel=self.kernel.spec.to_dict(), target=self.target,
-                                  strategy=self.strategy))
+        return build_request(
+            dict(self.request, kernel=self.kernel.spec.to_dict(), target=self.target, strategy=self.strategy)
+        )
 
     @property
     def budget(self) -> Budget:

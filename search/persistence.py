@@ -59,8 +59,9 @@ class DatabaseSink:
         Measurement.objects.update_or_create(
             run_id=self.run_id,
             trial=e.trial,
-            defaults=dict(node_id=e.node_id, status=e.status, latency=e.latency_s, build_s=e.build_s,
-                          error=e.error, seq=seq),
+            defaults=dict(
+                node_id=e.node_id, status=e.status, latency=e.latency_s, build_s=e.build_s, error=e.error, seq=seq
+            ),
         )
         Node.objects.filter(run_id=self.run_id, node_id=e.node_id).update(status=e.status, latency=e.latency_s)
         return {"trials_done": e.trial}
@@ -118,7 +119,14 @@ def saved_state(run: Run) -> SavedState | None:
             history.append((m.trial, best))
     calls = list(
         run.llm_calls_made.order_by("call_id").values(
-            "call_id", "node_id", "model", "prompt_tokens", "completion_tokens", "usd", "latency_s", "outcome",
+            "call_id",
+            "node_id",
+            "model",
+            "prompt_tokens",
+            "completion_tokens",
+            "usd",
+            "latency_s",
+            "outcome",
             "escalation",
         )
     )

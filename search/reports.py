@@ -100,8 +100,12 @@ def subtree_costs(run: Run) -> dict[int, dict]:
 def costly_subtrees(run: Run, limit: int = 12) -> list[dict]:
     """The most expensive subtrees below the root, each with the best latency found in it."""
     costs = subtree_costs(run)
-    nodes = {n["node_id"]: n for n in Node.objects.filter(run=run).values(
-        "node_id", "parent_id", "depth", "created_by", "mutators", "latency", "status", "visits")}
+    nodes = {
+        n["node_id"]: n
+        for n in Node.objects.filter(run=run).values(
+            "node_id", "parent_id", "depth", "created_by", "mutators", "latency", "status", "visits"
+        )
+    }
     children = defaultdict(list)
     for n in nodes.values():
         if n["parent_id"] is not None:
@@ -117,14 +121,24 @@ def costly_subtrees(run: Run, limit: int = 12) -> list[dict]:
             stack.extend(children.get(m, ()))
         return best
 
-    ranked = sorted((n for n in nodes if n != 0 and costs.get(n, {}).get("calls")),
-                    key=lambda n: (-costs[n]["usd"], n))[:limit]
+    ranked = sorted(
+        (n for n in nodes if n != 0 and costs.get(n, {}).get("calls")), key=lambda n: (-costs[n]["usd"], n)
+    )[:limit]
     total = costs.get(0, {"usd": 0.0})["usd"]
-    return [dict(nodes[n], usd=costs[n]["usd"], calls=costs[n]["calls"],
-                 share=costs[n]["usd"] / total if total else 0.0, best_latency=best_in(n)) for n in ranked]
+    return [
+        dict(
+            nodes[n],
+            usd=costs[n]["usd"],
+            calls=costs[n]["calls"],
+            share=costs[n]["usd"] / total if total else 0.0,
+            best_latency=best_in(n),
+        )
+        for n in ranked
+    ]
 
 
 # --- comparisons -------------------------------------------------------------------------------
+
 
 class CompareError(ValueError):
     """The runs cannot be compared (fewer than two, different kernels)."""
@@ -143,13 +157,15 @@ def progress_series(run_ids) -> dict[int, list[dict]]:
             continue
         elapsed = offsets[run_id] + float(data.get("elapsed_s") or 0.0)
         last[run_id] = elapsed
-        series[run_id].append({
-            "trials": data["trials"],
-            "best_latency_s": data.get("best_latency_s"),
-            "usd": data.get("usd", 0.0),
-            "llm_calls": data.get("llm_calls", 0),
-            "elapsed_s": elapsed,
-        })
+        series[run_id].append(
+            {
+                "trials": data["trials"],
+                "best_latency_s": data.get("best_latency_s"),
+                "usd": data.get("usd", 0.0),
+                "llm_calls": data.get("llm_calls", 0),
+                "elapsed_s": elapsed,
+            }
+        )
     return series
 
 
@@ -169,20 +185,22 @@ def compare(runs) -> dict:
     rows = []
     for r in runs:
         s = series[r.pk]
-        rows.append({
-            "id": r.pk,
-            "label": f"#{r.pk} {r.strategy}",
-            "strategy": r.strategy,
-            "target": r.target,
-            "status": r.status,
-            "trials": r.trials_done,
-            "best_latency_s": r.best_latency,
-            "baseline_latency_s": r.baseline_latency,
-            "speedup": r.speedup,
-            "usd": r.usd,
-            "llm_calls": r.llm_calls,
-            "largest_share": shares.get(r.pk),
-            "wall_s": s[-1]["elapsed_s"] if s else None,
-            "series": s,
-        })
+        rows.append(
+            {
+                "id": r.pk,
+                "label": f"#{r.pk} {r.strategy}",
+                "strategy": r.strategy,
+                "target": r.target,
+                "status": r.status,
+                "trials": r.trials_done,
+                "best_latency_s": r.best_latency,
+                "baseline_latency_s": r.baseline_latency,
+                "speedup": r.speedup,
+                "usd": r.usd,
+                "llm_calls": r.llm_calls,
+                "largest_share": shares.get(r.pk),
+                "wall_s": s[-1]["elapsed_s"] if s else None,
+                "series": s,
+            }
+        )
     return {"kernel": str(runs[0].kernel), "runs": rows}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import socket
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,7 +177,8 @@ def _release_after_database_error(run_id: int, exc: BaseException) -> None:
         from .models import Run
 
         Run.objects.filter(pk=run_id, status=Run.Status.RUNNING).update(
-            status=Run.Status.QUEUED, stop_reason="database unavailable; retrying")
+            status=Run.Status.QUEUED, stop_reason="database unavailable; retrying"
+        )
     except DatabaseError:
         pass  # still down: the retry by this same worker takes the run over anyway
     finally:
@@ -207,9 +208,16 @@ def measurement_rpc():
 STALE_AFTER_S = float(os.environ.get("COLT_STALE_AFTER_S", "180"))
 
 
-def execute_run(run_id: int, *, measurer=None, llm_client=None, worker: str = "",
-                extra_sink: ev.EventSink | None = None, serve_local: bool = True,
-                rpc=None) -> TuneOutcome | None:
+def execute_run(
+    run_id: int,
+    *,
+    measurer=None,
+    llm_client=None,
+    worker: str = "",
+    extra_sink: ev.EventSink | None = None,
+    serve_local: bool = True,
+    rpc=None,
+) -> TuneOutcome | None:
     """Run (or go on with) a run's search here: what the worker task (and the CLI) calls."""
     from .models import Run
     from .persistence import DatabaseSink, saved_state
@@ -270,8 +278,9 @@ def execute_run(run_id: int, *, measurer=None, llm_client=None, worker: str = ""
         "succeeded": Run.Status.SUCCEEDED,
         "cancelled": Run.Status.CANCELLED,
     }.get(outcome.status, Run.Status.FAILED)
-    Run.objects.filter(pk=run_id).update(status=final, stop_reason=outcome.stop_reason[:200],
-                                         finished_at=timezone.now())
+    Run.objects.filter(pk=run_id).update(
+        status=final, stop_reason=outcome.stop_reason[:200], finished_at=timezone.now()
+    )
     return outcome
 
 

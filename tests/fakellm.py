@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 
 @dataclass
@@ -71,8 +71,9 @@ class FakeLLMServer:
                         "object": "chat.completion",
                         "created": int(time.time()),
                         "model": model,
-                        "choices": [{"index": 0, "finish_reason": "stop",
-                                     "message": {"role": "assistant", "content": text}}],
+                        "choices": [
+                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+                        ],
                         "usage": {
                             "prompt_tokens": script.prompt_tokens,
                             "completion_tokens": script.completion_tokens,

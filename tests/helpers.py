@@ -31,12 +31,24 @@ def wait_until_serving(base: str, proc, log_path, timeout: float = 60.0) -> None
             return
         except Exception:  # noqa: BLE001 - not up yet
             if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"{base} did not start:\n" + open(log_path).read()[-2000:]) from None
+                raise RuntimeError(f"{base} did not start:\n" + open(log_path).read()[-2000:]) from None  # noqa: SIM115 - open for the process's lifetime
             time.sleep(0.2)
 
 
-def create_run(*, spec, target="llvm", strategy="mcts-random", budget=None, settings=None, timing=None, fleet=None,
-               model=None, team=None, owner=None, enqueue=True):
+def create_run(
+    *,
+    spec,
+    target="llvm",
+    strategy="mcts-random",
+    budget=None,
+    settings=None,
+    timing=None,
+    fleet=None,
+    model=None,
+    team=None,
+    owner=None,
+    enqueue=True,
+):
     """A test run: a checked run request saved through the service (the factory of the tests)."""
     from search import services
     from search.engine.measure import MeasureConfig
@@ -44,6 +56,13 @@ def create_run(*, spec, target="llvm", strategy="mcts-random", budget=None, sett
 
     if model is not None and fleet is not None:
         fleet = fleet.only(model)
-    request = RunRequest(kernel=spec, target=target, strategy=strategy, budget=budget or Budget(),
-                         settings=settings or SearchSettings(), timing=timing or MeasureConfig(), fleet=fleet)
+    request = RunRequest(
+        kernel=spec,
+        target=target,
+        strategy=strategy,
+        budget=budget or Budget(),
+        settings=settings or SearchSettings(),
+        timing=timing or MeasureConfig(),
+        fleet=fleet,
+    )
     return services.create_run(request.checked(), team=team, owner=owner, enqueue=enqueue)

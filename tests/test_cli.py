@@ -69,16 +69,40 @@ def test_non_integer_trials_is_an_argparse_error():
 def test_list_kernels():
     proc = tune("--list-kernels")
     assert proc.returncode == 0
-    for name in ("gemm-512", "llama3-8b-attention", "deepseek-r1-moe", "flux-attention", "flux-conv2d",
-                 "llama4-scout-mlp", "layer-norm", "softmax"):
+    for name in (
+        "gemm-512",
+        "llama3-8b-attention",
+        "deepseek-r1-moe",
+        "flux-attention",
+        "flux-conv2d",
+        "llama4-scout-mlp",
+        "layer-norm",
+        "softmax",
+    ):
         assert name in proc.stdout
 
 
 @pytest.mark.slow
 def test_a_real_run_writes_a_replayable_schedule(tmp_path):
     out = tmp_path / "out"
-    proc = tune("--op", "gemm", "--shape", "M=64,N=64,K=64", "--trials", "6", "--measure-batch", "3",
-                "--number", "1", "--repeat", "2", "--min-repeat-ms", "0", "--out", str(out))
+    proc = tune(
+        "--op",
+        "gemm",
+        "--shape",
+        "M=64,N=64,K=64",
+        "--trials",
+        "6",
+        "--measure-batch",
+        "3",
+        "--number",
+        "1",
+        "--repeat",
+        "2",
+        "--min-repeat-ms",
+        "0",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "unscheduled kernel:" in proc.stdout
     assert "[6/6 trials]" in proc.stdout and "speedup" in proc.stdout and "GFLOP/s" in proc.stdout

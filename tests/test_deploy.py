@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from search import services
 from search.engine.measure import MeasureConfig
 from search.engine.request import Budget, SearchSettings
 from search.models import Run
@@ -43,19 +42,31 @@ def test_compose_file_declares_the_production_services_and_validates():
     tool = shutil.which("docker-compose")
     if tool is None:
         pytest.skip("no docker-compose client here to validate the file with")
-    ok = subprocess.run([tool, "config", "-q"], cwd=ROOT, capture_output=True, text=True,
-                        env=dict(os.environ, COLT_SECRET_KEY="k" * 50, POSTGRES_PASSWORD="pw"))
+    ok = subprocess.run(
+        [tool, "config", "-q"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, COLT_SECRET_KEY="k" * 50, POSTGRES_PASSWORD="pw"),
+    )
     assert ok.returncode == 0, ok.stderr
-    missing = subprocess.run([tool, "config", "-q"], cwd=ROOT, capture_output=True, text=True,
-                             env={k: v for k, v in os.environ.items() if k not in ("COLT_SECRET_KEY",
-                                                                                    "POSTGRES_PASSWORD")})
+    missing = subprocess.run(
+        [tool, "config", "-q"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k not in ("COLT_SECRET_KEY", "POSTGRES_PASSWORD")},
+    )
     assert missing.returncode != 0 and "set " in missing.stderr  # refuses to start without secrets
 
 
 def local(command: list[str], port: int) -> list[str]:
     """A compose command as it runs here: this interpreter, 127.0.0.1 and a free port."""
-    first = {"python": [sys.executable], "daphne": [sys.executable, "-m", "daphne"],
-             "celery": [sys.executable, "-m", "celery"]}[command[0]]
+    first = {
+        "python": [sys.executable],
+        "daphne": [sys.executable, "-m", "daphne"],
+        "celery": [sys.executable, "-m", "celery"],
+    }[command[0]]
     rest = ["127.0.0.1" if a == "0.0.0.0" else str(port) if a == "8000" else a for a in command[1:]]
     return first + rest
 
@@ -77,19 +88,42 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 def test_the_compose_commands_serve_the_app_in_production_settings(tmp_path, settings, gemm128):
     spec = compose()["services"]
     port = free_port()
-    env = dict(os.environ, COLT_DEBUG="0", COLT_SECRET_KEY="production-test-" + "x" * 40,
-               COLT_ALLOWED_HOSTS="127.0.0.1,localhost", COLT_SECURE_COOKIES="1", DATABASE_URL=database_url(),
-               REDIS_URL=REDIS_TEST_URL, COLT_STATIC_ROOT=str(tmp_path / "static"), PYTHONPATH=str(ROOT))
+    env = dict(
+        os.environ,
+        COLT_DEBUG="0",
+        COLT_SECRET_KEY="production-test-" + "x" * 40,
+        COLT_ALLOWED_HOSTS="127.0.0.1,localhost",
+        COLT_SECURE_COOKIES="1",
+        DATABASE_URL=database_url(),
+        REDIS_URL=REDIS_TEST_URL,
+        COLT_STATIC_ROOT=str(tmp_path / "static"),
+        PYTHONPATH=str(ROOT),
+    )
     env.pop("COLT_FLEET_FILE", None)
     # the image's build step, then the one-shot migrate service
-    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput"], cwd=ROOT, env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True
+    )
     subprocess.run(local(spec["migrate"]["command"], port), cwd=ROOT, env=env, check=True, capture_output=True)
-    logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("web", "worker")}
-    procs = [subprocess.Popen(local(spec["web"]["command"], port), cwd=ROOT, env=env, stdout=logs["web"],
-                              stderr=subprocess.STDOUT, start_new_session=True),
-             subprocess.Popen(local(spec["worker-llvm"]["command"], port), cwd=ROOT, env=env,
-                              stdout=logs["worker"], stderr=subprocess.STDOUT, start_new_session=True)]
+    logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("web", "worker")}  # noqa: SIM115 - open for the process's lifetime
+    procs = [
+        subprocess.Popen(
+            local(spec["web"]["command"], port),
+            cwd=ROOT,
+            env=env,
+            stdout=logs["web"],
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ),
+        subprocess.Popen(
+            local(spec["worker-llvm"]["command"], port),
+            cwd=ROOT,
+            env=env,
+            stdout=logs["worker"],
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ),
+    ]
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_serving(base, procs[0], tmp_path / "web.log")
@@ -114,8 +148,12 @@ def test_the_compose_commands_serve_the_app_in_production_settings(tmp_path, set
         assert status == 200 and "max-age=315360000" in headers["Cache-Control"]
         # the worker consumes the llvm queue and runs a run end to end
         settings.REDIS_URL = REDIS_TEST_URL
-        run = create_run(spec=gemm128, budget=Budget(trials=4), timing=MeasureConfig(
-            number=1, repeat=2, min_repeat_ms=0), settings=SearchSettings(measure_batch=2, expansions_per_round=4))
+        run = create_run(
+            spec=gemm128,
+            budget=Budget(trials=4),
+            timing=MeasureConfig(number=1, repeat=2, min_repeat_ms=0),
+            settings=SearchSettings(measure_batch=2, expansions_per_round=4),
+        )
         deadline = time.monotonic() + 180
         while Run.objects.get(pk=run.pk).status not in Run.FINAL:
             assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
@@ -134,4 +172,3 @@ def test_the_compose_commands_serve_the_app_in_production_settings(tmp_path, set
                 os.killpg(p.pid, 9)
         for f in logs.values():
             f.close()
-

@@ -35,6 +35,7 @@ def quiet(monkeypatch):
 
 # --- invalid candidates ------------------------------------------------------------------------
 
+
 def test_a_wrong_result_is_detected_by_the_numpy_check(monkeypatch, gemm128, gemm_space):
     """The real worker function, in this process, against a reference that disagrees with
     what the compiled kernel computes: the candidate is 'wrong', with its error."""
@@ -47,8 +48,14 @@ def test_a_wrong_result_is_detected_by_the_numpy_check(monkeypatch, gemm128, gem
     M._CACHE.clear()
     try:
         cand = gemm_space.sample(np.random.default_rng(1))
-        res = M.MeasureResult(**M.measure_in_worker(gemm128.to_dict(), "llvm", cand.trace_json(),
-                                                    {"number": 1, "repeat": 1, "min_repeat_ms": 0, "check": True}))
+        res = M.MeasureResult(
+            **M.measure_in_worker(
+                gemm128.to_dict(),
+                "llvm",
+                cand.trace_json(),
+                {"number": 1, "repeat": 1, "min_repeat_ms": 0, "check": True},
+            )
+        )
     finally:
         M._CACHE.clear()
     assert res.status == M.WRONG and res.latency_s is None and res.max_error > 1e-3
@@ -72,7 +79,7 @@ class FaultyMeasurer:
                     self.injected["build"] += 1
             sent.append(trace)
         results = self.inner.measure(sent, config)
-        ok = [r for t, r in zip(traces, results) if t is not None and r.ok]
+        ok = [r for t, r in zip(traces, results, strict=True) if t is not None and r.ok]
         if len(ok) > 1:
             fastest = min(ok, key=lambda r: r.latency_s)
             fastest.status, fastest.latency_s, fastest.error = M.WRONG, None, "injected miscompile"
@@ -97,10 +104,16 @@ def corrupt(trace):
 
 
 def test_failed_builds_and_wrong_results_are_marked_invalid_and_never_chosen_as_best(
-        quiet, team, gemm128, gemm_measurer):
+    quiet, team, gemm128, gemm_measurer
+):
     measurer = FaultyMeasurer(gemm_measurer)
-    run = create_run(spec=gemm128, budget=Budget(trials=12), timing=FAST, team=team,
-                              settings=SearchSettings(measure_batch=4, expansions_per_round=6, seed=4))
+    run = create_run(
+        spec=gemm128,
+        budget=Budget(trials=12),
+        timing=FAST,
+        team=team,
+        settings=SearchSettings(measure_batch=4, expansions_per_round=6, seed=4),
+    )
     services.execute_run(run.pk, measurer=measurer)
     run.refresh_from_db()
     assert run.status == Run.Status.SUCCEEDED and run.trials_done == 12
@@ -118,12 +131,18 @@ def test_failed_builds_and_wrong_results_are_marked_invalid_and_never_chosen_as_
 
 # --- model servers that fail -------------------------------------------------------------------
 
+
 @pytest.fixture
 def doomed_server(tmp_path):
     """A fake model server in its own process (answers after 2 s), to SIGKILL mid-call."""
     port_file, log = tmp_path / "port", tmp_path / "doomed.log"
-    proc = subprocess.Popen([sys.executable, "-m", "tests.fakellm", str(port_file), "2"], cwd=ROOT,
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakellm", str(port_file), "2"],
+        cwd=ROOT,
+        stdout=open(log, "w"),  # noqa: SIM115 - open for the process's lifetime
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 30
     while not port_file.exists() or not port_file.read_text():
         assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
@@ -134,18 +153,21 @@ def doomed_server(tmp_path):
         proc.wait()
 
 
-def test_slow_garbage_and_killed_model_servers_cost_outcomes_not_the_run(quiet, team, gemm128, gemm_measurer,
-                                                                          fake_llm, doomed_server):
+def test_slow_garbage_and_killed_model_servers_cost_outcomes_not_the_run(
+    quiet, team, gemm128, gemm_measurer, fake_llm, doomed_server
+):
     import threading
 
     proc, doomed_base, log = doomed_server
     fake_llm.scripts["small"] = Script('{"next_model": "large", "mutators": ["MutateTileSize"]}', delay_s=3.0)
     fake_llm.scripts["mid"] = Script("no idea, sorry")
-    fleet = Fleet((
-        ModelSpec("small", "openai/small", 135e6, 0.03, 0.08, fake_llm.api_base, None, 1.0),  # times out
-        ModelSpec("mid", "openai/mid", 270e6, 0.05, 0.16, fake_llm.api_base, None, 10.0),  # garbage
-        ModelSpec("large", "openai/large", 494e6, 0.10, 0.30, doomed_base, None, 10.0),  # killed mid-call
-    ))
+    fleet = Fleet(
+        (
+            ModelSpec("small", "openai/small", 135e6, 0.03, 0.08, fake_llm.api_base, None, 1.0),  # times out
+            ModelSpec("mid", "openai/mid", 270e6, 0.05, 0.16, fake_llm.api_base, None, 10.0),  # garbage
+            ModelSpec("large", "openai/large", 494e6, 0.10, 0.30, doomed_base, None, 10.0),  # killed mid-call
+        )
+    )
 
     def kill_on_first_request():
         deadline = time.monotonic() + 120
@@ -156,8 +178,15 @@ def test_slow_garbage_and_killed_model_servers_cost_outcomes_not_the_run(quiet, 
 
     killer = threading.Thread(target=kill_on_first_request, daemon=True)
     killer.start()
-    run = create_run(spec=gemm128, strategy="colt", fleet=fleet, budget=Budget(trials=8), timing=FAST,
-                              team=team, settings=SearchSettings(measure_batch=2, expansions_per_round=4, seed=9))
+    run = create_run(
+        spec=gemm128,
+        strategy="colt",
+        fleet=fleet,
+        budget=Budget(trials=8),
+        timing=FAST,
+        team=team,
+        settings=SearchSettings(measure_batch=2, expansions_per_round=4, seed=9),
+    )
     services.execute_run(run.pk, measurer=gemm_measurer, serve_local=False)
     killer.join(timeout=5)
     run.refresh_from_db()
@@ -173,11 +202,11 @@ def test_slow_garbage_and_killed_model_servers_cost_outcomes_not_the_run(quiet, 
     assert {c.outcome for c in by_model["large"]} == {"server_error"}
     assert "timeout" in {c.outcome for c in by_model.get("small", [])} or "small" not in by_model
     assert {"server_error"} < {c.outcome for c in calls}  # more than one kind of failure recorded
-    assert {c.outcome for c in calls} <= {"ok", "parse_error", "timeout", "server_error", "escalation",
-                                         "invalid_model"}
+    assert {c.outcome for c in calls} <= {"ok", "parse_error", "timeout", "server_error", "escalation", "invalid_model"}
 
 
 # --- the database drops the worker's connections ------------------------------------------------
+
 
 @pytest.mark.services
 @pytest.mark.slow
@@ -197,15 +226,22 @@ def test_the_task_retries_when_the_database_drops_its_connections(gemm128, team,
     settings.REDIS_URL = REDIS_TEST_URL
     worker = Worker("dbfault", "llvm")
     try:
-        run = create_run(spec=gemm128, budget=Budget(trials=16), timing=FAST, team=team,
-                                  settings=SearchSettings(measure_batch=2, expansions_per_round=4, seed=6))
+        run = create_run(
+            spec=gemm128,
+            budget=Budget(trials=16),
+            timing=FAST,
+            team=team,
+            settings=SearchSettings(measure_batch=2, expansions_per_round=4, seed=6),
+        )
         deadline = time.monotonic() + 180
         while Run.objects.get(pk=run.pk).trials_done < 4:
             assert time.monotonic() < deadline, "the run did not start"
             time.sleep(0.2)
         with connection.cursor() as cursor:  # what a database restart or failover does to clients
-            cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                           "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            cursor.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
             assert cursor.fetchone()[0] >= 1
         while not Run.objects.get(pk=run.pk).is_final:
             assert time.monotonic() < deadline + 120, (ROOT / ".pytest-worker-dbfault.log").read_text()[-3000:]
@@ -221,6 +257,7 @@ def test_the_task_retries_when_the_database_drops_its_connections(gemm128, team,
 
 # --- Redis restarted during a run ---------------------------------------------------------------
 
+
 class PrivateRedis:
     """A redis-server of this test's own on a free port, to kill and restart."""
 
@@ -230,9 +267,23 @@ class PrivateRedis:
         self.start()
 
     def start(self):
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", str(self.tmp)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.tmp),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         import redis
 
         deadline = time.monotonic() + 10
@@ -250,15 +301,15 @@ class PrivateRedis:
 
 
 def spawn(args, env, log):
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        args, cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 @pytest.mark.browser
 @pytest.mark.services
 @pytest.mark.slow
-def test_redis_restarted_mid_run_the_page_resyncs_and_loses_no_event(tmp_path, member, team, gemm128, settings,
-                                                                      page):
+def test_redis_restarted_mid_run_the_page_resyncs_and_loses_no_event(tmp_path, member, team, gemm128, settings, page):
     import shutil
 
     from tests.test_pages import CHROMIUM, log_in
@@ -272,17 +323,45 @@ def test_redis_restarted_mid_run_the_page_resyncs_and_loses_no_event(tmp_path, m
     env.pop("COLT_FLEET_FILE", None)
     port = free_port()
     procs = [
-        spawn([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "colt_site.asgi:application"],
-              env, tmp_path / "web.log"),
-        spawn([sys.executable, "-m", "celery", "-A", "colt_site.celery", "worker", "-Q", "llvm", "-c", "1", "-n",
-               "redisfault@%h", "--without-gossip", "--without-mingle", "-l", "info"], env, tmp_path / "worker.log"),
+        spawn(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "colt_site.asgi:application"],
+            env,
+            tmp_path / "web.log",
+        ),
+        spawn(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "colt_site.celery",
+                "worker",
+                "-Q",
+                "llvm",
+                "-c",
+                "1",
+                "-n",
+                "redisfault@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "-l",
+                "info",
+            ],
+            env,
+            tmp_path / "worker.log",
+        ),
     ]
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_serving(base, procs[0], tmp_path / "web.log")
         settings.REDIS_URL = redis_server.url
-        run = create_run(spec=gemm128, budget=Budget(trials=48), timing=FAST, team=team,
-                                  settings=SearchSettings(measure_batch=4, expansions_per_round=6, seed=8))
+        run = create_run(
+            spec=gemm128,
+            budget=Budget(trials=48),
+            timing=FAST,
+            team=team,
+            settings=SearchSettings(measure_batch=4, expansions_per_round=6, seed=8),
+        )
         log_in(page, base)
         page.goto(f"{base}/runs/{run.pk}")
         page.wait_for_function("window.coltState && window.coltState.nodes.size > 5", timeout=120_000)

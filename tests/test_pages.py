@@ -39,9 +39,14 @@ def serve(fake_llm, tmp_path, **env_extra):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update(DATABASE_URL=database_url(), COLT_FLEET_FILE=str(fleet_file), PYTHONPATH=str(ROOT), **env_extra)
-    log = open(tmp_path / "daphne.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                             "colt_site.asgi:application"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log = open(tmp_path / "daphne.log", "w")  # noqa: SIM115 - open for the process's lifetime
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "colt_site.asgi:application"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     wait_until_serving(base, proc, tmp_path / "daphne.log")
     yield base
@@ -65,8 +70,14 @@ def page(monkeypatch):
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
         )
         pg = browser.new_page(viewport={"width": 1400, "height": 950})
         yield pg
@@ -147,8 +158,9 @@ def test_a_form_with_bad_input_shows_errors_and_creates_nothing(server, member, 
     assert Run.objects.count() == 0
 
 
-def test_log_in_review_costs_sort_by_usd_and_compare_two_runs(server, member, team, page, tmp_path, gemm128,
-                                                               gemm_measurer, colt_run):
+def test_log_in_review_costs_sort_by_usd_and_compare_two_runs(
+    server, member, team, page, tmp_path, gemm128, gemm_measurer, colt_run
+):
     colt = colt_run
     random_run = execute(gemm128, team, gemm_measurer, strategy="mcts-random", trials=6)
     log_in(page, server)
@@ -158,7 +170,8 @@ def test_log_in_review_costs_sort_by_usd_and_compare_two_runs(server, member, te
     usd_header = page.locator("#model-costs th", has_text="USD").first
     usd_header.click()
     values = lambda: page.eval_on_selector_all(  # noqa: E731
-        "#model-costs tbody tr:not(.total) td.usd", "cells => cells.map(c => Number(c.dataset.value))")
+        "#model-costs tbody tr:not(.total) td.usd", "cells => cells.map(c => Number(c.dataset.value))"
+    )
     assert usd_header.get_attribute("aria-sort") == "descending"
     first = values()
     assert len(first) >= 2 and first == sorted(first, reverse=True)
@@ -201,11 +214,35 @@ def test_a_run_started_from_the_command_line_streams_to_an_open_run_page(fake_ll
     base = next(web)
     env = dict(os.environ, DATABASE_URL=database_url(), REDIS_URL=REDIS_TEST_URL, PYTHONPATH=str(ROOT))
     with open(tmp_path / "tune.log", "w") as log:
-        cli = subprocess.Popen([sys.executable, "manage.py", "tune", "--kernel", "gemm-128", "--trials", "40",
-                                "--measure-batch", "4", "--expansions-per-round", "8", "--number", "1",
-                                "--repeat", "2", "--min-repeat-ms", "0", "--team", team.name,
-                                "--out", str(tmp_path / "out")],
-                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        cli = subprocess.Popen(
+            [
+                sys.executable,
+                "manage.py",
+                "tune",
+                "--kernel",
+                "gemm-128",
+                "--trials",
+                "40",
+                "--measure-batch",
+                "4",
+                "--expansions-per-round",
+                "8",
+                "--number",
+                "1",
+                "--repeat",
+                "2",
+                "--min-repeat-ms",
+                "0",
+                "--team",
+                team.name,
+                "--out",
+                str(tmp_path / "out"),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             log_in(page, base)
             deadline = time.monotonic() + 120

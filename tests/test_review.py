@@ -41,10 +41,15 @@ def garbage_every_other(body):
 
 
 def execute(spec, team, measurer, *, strategy="colt", fleet=None, trials=10, seed=5):
-    run = create_run(spec=spec, strategy=strategy, fleet=fleet, budget=Budget(trials=trials),
-                              settings=SearchSettings(measure_batch=2, expansions_per_round=4, seed=seed,
-                                                      course_alteration_k=1),
-                              timing=FAST, team=team)
+    run = create_run(
+        spec=spec,
+        strategy=strategy,
+        fleet=fleet,
+        budget=Budget(trials=trials),
+        settings=SearchSettings(measure_batch=2, expansions_per_round=4, seed=seed, course_alteration_k=1),
+        timing=FAST,
+        team=team,
+    )
     services.execute_run(run.pk, measurer=measurer, serve_local=False)
     run.refresh_from_db()
     return run
@@ -62,15 +67,21 @@ def colt_run(quiet, team, gemm128, gemm_measurer, fake_llm, fake_fleet):
 
 # --- access ------------------------------------------------------------------------------------
 
+
 def urls_of(run_id):
-    return [f"/runs/{run_id}", f"/api/runs/{run_id}", f"/api/runs/{run_id}?after=0",
-            f"/runs/{run_id}/costs", f"/runs/{run_id}/ledger.csv"] + [
-        f"/runs/{run_id}/download/{what}" for what in ("schedule.py", "trace.json", "database.zip", "top.json",
-                                                       "nodes.csv")]
+    return [
+        f"/runs/{run_id}",
+        f"/api/runs/{run_id}",
+        f"/api/runs/{run_id}?after=0",
+        f"/runs/{run_id}/costs",
+        f"/runs/{run_id}/ledger.csv",
+    ] + [
+        f"/runs/{run_id}/download/{what}"
+        for what in ("schedule.py", "trace.json", "database.zip", "top.json", "nodes.csv")
+    ]
 
 
-def test_outsiders_get_404_as_for_a_missing_run_and_anonymous_users_must_log_in(
-        quiet, team, member, outsider, gemm128):
+def test_outsiders_get_404_as_for_a_missing_run_and_anonymous_users_must_log_in(quiet, team, member, outsider, gemm128):
     run = create_run(spec=gemm128, budget=Budget(trials=4), team=team)
     inside, outside, anonymous = Client(), Client(), Client()
     inside.force_login(member)
@@ -100,9 +111,22 @@ def test_outsiders_get_404_as_for_a_missing_run_and_anonymous_users_must_log_in(
     # and the launch form offers only the user's own teams
     form = outside.get("/runs/new").content.decode()
     assert "elsewhere" in form and ">lab<" not in form
-    response = outside.post("/runs/new", {"team": team.pk, "kernel": "gemm-128", "dtype": "float32",
-                                          "target": "llvm", "strategy": "mcts-random", "trials": 3, "lam": 0.2,
-                                          "c": 1.4, "course_alteration_k": 2, "branching": 2, "seed": 0})
+    response = outside.post(
+        "/runs/new",
+        {
+            "team": team.pk,
+            "kernel": "gemm-128",
+            "dtype": "float32",
+            "target": "llvm",
+            "strategy": "mcts-random",
+            "trials": 3,
+            "lam": 0.2,
+            "c": 1.4,
+            "course_alteration_k": 2,
+            "branching": 2,
+            "seed": 0,
+        },
+    )
     assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
     assert Run.objects.count() == 2
 
@@ -113,8 +137,7 @@ def test_login_page_and_forms_carry_csrf_tokens_and_posts_without_them_fail(quie
     assert login.status_code == 200 and "csrfmiddlewaretoken" in login.content.decode()
     assert browser.post("/accounts/login/", {"username": "ada", "password": PASSWORD}).status_code == 403
     token = login.cookies["csrftoken"].value
-    done = browser.post("/accounts/login/", {"username": "ada", "password": PASSWORD,
-                                             "csrfmiddlewaretoken": token})
+    done = browser.post("/accounts/login/", {"username": "ada", "password": PASSWORD, "csrfmiddlewaretoken": token})
     assert done.status_code == 302 and done["Location"] == "/"
     page = browser.get("/runs/new").content.decode()
     assert page.count("csrfmiddlewaretoken") >= 2  # the launch form and the log-out form
@@ -164,6 +187,7 @@ def test_createadmin_and_team_commands(db, monkeypatch, capsys):
 
 # --- the cost review -----------------------------------------------------------------------------
 
+
 def test_per_model_review_and_subtree_costs_add_up(client, colt_run):
     run = colt_run
     review = reports.model_costs(Run.objects.filter(pk=run.pk))
@@ -210,6 +234,7 @@ def test_ledger_csv_sums_to_the_runs_usd_total_and_team_filters_apply(client, co
     assert [int(r["call_id"]) for r in rows] == list(range(1, run.llm_calls + 1))
     assert sum(float(r["usd"]) for r in rows) == pytest.approx(run.usd, rel=1e-12)
     assert {r["model"] for r in rows} <= {"small", "mid", "large"}
+
     # across the team, filtered: the colt run is in its strategy's ledger and not in another's
     def team_rows(query):
         body = b"".join(client.get(f"/costs/ledger.csv?{query}").streaming_content).decode()
@@ -224,6 +249,7 @@ def test_ledger_csv_sums_to_the_runs_usd_total_and_team_filters_apply(client, co
 
 
 # --- comparisons ---------------------------------------------------------------------------------
+
 
 def test_compare_two_runs_of_a_kernel_side_by_side(client, colt_run, team, gemm128, gemm_measurer, quiet):
     random_run = execute(gemm128, team, gemm_measurer, strategy="mcts-random", trials=6)
@@ -249,6 +275,7 @@ def test_compare_two_runs_of_a_kernel_side_by_side(client, colt_run, team, gemm1
 
 # --- downloads -----------------------------------------------------------------------------------
 
+
 def test_downloaded_database_loads_in_tvm_and_reproduces_the_best_schedule(client, colt_run, tmp_path, gemm128):
     from tvm.s_tir import meta_schedule as ms
 
@@ -269,8 +296,7 @@ def test_downloaded_database_loads_in_tvm_and_reproduces_the_best_schedule(clien
     assert response.status_code == 200 and response["Content-Type"] == "application/zip"
     zipfile.ZipFile(io.BytesIO(response.content)).extractall(tmp_path)
     folder = next(tmp_path.iterdir())
-    assert {p.name for p in folder.iterdir()} >= {"database_workload.json", "database_tuning_record.json",
-                                                   "top_k.json"}
+    assert {p.name for p in folder.iterdir()} >= {"database_workload.json", "database_tuning_record.json", "top_k.json"}
     # TVM's own loader, unchanged
     db = ms.database.JSONDatabase(work_dir=str(folder))
     mod, target = build_module(gemm128), make_target(run.target)

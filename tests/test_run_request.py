@@ -15,34 +15,79 @@ pytestmark = pytest.mark.db
 
 #: (what is wrong, the form's fields, the CLI's options, the API's document, the message)
 BAD = [
-    ("branching 0", {"branching": "0"}, ["--branching", "0"], {"settings": {"branching": 0}},
-     "branching must be an integer between 1 and 16"),
-    ("branching 17", {"branching": "17"}, ["--branching", "17"], {"settings": {"branching": 17}},
-     "branching must be an integer between 1 and 16"),
-    ("lambda NaN", {"lam": "nan"}, ["--lam", "nan"], {"settings": {"lam": math.nan}},
-     "lam must be a number between 0 and 1"),
-    ("trials 0", {"trials": "0"}, ["--trials", "0"], {"budget": {"trials": 0}},
-     "trials must be an integer between 1 and 100000"),
-    ("trials 10^9", {"trials": "1000000000"}, ["--trials", "1000000000"], {"budget": {"trials": 10**9}},
-     "trials must be an integer between 1 and 100000"),
-    ("unknown strategy", {"strategy": "guess"}, ["--strategy", "guess"], {"strategy": "guess"},
-     "unknown strategy 'guess'; known: mcts-random, colt, single-llm, evolutionary"),
-    ("negative USD", {"usd": "-1"}, ["--max-usd", "-1"], {"budget": {"usd": -1}},
-     "usd must be a number greater than 0 and at most 1000000"),
+    (
+        "branching 0",
+        {"branching": "0"},
+        ["--branching", "0"],
+        {"settings": {"branching": 0}},
+        "branching must be an integer between 1 and 16",
+    ),
+    (
+        "branching 17",
+        {"branching": "17"},
+        ["--branching", "17"],
+        {"settings": {"branching": 17}},
+        "branching must be an integer between 1 and 16",
+    ),
+    (
+        "lambda NaN",
+        {"lam": "nan"},
+        ["--lam", "nan"],
+        {"settings": {"lam": math.nan}},
+        "lam must be a number between 0 and 1",
+    ),
+    (
+        "trials 0",
+        {"trials": "0"},
+        ["--trials", "0"],
+        {"budget": {"trials": 0}},
+        "trials must be an integer between 1 and 100000",
+    ),
+    (
+        "trials 10^9",
+        {"trials": "1000000000"},
+        ["--trials", "1000000000"],
+        {"budget": {"trials": 10**9}},
+        "trials must be an integer between 1 and 100000",
+    ),
+    (
+        "unknown strategy",
+        {"strategy": "guess"},
+        ["--strategy", "guess"],
+        {"strategy": "guess"},
+        "unknown strategy 'guess'; known: mcts-random, colt, single-llm, evolutionary",
+    ),
+    (
+        "negative USD",
+        {"usd": "-1"},
+        ["--max-usd", "-1"],
+        {"budget": {"usd": -1}},
+        "usd must be a number greater than 0 and at most 1000000",
+    ),
 ]
-FORM = {"kernel": "gemm-128", "dtype": "float32", "target": "llvm", "strategy": "mcts-random", "trials": "4",
-        "lam": "0.2", "c": "1.4", "course_alteration_k": "2", "branching": "2", "seed": "0"}
+FORM = {
+    "kernel": "gemm-128",
+    "dtype": "float32",
+    "target": "llvm",
+    "strategy": "mcts-random",
+    "trials": "4",
+    "lam": "0.2",
+    "c": "1.4",
+    "course_alteration_k": "2",
+    "branching": "2",
+    "seed": "0",
+}
 
 
 @pytest.mark.parametrize("case, form, cli, doc, message", BAD, ids=[b[0] for b in BAD])
-def test_a_bad_value_gets_one_message_from_the_form_the_cli_and_the_api(client, team, case, form, cli, doc,
-                                                                        message):
+def test_a_bad_value_gets_one_message_from_the_form_the_cli_and_the_api(client, team, case, form, cli, doc, message):
     page = client.post("/runs/new", {**FORM, "team": team.pk, **form})
     assert page.status_code == 200
     assert message in html.unescape(page.content.decode())
 
-    api = client.post("/api/runs", json.dumps({"kernel": "gemm-128", "team": team.name, **doc}),
-                      content_type="application/json")
+    api = client.post(
+        "/api/runs", json.dumps({"kernel": "gemm-128", "team": team.name, **doc}), content_type="application/json"
+    )
     assert api.status_code == 400
     assert message in api.json()["errors"].values()
 
@@ -51,13 +96,19 @@ def test_a_bad_value_gets_one_message_from_the_form_the_cli_and_the_api(client, 
     assert Run.objects.count() == 0
 
 
-def test_the_api_launches_a_run_from_a_request_document(client, team, member, django_capture_on_commit_callbacks,
-                                                        monkeypatch):
+def test_the_api_launches_a_run_from_a_request_document(
+    client, team, member, django_capture_on_commit_callbacks, monkeypatch
+):
     queued = []
     monkeypatch.setattr("search.services.enqueue_run", lambda run_id, target: queued.append(run_id))
-    doc = {"kernel": {"op": "gemm", "shape": {"M": 64, "N": 64, "K": 32}}, "strategy": "mcts-random",
-           "budget": {"trials": 6, "wall_s": 60}, "settings": {"branching": 3, "seed": 4},
-           "timing": {"number": 1, "repeat": 2}, "team": team.name}
+    doc = {
+        "kernel": {"op": "gemm", "shape": {"M": 64, "N": 64, "K": 32}},
+        "strategy": "mcts-random",
+        "budget": {"trials": 6, "wall_s": 60},
+        "settings": {"branching": 3, "seed": 4},
+        "timing": {"number": 1, "repeat": 2},
+        "team": team.name,
+    }
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post("/api/runs", json.dumps(doc), content_type="application/json")
     assert response.status_code == 201, response.content
@@ -69,7 +120,24 @@ def test_the_api_launches_a_run_from_a_request_document(client, team, member, dj
     assert request.timing.number == 1 and request.timing.repeat == 2 and request.timing.min_repeat_ms == 100
     assert run.owner == member and run.team == team
     # not a JSON object, an unknown field, a team the user is not in: 400, nothing created
-    for body in ("[1, 2]", "{not json", json.dumps({"kernel": "gemm-128", "budget": {"trails": 5}}),
-                 json.dumps({"kernel": "gemm-128", "team": "elsewhere-team"})):
+    for body in (
+        "[1, 2]",
+        "{not json",
+        json.dumps({"kernel": "gemm-128", "budget": {"trails": 5}}),
+        json.dumps({"kernel": "gemm-128", "team": "elsewhere-team"}),
+    ):
         assert client.post("/api/runs", body, content_type="application/json").status_code == 400
     assert Run.objects.count() == 1
+
+
+def test_a_node_has_one_schema_in_the_engine_the_database_and_the_exports():
+    from search.engine.events import NODE_FIELDS, NodeCreated
+    from search.exports import NODES_HEADER
+    from search.models import Node
+
+    columns = {f.name for f in Node._meta.get_fields()} - {"id", "run", "seq"}
+    assert columns == set(NODE_FIELDS)
+    assert set(NODES_HEADER) <= set(NODE_FIELDS)
+    created = NodeCreated(node_id=1, parent_id=0, depth=1).to_dict()
+    assert set(created) == set(NODE_FIELDS) | {"kind"}
+    assert created["status"] is None and created["created_by"] is None  # None, never ""

@@ -26,8 +26,6 @@ def queued(monkeypatch):
     return sent
 
 
-
-
 class DyingMeasurer:
     """A real measurer whose worker 'dies' (raises) on the n-th batch, like a killed process."""
 
@@ -73,8 +71,9 @@ def test_create_run_validates_and_enqueues_after_commit(queued, gemm128, django_
 
 
 def test_a_run_persists_every_event_in_order(queued, gemm128, gemm_measurer, fake_fleet):
-    run = create_run(spec=gemm128, strategy="colt", budget=Budget(trials=8), settings=SETTINGS,
-                              fleet=fake_fleet, timing=FAST)
+    run = create_run(
+        spec=gemm128, strategy="colt", budget=Budget(trials=8), settings=SETTINGS, fleet=fake_fleet, timing=FAST
+    )
     services.execute_run(run.pk, measurer=gemm_measurer)
     run.refresh_from_db()
     assert run.status == Run.Status.SUCCEEDED and run.stop_reason == "trial budget spent"
@@ -97,8 +96,9 @@ def test_a_run_persists_every_event_in_order(queued, gemm128, gemm_measurer, fak
 
 
 def test_resume_after_the_worker_dies_loses_and_duplicates_nothing(queued, gemm128, gemm_measurer, fake_fleet):
-    run = create_run(spec=gemm128, strategy="colt", budget=Budget(trials=12), settings=SETTINGS,
-                              fleet=fake_fleet, timing=FAST)
+    run = create_run(
+        spec=gemm128, strategy="colt", budget=Budget(trials=12), settings=SETTINGS, fleet=fake_fleet, timing=FAST
+    )
     with pytest.raises(RuntimeError, match="worker lost"):
         services.execute_run(run.pk, measurer=DyingMeasurer(gemm_measurer, die_on_batch=2))
     run.refresh_from_db()
@@ -188,9 +188,22 @@ def test_run_list_launch_page_and_node_api(client, team, queued, gemm128, gemm_m
     assert "T.prim_func" in script
     assert client.get(f"/api/runs/{run.pk}/nodes/99999").status_code == 404
     # a valid form post creates the run and opens its page; cancel and resume are POST-only
-    response = client.post("/runs/new", {"kernel": "gemm-128", "dtype": "float32", "target": "llvm",
-                                         "strategy": "mcts-random", "trials": 3, "lam": 0.2, "c": 1.4, "course_alteration_k": 2,
-                                         "branching": 2, "seed": 0, "team": team.pk})
+    response = client.post(
+        "/runs/new",
+        {
+            "kernel": "gemm-128",
+            "dtype": "float32",
+            "target": "llvm",
+            "strategy": "mcts-random",
+            "trials": 3,
+            "lam": 0.2,
+            "c": 1.4,
+            "course_alteration_k": 2,
+            "branching": 2,
+            "seed": 0,
+            "team": team.pk,
+        },
+    )
     new = Run.objects.order_by("-pk").first()
     assert response.status_code == 302 and response["Location"] == f"/runs/{new.pk}" and new.budget.trials == 3
     assert new.team == team and new.owner.username == "ada"

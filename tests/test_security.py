@@ -18,8 +18,16 @@ APP_DIRS = ("search", "dashboard", "accounts", "colt_site")
 
 #: calls that would run text as code or unpickle it
 FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__", "execfile"}
-FORBIDDEN_ATTRS = {("pickle", "loads"), ("pickle", "load"), ("marshal", "loads"), ("cloudpickle", "loads"),
-                   ("yaml", "load"), ("script", "from_source"), ("os", "system"), ("os", "popen")}
+FORBIDDEN_ATTRS = {
+    ("pickle", "loads"),
+    ("pickle", "load"),
+    ("marshal", "loads"),
+    ("cloudpickle", "loads"),
+    ("yaml", "load"),
+    ("script", "from_source"),
+    ("os", "system"),
+    ("os", "popen"),
+}
 
 
 def app_sources():
@@ -73,8 +81,17 @@ def test_hostile_llm_replies_become_known_names_or_nothing(reply, tmp_path):
     assert not Path("/tmp/colt-pwned").exists()
 
 
-@pytest.mark.parametrize("shape", ["M=__import__('os').getpid(),N=1,K=1", "M=1e400,N=8,K=8", "M=8;N=8",
-                                   "M=8,N=8,K=8,Z=8", "M=-8,N=8,K=8", "M=99999999,N=8,K=8"])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "M=__import__('os').getpid(),N=1,K=1",
+        "M=1e400,N=8,K=8",
+        "M=8;N=8",
+        "M=8,N=8,K=8,Z=8",
+        "M=-8,N=8,K=8",
+        "M=99999999,N=8,K=8",
+    ],
+)
 def test_hostile_kernel_specs_are_refused(shape):
     with pytest.raises(SpecError):
         validate(KernelSpec("gemm", parse_shape(shape)))
@@ -87,8 +104,7 @@ def test_an_unknown_operator_is_refused():
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.db
-def test_api_keys_reach_neither_the_database_nor_the_logs(fake_llm, monkeypatch, caplog, gemm128, gemm_measurer,
-                                                          team):
+def test_api_keys_reach_neither_the_database_nor_the_logs(fake_llm, monkeypatch, caplog, gemm128, gemm_measurer, team):
     """A provider that rejects the key and echoes it back: the run goes on, the call is
     recorded as a server error, and the key is in no row, event or log line."""
     from django.db import connection
@@ -105,8 +121,14 @@ def test_api_keys_reach_neither_the_database_nor_the_logs(fake_llm, monkeypatch,
         fake_llm.scripts[name] = Script(status=401)
     caplog.set_level(logging.DEBUG)
     fleet = fleet_at(fake_llm.api_base, key_env="COLT_SECRET_TEST_KEY")
-    run = create_run(spec=gemm128, strategy="colt", fleet=fleet, budget=Budget(trials=4), team=team,
-                              settings=SearchSettings(measure_batch=2, expansions_per_round=4, seed=2))
+    run = create_run(
+        spec=gemm128,
+        strategy="colt",
+        fleet=fleet,
+        budget=Budget(trials=4),
+        team=team,
+        settings=SearchSettings(measure_batch=2, expansions_per_round=4, seed=2),
+    )
     services.execute_run(run.pk, measurer=gemm_measurer, serve_local=False)
     run.refresh_from_db()
     assert run.status == "succeeded" and run.llm_calls > 0

@@ -51,13 +51,40 @@ def broker(settings):
 class Worker:
     def __init__(self, name: str, queue: str, **env):
         self.name = name
-        environ = dict(os.environ, DATABASE_URL=database_url(), REDIS_URL=REDIS_TEST_URL,
-                       COLT_STALE_AFTER_S="2", PYTHONPATH=str(ROOT), **env)
-        self.log = open(ROOT / f".pytest-worker-{name}.log", "w")
+        environ = dict(
+            os.environ,
+            DATABASE_URL=database_url(),
+            REDIS_URL=REDIS_TEST_URL,
+            COLT_STALE_AFTER_S="2",
+            PYTHONPATH=str(ROOT),
+            **env,
+        )
+        self.log = open(ROOT / f".pytest-worker-{name}.log", "w")  # noqa: SIM115 - open for the process's lifetime
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "colt_site.celery", "worker", "-Q", queue, "-c", "1",
-             "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info"],
-            cwd=ROOT, env=environ, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "colt_site.celery",
+                "worker",
+                "-Q",
+                queue,
+                "-c",
+                "1",
+                "-n",
+                f"{name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "info",
+            ],
+            cwd=ROOT,
+            env=environ,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def kill(self):
@@ -106,8 +133,7 @@ def refreshed(run):
 
 
 def create(spec, trials, target="llvm", **kw):
-    return create_run(spec=spec, target=target, budget=Budget(trials=trials), settings=SETTINGS, timing=FAST,
-                               **kw)
+    return create_run(spec=spec, target=target, budget=Budget(trials=trials), settings=SETTINGS, timing=FAST, **kw)
 
 
 def test_a_real_worker_runs_a_run_end_to_end(workers, gemm128):
@@ -188,8 +214,7 @@ def test_two_workers_on_two_queues_take_only_their_targets_runs(workers, gemm128
     workers("gpu", queue="cuda-sm80")
     cpu_run = create(gemm128, 4, target="llvm")
     gpu_run = create(gemm128, 4, target="cuda-sm80")
-    wait_for(lambda: refreshed(cpu_run).is_final and refreshed(gpu_run).is_final, timeout=240,
-             what="both runs")
+    wait_for(lambda: refreshed(cpu_run).is_final and refreshed(gpu_run).is_final, timeout=240, what="both runs")
     assert cpu_run.worker.startswith("cpu@") and cpu_run.status == Run.Status.SUCCEEDED
     assert gpu_run.worker.startswith("gpu@")
     # no GPU here: the CUDA run fails at once with the reason, spending no trials (a GPU host

@@ -11,13 +11,15 @@ Measuring lives in :mod:`search.engine.measure`; it runs candidates in worker pr
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from .tvmenv import install_tensor_intrin_stub, tvm as _tvm
+from .tvmenv import install_tensor_intrin_stub
+from .tvmenv import tvm as _tvm
 from .workloads import KernelSpec, build_module
 
 install_tensor_intrin_stub()
@@ -48,7 +50,7 @@ class TargetError(ValueError):
 
 
 def target_kind(name: str) -> str:
-    m = _TARGET_RE.match(name or "")
+    m = _TARGET_RE.fullmatch(name or "")
     if not m:
         raise TargetError(f"unknown target {name!r}; use llvm, cuda or cuda-smXY (e.g. cuda-sm90)")
     return m.group(1)
@@ -64,16 +66,11 @@ def make_target(name: str, num_cores: int | None = None):
         import os
 
         cores = num_cores or len(os.sched_getaffinity(0))
-        return tvm.target.Target(
-            {"kind": "llvm", "mcpu": codegen.llvm_get_system_cpu(), "num-cores": cores}
-        )
-    arch = _TARGET_RE.match(name).group(2) or "sm80"
+        return tvm.target.Target({"kind": "llvm", "mcpu": codegen.llvm_get_system_cpu(), "num-cores": cores})
+    arch = _TARGET_RE.fullmatch(name).group(2) or "sm80"  # type: ignore[union-attr]  # target_kind checked it
     host = {"kind": "llvm", "mcpu": codegen.llvm_get_system_cpu()}
     tag = _CUDA_TAGS.get(arch.rstrip("a"))
-    if tag:
-        base = tvm.target.Target(tag).export()
-    else:
-        base = dict(tvm.target.Target(_CUDA_TAGS["sm80"]).export())
+    base = tvm.target.Target(tag).export() if tag else dict(tvm.target.Target(_CUDA_TAGS["sm80"]).export())
     spec = {k: v for k, v in base.items() if k not in ("tag", "keys")}
     spec["arch"] = "sm_" + arch[2:]
     spec["host"] = host
@@ -179,9 +176,7 @@ class SearchSpace:
         from-target default would add tensor-core rules, which need the real intrinsics."""
         from tvm.s_tir import meta_schedule as ms
 
-        return ms.space_generator.PostOrderApply(
-            sch_rules=self.kind, postprocs=self.kind, mutator_probs=self.kind
-        )
+        return ms.space_generator.PostOrderApply(sch_rules=self.kind, postprocs=self.kind, mutator_probs=self.kind)
 
     # -- names ---------------------------------------------------------------------------
     @property
@@ -191,10 +186,7 @@ class SearchSpace:
     # -- schedules -----------------------------------------------------------------------
     def _postprocess(self, sch) -> bool:
         sch.enter_postproc()
-        for postproc in self.postprocs:
-            if not postproc.apply(sch):
-                return False
-        return True
+        return all(postproc.apply(sch) for postproc in self.postprocs)
 
     def realize(self, trace, rng: np.random.Generator) -> Candidate | None:
         """Replay a trace (without its post-processing) and post-process it; None if invalid."""
@@ -284,10 +276,7 @@ class CostModel:
         from tvm.s_tir import meta_schedule as ms
         from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
-        return [
-            ms.MeasureCandidate(c.sch, ArgInfo.from_entry_func(c.sch.mod, remove_preproc=True))
-            for c in cands
-        ]
+        return [ms.MeasureCandidate(c.sch, ArgInfo.from_entry_func(c.sch.mod, remove_preproc=True)) for c in cands]
 
     def predict(self, cands: Sequence[Candidate]) -> np.ndarray:
         if not cands:
@@ -303,10 +292,7 @@ class CostModel:
 
         if not cands:
             return
-        results = [
-            RunnerResult([float(lat)], None) if lat else RunnerResult(None, "failed")
-            for lat in latencies
-        ]
+        results = [RunnerResult([float(lat)], None) if lat else RunnerResult(None, "failed") for lat in latencies]
         self.model.update(self.space.context, self._measure_candidates(cands), results)
         self.size += len(cands)
         self.trained = self.model.booster is not None
@@ -318,8 +304,9 @@ WORKLOAD_FILE = "database_workload.json"
 RECORD_FILE = "database_tuning_record.json"
 
 
-def write_database(spec: KernelSpec, target_name: str, records: Sequence[tuple[list, float]],
-                   directory: str | Path) -> tuple[tuple[Path, Path], int]:
+def write_database(
+    spec: KernelSpec, target_name: str, records: Sequence[tuple[list, float]], directory: str | Path
+) -> tuple[tuple[Path, Path], int]:
     """Write ``records`` (a full trace as stored, its measured latency in seconds) as a
     MetaSchedule ``JSONDatabase`` in ``directory``: TVM loads it unchanged, e.g. with
     ``ms.database.JSONDatabase(work_dir=directory)`` and ``query_schedule(mod, target, "main")``.

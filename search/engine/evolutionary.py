@@ -10,7 +10,9 @@ code) so that the figures compare like for like.
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
+
 import numpy as np
 
 from . import events as ev
@@ -55,15 +57,23 @@ class Evolutionary(Strategy):
         """MetaSchedule's LocalRunner, or its RPCRunner when the measurer times on an RPC host."""
         rpc = getattr(self.measurer, "rpc", None)
         if rpc is None:
-            return ms.runner.LocalRunner(timeout_sec=self.cfg.timeout_s, evaluator_config=evaluator,
-                                         initializer=_worker_init)
+            return ms.runner.LocalRunner(
+                timeout_sec=self.cfg.timeout_s, evaluator_config=evaluator, initializer=_worker_init
+            )
         if not rpc.key:
-            raise ValueError("the evolutionary strategy measures through MetaSchedule's RPCRunner, which needs "
-                             f"an RPC tracker: give host:port/key, not {rpc.label()}")
-        config = ms.runner.RPCConfig(tracker_host=rpc.host, tracker_port=rpc.port, tracker_key=rpc.key,
-                                     session_timeout_sec=int(rpc.session_timeout_s))
-        return ms.runner.RPCRunner(rpc_config=config, evaluator_config=evaluator, max_workers=1,
-                                   initializer=_worker_init)
+            raise ValueError(
+                "the evolutionary strategy measures through MetaSchedule's RPCRunner, which needs "
+                f"an RPC tracker: give host:port/key, not {rpc.label()}"
+            )
+        config = ms.runner.RPCConfig(
+            tracker_host=rpc.host,
+            tracker_port=rpc.port,
+            tracker_key=rpc.key,
+            session_timeout_sec=int(rpc.session_timeout_s),
+        )
+        return ms.runner.RPCRunner(
+            rpc_config=config, evaluator_config=evaluator, max_workers=1, initializer=_worker_init
+        )
 
     def restore(self, state) -> None:
         """Keep the candidates measured before a restart; the search runs the remaining trials."""
@@ -87,13 +97,19 @@ class Evolutionary(Strategy):
         @derived_object
         class EmitEvents(PyMeasureCallback):
             def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
-                for cand, built, ran in zip(measure_candidates, builder_results, runner_results):
+                for cand, built, ran in zip(measure_candidates, builder_results, runner_results, strict=True):
                     state["trials"] += 1
                     c = Candidate(sch=cand.sch, shash=structural_hash(cand.sch.mod))
                     node = search.tree.add(search.tree.root, c, shash=c.shash, mutators=[])
                     search.sink.emit(
-                            ev.NodeCreated(node_id=node.id, parent_id=0, depth=1, shash=c.shash,
-                                       decisions=search.space.decisions(c.trace), trace=c.trace_json())
+                        ev.NodeCreated(
+                            node_id=node.id,
+                            parent_id=0,
+                            depth=1,
+                            shash=c.shash,
+                            decisions=search.space.decisions(c.trace),
+                            trace=c.trace_json(),
+                        )
                     )
                     secs = [float(x) for x in ran.run_secs] if ran.run_secs else []
                     if built.error_msg:
@@ -142,20 +158,20 @@ class Evolutionary(Strategy):
                 seed=self.s.seed,
             )
         # Re-check the best few with our measurer: correctness against numpy, the same timer.
-        ranked = sorted((n for n in self.tree.nodes[1:] if n.latency), key=lambda n: n.latency)
-        best = None
+        ranked = sorted((n for n in self.tree.nodes[1:] if n.latency), key=lambda n: n.latency or math.inf)
+        best, best_latency = None, math.inf
         for node in ranked[:3]:
             res = self.measurer.measure([node.candidate.trace_json()])[0]
-            if res.ok:
+            if res.ok and res.latency_s is not None:
                 node.latency = res.latency_s
-                if best is None or res.latency_s < best.latency:
-                    best = node
+                if res.latency_s < best_latency:
+                    best, best_latency = node, res.latency_s
             else:
                 node.status, node.latency = res.status, None
                 self.sink.emit(ev.NodeMeasured(node.id, state["trials"], res.status, None, res.build_s, res.error))
         if best is not None:
-            speedup = self.baseline / best.latency if self.baseline else None
-            self.sink.emit(ev.BestImproved(best.id, state["trials"], best.latency, work / best.latency / 1e9, speedup))
+            speedup = self.baseline / best_latency if self.baseline else None
+            self.sink.emit(ev.BestImproved(best.id, state["trials"], best_latency, work / best_latency / 1e9, speedup))
         history, running = [], None
         for n in self.tree.nodes[1:]:
             if n.latency and (running is None or n.latency < running):
@@ -171,4 +187,3 @@ class Evolutionary(Strategy):
             tree=self.tree,
             history=history,
         )
-

@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Mapping, Protocol, Sequence
+from typing import Protocol
 
 OK, PARSE_ERROR, INVALID_MODEL, TIMEOUT, SERVER_ERROR, ESCALATION = (
     "ok",
@@ -52,7 +53,7 @@ class ModelSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "ModelSpec":
+    def from_dict(cls, data: Mapping) -> ModelSpec:
         if "api_key" in data:
             raise FleetError("put API keys in the environment and name the variable in api_key_env")
         unknown = set(data) - set(cls.__dataclass_fields__)
@@ -93,7 +94,7 @@ class Fleet:
             raise FleetError("model names in a fleet must be unique")
 
     @classmethod
-    def of(cls, models: Sequence[ModelSpec | Mapping]) -> "Fleet":
+    def of(cls, models: Sequence[ModelSpec | Mapping]) -> Fleet:
         return cls(tuple(m if isinstance(m, ModelSpec) else ModelSpec.from_dict(m) for m in models))
 
     @property
@@ -117,7 +118,7 @@ class Fleet:
     def params(self) -> dict[str, float]:
         return {m.name: m.params for m in self.models}
 
-    def only(self, name: str) -> "Fleet":
+    def only(self, name: str) -> Fleet:
         return Fleet((self.get(name),))
 
     def to_list(self) -> list[dict]:

@@ -11,13 +11,14 @@ request from outside (cancel).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import events as ev
 from .compiler import Candidate, CostModel, SearchSpace
-from .measure import MeasureResult, Measurer
+from .measure import Measurer, MeasureResult
 from .policy import ExpansionPolicy, ExpansionRequest, Proposal, random_mutator
 from .request import Budget, SearchSettings, StopRule
 from .tree import Node, Tree, backpropagate, select
@@ -87,8 +88,18 @@ class MCTSSearch:
         policy.bind(sink=sink, rng=self.rng)
 
     # -- building blocks -----------------------------------------------------------------------
-    def _add(self, parent: Node, cand: Candidate, *, created_by, expand_model, mutators, score, call_id=None,
-             parent_score=None) -> Node:
+    def _add(
+        self,
+        parent: Node,
+        cand: Candidate,
+        *,
+        created_by,
+        expand_model,
+        mutators,
+        score,
+        call_id=None,
+        parent_score=None,
+    ) -> Node:
         node = self.tree.add(
             parent,
             cand,
@@ -225,12 +236,16 @@ class MCTSSearch:
         return child
 
     # -- measurement -----------------------------------------------------------------------------
+    @property
+    def best_latency(self) -> float | None:
+        return self.best.latency if self.best is not None else None
+
     def _pick_batch(self) -> list[Node]:
         pending = [n for n in self.tree.nodes[1:] if n.status is None]
         if not pending:
             return []
         scores = self.cost_model.predict([n.candidate for n in pending])
-        for node, score in zip(pending, scores):
+        for node, score in zip(pending, scores, strict=True):
             node.predicted = float(score)
         k = min(self.s.measure_batch, self.budget.trials - self.trials, len(pending))
         order = sorted(pending, key=lambda n: (-n.predicted, n.id))
@@ -248,19 +263,18 @@ class MCTSSearch:
         if not picks:
             return 0
         results: list[MeasureResult] = self.measurer.measure([n.candidate.trace_json() for n in picks])
-        for node, res in zip(picks, results):
+        for node, res in zip(picks, results, strict=True):
             self.trials += 1
             node.status = res.status
-            node.latency = res.latency_s if res.ok else None
-            self.sink.emit(ev.NodeMeasured(node.id, self.trials, res.status, node.latency, res.build_s, res.error))
-            if res.ok and (self.best is None or res.latency_s < self.best.latency):
+            latency = res.latency_s if res.ok else None
+            node.latency = latency
+            self.sink.emit(ev.NodeMeasured(node.id, self.trials, res.status, latency, res.build_s, res.error))
+            if latency is not None and (self.best_latency is None or latency < self.best_latency):
                 self.best = node
-                speedup = self.baseline / res.latency_s if self.baseline else None
-                self.sink.emit(
-                    ev.BestImproved(node.id, self.trials, res.latency_s, self.flops / res.latency_s / 1e9, speedup)
-                )
-            if self.best is not None:
-                self.history.append((self.trials, self.best.latency))
+                speedup = self.baseline / latency if self.baseline else None
+                self.sink.emit(ev.BestImproved(node.id, self.trials, latency, self.flops / latency / 1e9, speedup))
+            if self.best_latency is not None:
+                self.history.append((self.trials, self.best_latency))
         self.cost_model.update([n.candidate for n in picks], [n.latency for n in picks])
         return len(picks)
 
@@ -298,7 +312,7 @@ class MCTSSearch:
             parent = self.tree.nodes[saved.parent_id or 0]
             node = self.tree.add(
                 parent,
-                self.space.load(saved.trace),
+                self.space.load(saved.trace or []),
                 created_by=saved.created_by,
                 expand_model=saved.expand_model,
                 mutators=saved.mutators,
@@ -318,7 +332,7 @@ class MCTSSearch:
         self.trials = state.trials
         measured = [n for n in self.tree.nodes[1:] if n.status is not None]
         ok = [n for n in measured if n.status == "ok" and n.latency]
-        self.best = min(ok, key=lambda n: n.latency) if ok else None
+        self.best = min(ok, key=lambda n: n.latency or math.inf) if ok else None
         self.history = list(state.history)
         if measured:
             self.cost_model.update([n.candidate for n in measured], [n.latency for n in measured])

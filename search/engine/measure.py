@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from .workloads import KernelSpec
 
@@ -96,8 +97,9 @@ def _kernel_data(spec_dict: dict, target_name: str):
     return _CACHE[key]
 
 
-def measure_in_worker(spec_dict: dict, target_name: str, trace_json: list | None, cfg: dict,
-                      rpc: dict | None = None) -> dict:
+def measure_in_worker(
+    spec_dict: dict, target_name: str, trace_json: list | None, cfg: dict, rpc: dict | None = None
+) -> dict:
     """Build, check and time one candidate. Runs in a worker process; returns a plain dict.
     With ``rpc`` (an :class:`RPCConfig` as a dict) the library is built here and uploaded to
     a TVM RPC server, which checks and times it on its device."""
@@ -124,8 +126,9 @@ def measure_in_worker(spec_dict: dict, target_name: str, trace_json: list | None
         try:
             session = _connect(RPCConfig(**rpc))
         except Exception as exc:  # noqa: BLE001 - the measurement host is down: not this candidate's fault
-            return MeasureResult(NO_DEVICE, build_s=build_s,
-                                 error=f"RPC host {RPCConfig(**rpc).label()}: {_one_line(exc)}").to_dict()
+            return MeasureResult(
+                NO_DEVICE, build_s=build_s, error=f"RPC host {RPCConfig(**rpc).label()}: {_one_line(exc)}"
+            ).to_dict()
     dev = session.device(kind, 0) if session is not None else tvm.device(kind, 0)
     if not dev.exist:  # checked before loading: a CUDA library does not even load without a GPU
         where = f"the RPC host {rpc['host']}:{rpc['port']}" if rpc else "this host"
@@ -146,7 +149,9 @@ def measure_in_worker(spec_dict: dict, target_name: str, trace_json: list | None
         if cfg.get("check", True):
             ok, max_error = check_output(spec, args[-1].numpy(), want)
             if not ok:
-                return MeasureResult(WRONG, build_s=build_s, max_error=max_error, error="output differs from the numpy reference").to_dict()
+                return MeasureResult(
+                    WRONG, build_s=build_s, max_error=max_error, error="output differs from the numpy reference"
+                ).to_dict()
         evaluator = fn.time_evaluator(
             "main", dev, number=cfg["number"], repeat=cfg["repeat"], min_repeat_ms=cfg["min_repeat_ms"]
         )
@@ -172,7 +177,7 @@ class RPCConfig:
     session_timeout_s: float = 120.0
 
     @classmethod
-    def parse(cls, text: str) -> "RPCConfig":
+    def parse(cls, text: str) -> RPCConfig:
         """``host:port`` (a server) or ``host:port/key`` (a tracker and a device key)."""
         address, _, key = text.strip().partition("/")
         host, sep, port = address.rpartition(":")
@@ -184,7 +189,7 @@ class RPCConfig:
         return f"{self.host}:{self.port}" + (f"/{self.key}" if self.key else "")
 
 
-def _connect(rpc: "RPCConfig"):
+def _connect(rpc: RPCConfig):
     """A session on the RPC server (directly, or the one a tracker hands out for the key)."""
     from tvm import rpc as tvm_rpc
 
@@ -217,8 +222,9 @@ class LocalMeasurer:
     """Builds on this host and measures here, or (``rpc``) on a measure-only host over TVM's
     RPC; one candidate at a time (timings must not overlap)."""
 
-    def __init__(self, spec: KernelSpec, target_name: str, config: MeasureConfig | None = None,
-                 rpc: RPCConfig | None = None):
+    def __init__(
+        self, spec: KernelSpec, target_name: str, config: MeasureConfig | None = None, rpc: RPCConfig | None = None
+    ):
         from .tvmenv import tvm as _tvm
 
         _tvm()
@@ -243,8 +249,14 @@ class LocalMeasurer:
         cfg = asdict(config or self.config)
         results = []
         for trace_json in traces:
-            future = self._pool.submit(measure_in_worker, self.spec.to_dict(), self.target_name, trace_json, cfg,
-                                       asdict(self.rpc) if self.rpc else None)
+            future = self._pool.submit(
+                measure_in_worker,
+                self.spec.to_dict(),
+                self.target_name,
+                trace_json,
+                cfg,
+                asdict(self.rpc) if self.rpc else None,
+            )
             try:
                 results.append(MeasureResult(**future.result()))
             except TimeoutError:

@@ -9,8 +9,9 @@ alteration through :meth:`ExpansionPolicy.review`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -64,12 +65,21 @@ class ExpansionPolicy:
     def record_failure(self, model: str | None, reason: str) -> None:
         """A proposal of ``model`` applied no mutator or produced an invalid/duplicate child."""
 
-    def review(self, request: ExpansionRequest, proposal: Proposal, parent_score: float, child_score: float) -> Proposal | None:
+    def review(
+        self, request: ExpansionRequest, proposal: Proposal, parent_score: float, child_score: float
+    ) -> Proposal | None:
         """After a child is scored: return a replacement proposal (course alteration) or None."""
         return None
 
-    def escalated(self, request: ExpansionRequest, replacement: Proposal, *, child_id: int | None,
-                  accepted: bool, large_score: float | None) -> None:
+    def escalated(
+        self,
+        request: ExpansionRequest,
+        replacement: Proposal,
+        *,
+        child_id: int | None,
+        accepted: bool,
+        large_score: float | None,
+    ) -> None:
         """What became of the replacement that :meth:`review` returned."""
 
     def exhausted(self) -> str | None:
@@ -246,7 +256,7 @@ class LLMPolicy(ExpansionPolicy):
                 mutators=list(request.mutator_probs),
                 models=self.fleet.params(),
             )
-        nodes = []
+        nodes: list[dict | None] = []
         node = request.leaf
         for _ in range(3):
             if node is None or node.parent is None:  # the root is a dummy
@@ -284,7 +294,9 @@ class LLMPolicy(ExpansionPolicy):
         healthy = [m for m in self.fleet.models if self._healthy(m.name)]
         return max(healthy or self.fleet.models, key=lambda m: m.params).name
 
-    def _ask(self, model_name: str, request: ExpansionRequest, *, correction: str = "", escalation: bool = False) -> Proposal:
+    def _ask(
+        self, model_name: str, request: ExpansionRequest, *, correction: str = "", escalation: bool = False
+    ) -> Proposal:
         from . import events as ev
         from .llm import INVALID_MODEL, OK, PARSE_ERROR
         from .prompting import parse_reply, response_schema
@@ -357,7 +369,9 @@ class LLMPolicy(ExpansionPolicy):
         if model in self.stats:
             self.stats[model].error("no_child")
 
-    def review(self, request: ExpansionRequest, proposal: Proposal, parent_score: float, child_score: float) -> Proposal | None:
+    def review(
+        self, request: ExpansionRequest, proposal: Proposal, parent_score: float, child_score: float
+    ) -> Proposal | None:
         """Hit-rate bookkeeping, and course alteration on every k-th small-model regression."""
         from .prompting import correction_note
 
@@ -380,10 +394,18 @@ class LLMPolicy(ExpansionPolicy):
         self._pending_escalation = (proposal.model, self.streak, child_score)
         return self._ask(largest, request, correction=note, escalation=True)
 
-    def escalated(self, request: ExpansionRequest, replacement: Proposal, *, child_id: int | None,
-                  accepted: bool, large_score: float | None) -> None:
+    def escalated(
+        self,
+        request: ExpansionRequest,
+        replacement: Proposal,
+        *,
+        child_id: int | None,
+        accepted: bool,
+        large_score: float | None,
+    ) -> None:
         from . import events as ev
 
+        assert self._pending_escalation is not None and replacement.model is not None
         small, streak, small_score = self._pending_escalation
         if large_score is not None and replacement.model in self.stats:
             s = self.stats[replacement.model]

@@ -14,8 +14,8 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 MAX_MUTATORS = 4
 
@@ -62,7 +62,7 @@ def response_schema(mutators: Sequence[str], models: Sequence[str]) -> dict:
 def system_prompt(*, kernel: str, target: str, mutators: Sequence[str], models: Mapping[str, float]) -> str:
     mlines = "\n".join(f"- {m}: {MUTATOR_HELP.get(m, m)}" for m in mutators)
     fleet = ", ".join(f"{n} ({p / 1e6:.0f}M)" for n, p in sorted(models.items(), key=lambda kv: kv[1]))
-    example = json.dumps({"next_model": min(models, key=models.get), "mutators": list(mutators)[:2]})
+    example = json.dumps({"next_model": min(models, key=lambda name: models[name]), "mutators": list(mutators)[:2]})
     return (
         f"You optimize a TVM schedule of {kernel} on {target}. Each step you choose mutators that "
         f"change the current schedule (applied in order, 1 to {MAX_MUTATORS}) and the model that makes "
@@ -98,7 +98,7 @@ def user_prompt(
 ) -> str:
     """``nodes`` are the leaf, its parent and grandparent (None where absent)."""
     lines = [f"Depth {depth}, trials {trials_used}/{trials_budget}."]
-    for label, info in zip(("Current", "Parent", "Grandparent"), nodes):
+    for label, info in zip(("Current", "Parent", "Grandparent"), nodes, strict=False):
         text = _describe(label, info)
         if text:
             lines.append(text)
@@ -112,7 +112,9 @@ def user_prompt(
     return "\n".join(lines)
 
 
-def correction_note(small_model: str, mutators: Sequence[str], parent_score: float, child_score: float, streak: int) -> str:
+def correction_note(
+    small_model: str, mutators: Sequence[str], parent_score: float, child_score: float, streak: int
+) -> str:
     return (
         f"Correction: {small_model} proposed {list(mutators)} and the result scored {child_score:.3f}, "
         f"below the current {parent_score:.3f} ({streak} regressions in a row). Propose better mutators."

@@ -21,8 +21,9 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .llm import Fleet, FleetError
 from .measure import MeasureConfig
@@ -195,7 +196,9 @@ def _section(doc: Mapping, name: str, cls: type, errors: dict[str, str]) -> Any:
             continue
         limit = LIMITS.get(name, {}).get(key)
         if limit is None:  # a flag such as timing.check
-            values[key] = bool(value)
+            if not isinstance(value, bool):
+                errors[f"{name}.{key}"] = f"{key} must be true or false"
+            values[key] = value
             continue
         try:
             values[key] = limit.check(key, value)
@@ -223,16 +226,23 @@ def _fleet(doc: Mapping, strategy: str, offered: Fleet | None, errors: dict[str,
         return None
     try:
         if doc.get("fleet"):
+            if not isinstance(doc["fleet"], list) or not all(isinstance(m, Mapping) for m in doc["fleet"]):
+                raise FleetError("fleet must be a list of model definitions")
             fleet = Fleet.of(doc["fleet"])
         else:
             if offered is None:
                 errors["models"] = f"strategy {strategy} needs a fleet of LLMs, and none is configured"
                 return None
             names = doc.get("models")
-            names = list(offered.names) if names is None else list(names)
+            if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
+                errors["models"] = "models must be a list of model names"
+                return None
+            names = list(offered.names) if names is None else names
             unknown = [n for n in names if n not in offered.names]
             if unknown:
-                errors["models"] = f"unknown model(s) {', '.join(map(repr, unknown))}; the fleet has {', '.join(offered.names)}"
+                errors["models"] = (
+                    f"unknown model(s) {', '.join(map(repr, unknown))}; the fleet has {', '.join(offered.names)}"
+                )
                 return None
             if not names:
                 errors["models"] = f"strategy {strategy} needs at least one model"
@@ -267,7 +277,7 @@ def build_request(doc: Mapping[str, Any], *, offered_fleet: Fleet | None = None)
     except TargetError as exc:
         errors["target"] = str(exc)
     strategy = doc.get("strategy", "mcts-random")
-    if strategy not in STRATEGIES:
+    if not isinstance(strategy, str) or strategy not in STRATEGIES:
         errors["strategy"] = f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}"
     budget = _section(doc, "budget", Budget, errors)
     settings = _section(doc, "settings", SearchSettings, errors)
@@ -278,8 +288,9 @@ def build_request(doc: Mapping[str, Any], *, offered_fleet: Fleet | None = None)
         errors[key] = f"unknown request field {key!r}"
     if errors or kernel is None:
         raise RequestError(errors)
-    return RunRequest(kernel=kernel, target=target, strategy=strategy, budget=budget, settings=settings,
-                      timing=timing, fleet=fleet)
+    return RunRequest(
+        kernel=kernel, target=target, strategy=strategy, budget=budget, settings=settings, timing=timing, fleet=fleet
+    )
 
 
 def llm_budget_reason(budget: Budget, llm_calls: int, usd: float) -> str | None:
@@ -302,8 +313,12 @@ class StopRule:
     The clock starts when the rule is made (before the baseline is measured): the wall-clock
     budget is the user's time, all of it."""
 
-    def __init__(self, budget: Budget, should_stop: Callable[[], bool] = lambda: False,
-                 clock: Callable[[], float] = time.perf_counter):
+    def __init__(
+        self,
+        budget: Budget,
+        should_stop: Callable[[], bool] = lambda: False,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
         self.budget = budget
         self.should_stop = should_stop
         self.clock = clock

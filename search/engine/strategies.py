@@ -53,9 +53,16 @@ class TreeSearch(Strategy):
 
         super().__init__(request, **parts)
         self.policy = self.make_policy()
-        self.search = MCTSSearch(space=self.space, policy=self.policy, measurer=self.measurer, sink=self.sink,
-                                 settings=request.settings, budget=request.budget, stop=self.stop,
-                                 baseline_latency=self.baseline)
+        self.search = MCTSSearch(
+            space=self.space,
+            policy=self.policy,
+            measurer=self.measurer,
+            sink=self.sink,
+            settings=request.settings,
+            budget=request.budget,
+            stop=self.stop,
+            baseline_latency=self.baseline,
+        )
 
     def restore(self, state: SavedState) -> None:
         self.search.restore(state)
@@ -87,9 +94,14 @@ class _LLMTreeSearch(TreeSearch):
 
         if self.request.fleet is None:
             raise ValueError(f"strategy {self.name} needs a fleet of LLMs")
-        return LLMPolicy(self.request.fleet, self.llm_client or LiteLLMClient(), kernel=self.request.kernel.label,
-                         target=self.request.target, course_alteration_k=self.request.settings.course_alteration_k,
-                         budget=self.request.budget)
+        return LLMPolicy(
+            self.request.fleet,
+            self.llm_client or LiteLLMClient(),
+            kernel=self.request.kernel.label,
+            target=self.request.target,
+            course_alteration_k=self.request.settings.course_alteration_k,
+            budget=self.request.budget,
+        )
 
 
 @register

@@ -22,8 +22,17 @@ class Strategy:
     description: ClassVar[str]
     uses_llm: ClassVar[bool] = False
 
-    def __init__(self, request: RunRequest, *, space: SearchSpace, measurer: Measurer, sink: ev.EventSink,
-                 stop: StopRule, baseline_latency: float | None = None, llm_client: LLMClient | None = None):
+    def __init__(
+        self,
+        request: RunRequest,
+        *,
+        space: SearchSpace,
+        measurer: Measurer,
+        sink: ev.EventSink,
+        stop: StopRule,
+        baseline_latency: float | None = None,
+        llm_client: LLMClient | None = None,
+    ):
         self.request = request
         self.space = space
         self.measurer = measurer

@@ -8,7 +8,8 @@ it); ``phi`` of that model biases selection towards small models.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ class Node:
     def __init__(
         self,
         id: int,
-        parent: "Node | None",
+        parent: Node | None,
         candidate: Any = None,
         *,
         shash: str = "",
@@ -48,7 +49,7 @@ class Node:
         self.id = id
         self.parent = parent
         self.children: list[Node] = []
-        self.depth = 0 if parent is None else parent.depth + 1
+        self.depth: int = 0 if parent is None else parent.depth + 1
         self.candidate = candidate
         self.shash = shash
         self.created_by = created_by
@@ -68,9 +69,10 @@ class Node:
     def mean(self) -> float:
         return self.value / self.visits if self.visits else 0.0
 
-    def path(self) -> list["Node"]:
+    def path(self) -> list[Node]:
         """This node and its ancestors, up to the root."""
-        out, node = [], self
+        out: list[Node] = []
+        node: Node | None = self
         while node is not None:
             out.append(node)
             node = node.parent
@@ -129,9 +131,7 @@ def best_child(node: Node, *, lam: float, c: float, params: Mapping[str, float])
     effective_lam = lam if len(models) > 1 else 0.0
     return max(
         live,
-        key=lambda ch: uct_score(
-            ch, node.visits, lam=effective_lam, c=c, phi_value=phi(ch.expand_model, params)
-        ),
+        key=lambda ch: uct_score(ch, node.visits, lam=effective_lam, c=c, phi_value=phi(ch.expand_model, params)),
     )
 
 
@@ -155,9 +155,7 @@ def select(
             unvisited = [ch for ch in live if ch.visits == 0]
             if unvisited:
                 return unvisited[int(rng.integers(len(unvisited)))]
-        elif not node.dead and node.depth < max_depth and (
-            node.visits == 0 or len(node.children) < branching
-        ):
+        elif not node.dead and node.depth < max_depth and (node.visits == 0 or len(node.children) < branching):
             return node
         nxt = best_child(node, lam=lam, c=c, params=params)
         if nxt is None:

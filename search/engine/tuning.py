@@ -9,9 +9,9 @@ registry (strategies.py), emits ``run_finished`` and returns a :class:`TuneOutco
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from . import events as ev
 from .compiler import SearchSpace
@@ -121,8 +121,16 @@ def tune(
     spec, target = request.kernel, request.target
     sink = sink or ev.NullSink()
     if resume is None:
-        sink.emit(ev.RunStarted(spec.to_dict(), target, request.strategy, flops(spec), request.budget.to_dict(),
-                                request.settings.to_dict()))
+        sink.emit(
+            ev.RunStarted(
+                spec.to_dict(),
+                target,
+                request.strategy,
+                flops(spec),
+                request.budget.to_dict(),
+                request.settings.to_dict(),
+            )
+        )
     else:
         sink.emit(ev.RunResumed(len(resume.nodes), resume.trials, len(resume.calls)))
     own_measurer = measurer is None
@@ -135,14 +143,22 @@ def tune(
             base = measurer.measure([None], BASELINE_CONFIG)[0]
             baseline = base.latency_s if base.ok else None
             sink.emit(ev.BaselineMeasured(base.status, baseline, base.error))
-        strategy = strategy_cls(request, space=space, measurer=measurer, sink=sink, stop=stop,
-                                baseline_latency=baseline, llm_client=llm_client)
+        strategy = strategy_cls(
+            request,
+            space=space,
+            measurer=measurer,
+            sink=sink,
+            stop=stop,
+            baseline_latency=baseline,
+            llm_client=llm_client,
+        )
         if resume is not None:
             strategy.restore(resume)
         result = strategy.run()
     except BaseException as exc:
-        sink.emit(ev.RunFinished("failed", f"{type(exc).__name__}: {exc}"[:500], 0, None, None, baseline,
-                                 stop.elapsed()))
+        sink.emit(
+            ev.RunFinished("failed", f"{type(exc).__name__}: {exc}"[:500], 0, None, None, baseline, stop.elapsed())
+        )
         raise
     finally:
         if own_measurer:

@@ -12,8 +12,8 @@ TVM is imported lazily so that validating a spec (a web form, the CLI) stays che
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 import numpy as np
 
@@ -166,9 +166,7 @@ def _te_attention(s, dtype):
     )
     p = _te_softmax_rows(scores, (b, n, n), prefix="P_")
     rv = te.reduce_axis((0, n), name="rv")
-    out = te.compute(
-        (b, n, d), lambda h, i, j: te.sum(p[h, i, rv] * v[h, rv, j], axis=rv), name="O"
-    )
+    out = te.compute((b, n, d), lambda h, i, j: te.sum(p[h, i, rv] * v[h, rv, j], axis=rv), name="O")
     return [q, k, v, out]
 
 
@@ -194,9 +192,7 @@ def _te_conv2d(s, dtype):
     rx = te.reduce_axis((0, r), name="rx")
     out = te.compute(
         (n, k, oh, ow),
-        lambda b, ko, y, z: te.sum(
-            xp[b, rc, y * st + ry, z * st + rx] * wt[ko, rc, ry, rx], axis=[rc, ry, rx]
-        ),
+        lambda b, ko, y, z: te.sum(xp[b, rc, y * st + ry, z * st + rx] * wt[ko, rc, ry, rx], axis=[rc, ry, rx]),
         name="conv",
     )
     return [x, wt, out]
@@ -240,8 +236,7 @@ def _te_layer_norm(s, dtype):
     )
     out = te.compute(
         (m, n),
-        lambda i, j: (x[i, j] - mean[i]) * tirx.rsqrt(var[i] + tirx.const(1e-5, dtype)) * gamma[j]
-        + beta[j],
+        lambda i, j: (x[i, j] - mean[i]) * tirx.rsqrt(var[i] + tirx.const(1e-5, dtype)) * gamma[j] + beta[j],
         name="norm",
     )
     return [x, gamma, beta, out]
@@ -366,7 +361,7 @@ class KernelSpec:
         return {"op": self.op, "shape": dict(self.shape), "dtype": self.dtype, "name": self.name}
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "KernelSpec":
+    def from_dict(cls, data: Mapping) -> KernelSpec:
         if not isinstance(data, Mapping):
             raise SpecError("a kernel spec is an object with op, shape and dtype")
         shape = data.get("shape")

@@ -15,8 +15,12 @@ def to_request(apps, schema_editor):
         if run.strategy == "single-llm" and run.model:
             fleet = [m for m in fleet if m.get("name") == run.model] or fleet[:1]
         run.request = {
-            "budget": {"trials": run.trials_budget, "llm_calls": run.llm_calls_budget, "usd": run.usd_budget,
-                       "wall_s": run.wall_s_budget},
+            "budget": {
+                "trials": run.trials_budget,
+                "llm_calls": run.llm_calls_budget,
+                "usd": run.usd_budget,
+                "wall_s": run.wall_s_budget,
+            },
             "settings": dict(run.settings or {}),
             "timing": dict(asdict(MeasureConfig()), **(run.timing or {})),
             "fleet": fleet,
@@ -56,14 +60,27 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddField(model_name="run", name="request", field=models.JSONField(default=dict)),
         migrations.RunPython(to_request, from_request),
-        *[migrations.RemoveField(model_name="run", name=name) for name in (
-            "fleet", "model", "settings", "timing", "trials_budget", "llm_calls_budget", "usd_budget",
-            "wall_s_budget")],
-        migrations.AlterField(model_name="node", name="created_by",
-                              field=models.CharField(blank=True, max_length=64, null=True)),
-        migrations.AlterField(model_name="node", name="expand_model",
-                              field=models.CharField(blank=True, max_length=64, null=True)),
-        migrations.AlterField(model_name="node", name="status",
-                              field=models.CharField(blank=True, max_length=16, null=True)),
+        *[
+            migrations.RemoveField(model_name="run", name=name)
+            for name in (
+                "fleet",
+                "model",
+                "settings",
+                "timing",
+                "trials_budget",
+                "llm_calls_budget",
+                "usd_budget",
+                "wall_s_budget",
+            )
+        ],
+        migrations.AlterField(
+            model_name="node", name="created_by", field=models.CharField(blank=True, max_length=64, null=True)
+        ),
+        migrations.AlterField(
+            model_name="node", name="expand_model", field=models.CharField(blank=True, max_length=64, null=True)
+        ),
+        migrations.AlterField(
+            model_name="node", name="status", field=models.CharField(blank=True, max_length=16, null=True)
+        ),
         migrations.RunPython(blanks_to_null, null_to_blanks),
     ]

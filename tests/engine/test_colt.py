@@ -25,8 +25,9 @@ def fake():
 
     def reply(body):
         n = next(turns)
-        return json.dumps({"mutators": ["MutateTileSize", MUT_CYCLE[n % 4]],
-                           "next_model": ["small", "mid", "large", "small"][n % 4]})
+        return json.dumps(
+            {"mutators": ["MutateTileSize", MUT_CYCLE[n % 4]], "next_model": ["small", "mid", "large", "small"][n % 4]}
+        )
 
     for name in ("small", "mid", "large"):
         server.scripts[name] = Script(reply, prompt_tokens=200, completion_tokens=20)
@@ -36,9 +37,13 @@ def fake():
 
 def run(spec, measurer, fleet, strategy="colt", trials=8, expansions=8, **budget):
     sink = ev.ListSink()
-    request = RunRequest(kernel=spec, strategy=strategy, budget=Budget(trials=trials, **budget),
-                         settings=SearchSettings(measure_batch=4, expansions_per_round=expansions, seed=3),
-                         fleet=fleet).checked()
+    request = RunRequest(
+        kernel=spec,
+        strategy=strategy,
+        budget=Budget(trials=trials, **budget),
+        settings=SearchSettings(measure_batch=4, expansions_per_round=expansions, seed=3),
+        fleet=fleet,
+    ).checked()
     outcome = tune(request, sink=sink, measurer=measurer)
     return outcome, sink
 
@@ -113,8 +118,10 @@ def test_one_call_to_a_real_local_model():
         names = local_fleet().names
         reply = LiteLLMClient().complete(
             model,
-            [{"role": "system", "content": "Choose mutators for a TVM schedule. Answer with JSON."},
-             {"role": "user", "content": "Current: tile [[8, 64]]; unroll [0]. Your JSON:"}],
+            [
+                {"role": "system", "content": "Choose mutators for a TVM schedule. Answer with JSON."},
+                {"role": "user", "content": "Current: tile [[8, 64]]; unroll [0]. Your JSON:"},
+            ],
             schema=response_schema(mutators, names),
         )
     finally:

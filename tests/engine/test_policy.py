@@ -46,13 +46,20 @@ def request_for(model="small"):
     a = tree.add(tree.root, None, shash="a")
     b = tree.add(a, None, shash="b", expand_model=model)
     b.predicted = 0.5
-    return ExpansionRequest(leaf=b, model=model, mutator_probs=MUTATORS, trials_used=3, trials_budget=16,
-                            describe=lambda n: {"tile": [[4, 32]], "unroll": [16]})
+    return ExpansionRequest(
+        leaf=b,
+        model=model,
+        mutator_probs=MUTATORS,
+        trials_used=3,
+        trials_budget=16,
+        describe=lambda n: {"tile": [[4, 32]], "unroll": [16]},
+    )
 
 
 def test_a_joint_action_is_parsed_accounted_and_recorded(fake):
-    fake.scripts["small"] = Script('{"mutators": ["MutateTileSize", "MutateUnroll"], "next_model": "mid"}',
-                                   prompt_tokens=321, completion_tokens=17)
+    fake.scripts["small"] = Script(
+        '{"mutators": ["MutateTileSize", "MutateUnroll"], "next_model": "mid"}', prompt_tokens=321, completion_tokens=17
+    )
     policy, sink = make_policy(fleet_at(fake.api_base))
     proposal = policy.propose(request_for("small"))
     assert proposal.mutators == ["MutateTileSize", "MutateUnroll"]

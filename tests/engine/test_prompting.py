@@ -30,12 +30,16 @@ def test_system_prompt_is_stable_and_lists_mutators_models_and_the_rule():
 
 
 def test_user_prompt_shows_leaf_parent_grandparent_context_and_stats():
-    node = {"decisions": {"tile": [[4, 8, 2, 2], [64, 2]], "unroll": [16], "parallel": [32]}, "score": 0.61,
-            "latency_ms": 5.43}
+    node = {
+        "decisions": {"tile": [[4, 8, 2, 2], [64, 2]], "unroll": [16], "parallel": [32]},
+        "score": 0.61,
+        "latency_ms": 5.43,
+    }
     parent = {"decisions": {"tile": [[2, 16, 2, 2], [64, 2]], "unroll": [0]}, "score": 0.52, "latency_ms": None}
     stats = {m: {"calls": 3, "hit_rate": 0.5, "errors": 1} for m in MODELS}
-    text = user_prompt(nodes=[node, parent, None], depth=4, trials_used=12, trials_budget=32, stats=stats,
-                       largest_share=0.25)
+    text = user_prompt(
+        nodes=[node, parent, None], depth=4, trials_used=12, trials_budget=32, stats=stats, largest_share=0.25
+    )
     assert "Depth 4, trials 12/32." in text
     assert "Current: tile [[4, 8, 2, 2], [64, 2]]; unroll [16]; parallel [32]; score 0.610; measured 5.430 ms" in text
     assert "Parent: tile [[2, 16, 2, 2], [64, 2]]; unroll [0]; score 0.520" in text
@@ -60,30 +64,70 @@ def test_schema_enumerates_mutators_and_models():
 
 
 HAND_WRITTEN = [
-    ('{"mutators": ["MutateTileSize", "MutateUnroll"], "next_model": "gemma3-270m"}',
-     ["MutateTileSize", "MutateUnroll"], "gemma3-270m", 0, False),
-    ('```json\n{"mutators": ["MutateParallel"], "next_model": "qwen2.5-coder-0.5b"}\n```',
-     ["MutateParallel"], "qwen2.5-coder-0.5b", 0, False),
-    ('Sure! Here is my choice: {"mutators": ["TileSize", "tile"], "next_model": "smollm2"} hope it helps',
-     ["MutateTileSize", "MutateTileSize"], "smollm2-135m", 0, False),
-    ('{"mutators": "MutateTileSize, MutateUnroll", "next_model": "gpt-9"}',
-     ["MutateTileSize", "MutateUnroll"], None, 0, True),
-    ('{"mutators": ["MutateTileSize", "rm -rf /", "MutateEverything"], "next_model": "gemma3-270m"}',
-     ["MutateTileSize"], "gemma3-270m", 2, False),
-    ("mutators: MutateTileSize, MutateComputeLocation\nnext_model: qwen2.5-coder-0.5b",
-     ["MutateTileSize", "MutateComputeLocation"], "qwen2.5-coder-0.5b", 0, False),
+    (
+        '{"mutators": ["MutateTileSize", "MutateUnroll"], "next_model": "gemma3-270m"}',
+        ["MutateTileSize", "MutateUnroll"],
+        "gemma3-270m",
+        0,
+        False,
+    ),
+    (
+        '```json\n{"mutators": ["MutateParallel"], "next_model": "qwen2.5-coder-0.5b"}\n```',
+        ["MutateParallel"],
+        "qwen2.5-coder-0.5b",
+        0,
+        False,
+    ),
+    (
+        'Sure! Here is my choice: {"mutators": ["TileSize", "tile"], "next_model": "smollm2"} hope it helps',
+        ["MutateTileSize", "MutateTileSize"],
+        "smollm2-135m",
+        0,
+        False,
+    ),
+    (
+        '{"mutators": "MutateTileSize, MutateUnroll", "next_model": "gpt-9"}',
+        ["MutateTileSize", "MutateUnroll"],
+        None,
+        0,
+        True,
+    ),
+    (
+        '{"mutators": ["MutateTileSize", "rm -rf /", "MutateEverything"], "next_model": "gemma3-270m"}',
+        ["MutateTileSize"],
+        "gemma3-270m",
+        2,
+        False,
+    ),
+    (
+        "mutators: MutateTileSize, MutateComputeLocation\nnext_model: qwen2.5-coder-0.5b",
+        ["MutateTileSize", "MutateComputeLocation"],
+        "qwen2.5-coder-0.5b",
+        0,
+        False,
+    ),
     ("Mutator = unroll; next model: gemma", ["MutateUnroll"], "gemma3-270m", 0, False),
     ('{"mutators": ["MutateTilSize"], "next_model": "gemma3-27m"}', ["MutateTileSize"], "gemma3-270m", 0, False),
     ("I would try MutateTileSize first and then MutateParallel.", ["MutateTileSize", "MutateParallel"], None, 0, False),
-    ('{"mutators": ["MutateTileSize","MutateTileSize","MutateTileSize","MutateTileSize","MutateUnroll"]}',
-     ["MutateTileSize"] * 4, None, 0, False),
+    (
+        '{"mutators": ["MutateTileSize","MutateTileSize","MutateTileSize","MutateTileSize","MutateUnroll"]}',
+        ["MutateTileSize"] * 4,
+        None,
+        0,
+        False,
+    ),
     ("", [], None, 0, False),
     ("The quick brown fox.", [], None, 0, False),
     ('{"mutators": [], "next_model": "gemma3-270m"}', [], "gemma3-270m", 0, False),
     # cut off by max_tokens: the names that did arrive are still recovered
     ('{"mutators": ["MutateTileSize", "MutateUnr', ["MutateTileSize"], None, 0, False),
-    ('{\n "mutators": [\n  "MutateTileSize",\n  "MutateUnroll"],\n  "next_model": "smollm2-1',
-     ["MutateTileSize", "MutateUnroll"], "smollm2-135m", 0, False),
+    (
+        '{\n "mutators": [\n  "MutateTileSize",\n  "MutateUnroll"],\n  "next_model": "smollm2-1',
+        ["MutateTileSize", "MutateUnroll"],
+        "smollm2-135m",
+        0,
+        False,
+    ),
     ('{"mutators": [{"name": "x"}], "next_model": 7}', [], None, 0, True),
     ('__import__("os").system("id") {"mutators": ["exec"]}', [], None, 1, False),
 ]
@@ -100,8 +144,11 @@ def test_parse_hand_written_replies(text, mutators, model, invalid, invalid_mode
 
 
 def test_only_known_names_ever_come_out():
-    nasty = ['{"mutators": ["MutateTileSize; import os"], "next_model": "../../etc/passwd"}',
-             "mutators: `os.system('x')`, MutateUnroll", '{"next_model": "qwen2.5-coder-0.5b\\u0000"}']
+    nasty = [
+        '{"mutators": ["MutateTileSize; import os"], "next_model": "../../etc/passwd"}',
+        "mutators: `os.system('x')`, MutateUnroll",
+        '{"next_model": "qwen2.5-coder-0.5b\\u0000"}',
+    ]
     for text in nasty:
         parsed = parse_reply(text, MUTATORS, MODELS)
         assert set(parsed.mutators) <= set(MUTATORS)

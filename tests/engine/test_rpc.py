@@ -31,8 +31,7 @@ def wait_for_log(log: Path, text: str, timeout=30):
 @pytest.fixture
 def rpc_server(tmp_path):
     port, log = free_port(), tmp_path / "server.log"
-    proc = start(["tvm.exec.rpc_server", "--host", "127.0.0.1", "--port", str(port), "--port-end", str(port + 1)],
-                 log)
+    proc = start(["tvm.exec.rpc_server", "--host", "127.0.0.1", "--port", str(port), "--port-end", str(port + 1)], log)
     wait_for_log(log, "bind to")
     yield RPCConfig("127.0.0.1", port), log
     proc.terminate()
@@ -43,11 +42,26 @@ def rpc_server(tmp_path):
 def rpc_tracker(tmp_path):
     tport, sport = free_port(), free_port()
     tlog, slog = tmp_path / "tracker.log", tmp_path / "server.log"
-    tracker = start(["tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(tport),
-                     "--port-end", str(tport + 1)], tlog)
+    tracker = start(
+        ["tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(tport), "--port-end", str(tport + 1)], tlog
+    )
     wait_for_log(tlog, "bind to")
-    server = start(["tvm.exec.rpc_server", "--host", "127.0.0.1", "--port", str(sport), "--port-end",
-                    str(sport + 1), "--tracker", f"127.0.0.1:{tport}", "--key", "colt-cpu"], slog)
+    server = start(
+        [
+            "tvm.exec.rpc_server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(sport),
+            "--port-end",
+            str(sport + 1),
+            "--tracker",
+            f"127.0.0.1:{tport}",
+            "--key",
+            "colt-cpu",
+        ],
+        slog,
+    )
     wait_for_log(slog, "bind to")
     time.sleep(1.0)  # the server registers with the tracker
     yield RPCConfig.parse(f"127.0.0.1:{tport}/colt-cpu"), slog
@@ -81,8 +95,13 @@ def test_candidates_are_checked_and_timed_on_the_rpc_host(rpc_server, gemm128, g
 def test_a_tree_search_and_the_evolutionary_strategy_measure_through_a_tracker(rpc_tracker, gemm128):
     config, log = rpc_tracker
     for strategy in ("mcts-random", "evolutionary"):
-        request = RunRequest(kernel=gemm128, strategy=strategy, budget=Budget(trials=4), timing=FAST,
-                             settings=SearchSettings(measure_batch=2, expansions_per_round=4, seed=1)).checked()
+        request = RunRequest(
+            kernel=gemm128,
+            strategy=strategy,
+            budget=Budget(trials=4),
+            timing=FAST,
+            settings=SearchSettings(measure_batch=2, expansions_per_round=4, seed=1),
+        ).checked()
         outcome = tune(request, rpc=config)
         assert outcome.result.trials == 4 and outcome.result.best is not None, strategy
     assert log.read_text().count("load_module") >= 8
@@ -93,5 +112,8 @@ def test_an_unreachable_measurement_host_stops_the_run_with_the_reason(gemm128):
     with pytest.raises(MeasurementHostError, match=f"RPC host 127.0.0.1:{down.port}"):
         tune(RunRequest(kernel=gemm128, budget=Budget(trials=4), timing=FAST).checked(), rpc=down)
     with pytest.raises(ValueError, match="needs an RPC tracker"):
-        tune(RunRequest(kernel=gemm128, strategy="evolutionary", budget=Budget(trials=4), timing=FAST).checked(),
-             rpc=RPCConfig("127.0.0.1", 1), baseline_latency=1.0)
+        tune(
+            RunRequest(kernel=gemm128, strategy="evolutionary", budget=Budget(trials=4), timing=FAST).checked(),
+            rpc=RPCConfig("127.0.0.1", 1),
+            baseline_latency=1.0,
+        )

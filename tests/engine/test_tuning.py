@@ -21,7 +21,7 @@ class RecordingMeasurer:
 
     def measure(self, traces, config=None):
         results = self.inner.measure(traces, config)
-        for trace, res in zip(traces, results):
+        for trace, res in zip(traces, results, strict=True):
             self.seen[json.dumps(trace)] = res
         return results
 
@@ -112,8 +112,10 @@ def test_same_seed_same_measurements_same_tree(recorded, gemm128):
     second, _ = run(gemm128, ReplayMeasurer(recorder.seen))
 
     def shape(outcome):
-        return [(n.id, n.parent.id if n.parent else None, n.shash, tuple(n.mutators), n.visits, round(n.value, 9))
-                for n in outcome.result.tree.nodes]
+        return [
+            (n.id, n.parent.id if n.parent else None, n.shash, tuple(n.mutators), n.visits, round(n.value, 9))
+            for n in outcome.result.tree.nodes
+        ]
 
     assert shape(first) == shape(second)
     assert first.result.best.id == second.result.best.id
@@ -121,8 +123,9 @@ def test_same_seed_same_measurements_same_tree(recorded, gemm128):
 
 def test_another_seed_grows_another_tree(recorded, gemm128, gemm_measurer):
     _, first, _ = recorded
-    other, _ = run(gemm128, gemm_measurer, trials=4,
-                   settings=SearchSettings(measure_batch=4, expansions_per_round=6, seed=8))
+    other, _ = run(
+        gemm128, gemm_measurer, trials=4, settings=SearchSettings(measure_batch=4, expansions_per_round=6, seed=8)
+    )
     assert [n.shash for n in other.result.tree.nodes[1:4]] != [n.shash for n in first.result.tree.nodes[1:4]]
 
 
@@ -150,8 +153,13 @@ def test_cancel_request_stops_within_one_iteration(gemm128, gemm_measurer):
 
 def test_evolutionary_strategy_runs_metaschedule_with_the_same_budget(gemm128, fast_config):
     sink = ev.ListSink()
-    request = RunRequest(kernel=gemm128, strategy="evolutionary", budget=Budget(trials=8),
-                         settings=SearchSettings(measure_batch=4, seed=1), timing=fast_config).checked()
+    request = RunRequest(
+        kernel=gemm128,
+        strategy="evolutionary",
+        budget=Budget(trials=8),
+        settings=SearchSettings(measure_batch=4, seed=1),
+        timing=fast_config,
+    ).checked()
     outcome = tune(request, sink=sink)
     assert outcome.result.trials == 8
     assert len(sink.of(ev.NodeMeasured)) >= 8

@@ -34,8 +34,9 @@ class Command(BaseCommand):
         parser.add_argument("--email", default="")
         parser.add_argument("--team", default="default", help="team to join (created if missing)")
         parser.add_argument("--if-none", action="store_true", help="do nothing if a superuser already exists")
-        parser.add_argument("--password-file", default=None,
-                            help="generate the password and write it to this file (mode 0600)")
+        parser.add_argument(
+            "--password-file", default=None, help="generate the password and write it to this file (mode 0600)"
+        )
 
     def handle(self, *args, username, email, team, if_none, password_file, **options):
         User = get_user_model()

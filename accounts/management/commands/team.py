@@ -1,9 +1,9 @@
 """Teams from the command line (the admin site at /admin/ does the same):
 
-    manage.py team create compilers
-    manage.py team add compilers alice bob
-    manage.py team remove compilers bob
-    manage.py team list
+manage.py team create compilers
+manage.py team add compilers alice bob
+manage.py team remove compilers bob
+manage.py team list
 """
 
 from django.contrib.auth import get_user_model
@@ -47,4 +47,6 @@ class Command(BaseCommand):
         if missing:
             raise CommandError(f"no such user(s): {', '.join(sorted(missing))}")
         (team.members.add if action == "add" else team.members.remove)(*users)
-        self.stdout.write(f"{action}: {', '.join(u.username for u in users)} {'to' if action == 'add' else 'from'} {name!r}")
+        self.stdout.write(
+            f"{action}: {', '.join(u.username for u in users)} {'to' if action == 'add' else 'from'} {name!r}"
+        )

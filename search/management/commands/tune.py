@@ -38,23 +38,36 @@ class Command(BaseCommand):
         llm.add_argument("--model", default=None, help="single-llm: the model to use (default: the largest)")
         llm.add_argument("--max-llm-calls", type=int, default=None, help="stop after this many LLM calls")
         llm.add_argument("--max-usd", type=float, default=None, help="stop after spending this much")
-        llm.add_argument("--course-alteration-k", type=int, default=SearchSettings().course_alteration_k,
-                         help="escalate on every K-th consecutive small-model regression")
-        llm.add_argument("--no-serve", action="store_true",
-                         help="with --fleet local, do not start the local servers if they are down")
+        llm.add_argument(
+            "--course-alteration-k",
+            type=int,
+            default=SearchSettings().course_alteration_k,
+            help="escalate on every K-th consecutive small-model regression",
+        )
+        llm.add_argument(
+            "--no-serve",
+            action="store_true",
+            help="with --fleet local, do not start the local servers if they are down",
+        )
         parser.add_argument("--out", default=None, help="where to write the best schedule")
-        parser.add_argument("--rpc", default=None, metavar="HOST:PORT[/KEY]",
-                            help="time candidates on a measure-only host: a TVM RPC server, or a tracker and key")
-        parser.add_argument("--team", default="default",
-                            help="the team whose members see the run in the web app (default: 'default')")
+        parser.add_argument(
+            "--rpc",
+            default=None,
+            metavar="HOST:PORT[/KEY]",
+            help="time candidates on a measure-only host: a TVM RPC server, or a tracker and key",
+        )
+        parser.add_argument(
+            "--team", default="default", help="the team whose members see the run in the web app (default: 'default')"
+        )
         search = parser.add_argument_group("search settings")
         defaults = SearchSettings()
         search.add_argument("--lam", type=float, default=defaults.lam, help="model-balance weight lambda")
         search.add_argument("--c", type=float, default=defaults.c, help="UCT exploration constant")
         search.add_argument("--branching", type=int, default=defaults.branching, help="children per node B")
         search.add_argument("--measure-batch", type=int, default=defaults.measure_batch)
-        search.add_argument("--expansions-per-round", type=int, default=None,
-                            help="default: 2 x measure batch (1 x with LLMs)")
+        search.add_argument(
+            "--expansions-per-round", type=int, default=None, help="default: 2 x measure batch (1 x with LLMs)"
+        )
         timing = parser.add_argument_group("timing")
         timing.add_argument("--number", type=int, default=3)
         timing.add_argument("--repeat", type=int, default=5)
@@ -88,8 +101,12 @@ class Command(BaseCommand):
             "kernel": kernel,
             "target": opts["target"],
             "strategy": opts["strategy"],
-            "budget": {"trials": opts["trials"], "llm_calls": opts["max_llm_calls"], "usd": opts["max_usd"],
-                       "wall_s": opts["wall_clock"]},
+            "budget": {
+                "trials": opts["trials"],
+                "llm_calls": opts["max_llm_calls"],
+                "usd": opts["max_usd"],
+                "wall_s": opts["wall_clock"],
+            },
             "settings": {name: opts[name] for name in SETTINGS if opts[name] is not None},
             "timing": {name: opts[name] for name in ("number", "repeat", "min_repeat_ms")},
             "models": [opts["model"]] if opts["model"] and opts["strategy"] == "single-llm" else None,
@@ -111,7 +128,9 @@ class Command(BaseCommand):
 
         spec = request.kernel
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        out = Path(opts["out"] or django_settings.COLT_OUTPUT_DIR / f"{spec.name or spec.op}-{request.strategy}-{stamp}")
+        out = Path(
+            opts["out"] or django_settings.COLT_OUTPUT_DIR / f"{spec.name or spec.op}-{request.strategy}-{stamp}"
+        )
         try:
             run = tune_and_write(
                 request,
@@ -125,8 +144,11 @@ class Command(BaseCommand):
         except FleetUnavailable as exc:
             raise CommandError(str(exc), returncode=2) from None
         except MeasurementHostError as exc:
-            raise CommandError(f"cannot measure: {exc} (the run is saved as failed; "
-                               "`manage.py resume <id>` goes on once the device is there)", returncode=1) from None
+            raise CommandError(
+                f"cannot measure: {exc} (the run is saved as failed; "
+                "`manage.py resume <id>` goes on once the device is there)",
+                returncode=1,
+            ) from None
         for line in summary_lines(run.outcome.summary()):
             self.stdout.write(line)
         self.stdout.write(f"  {'run':<16}  #{run.run_id} (in the run history)")

@@ -1,0 +1,126 @@
+"""The run request: one document, one table of limits, one message per bad value, and the
+stop rule every strategy shares."""
+
+import math
+
+import pytest
+
+from search.engine.llm import Fleet, ModelSpec
+from search.engine.request import (
+    LIMITS,
+    Budget,
+    RequestError,
+    RunRequest,
+    SearchSettings,
+    StopRule,
+    build_request,
+)
+from search.engine.workloads import LIBRARY
+
+FLEET = Fleet.of(
+    [
+        ModelSpec("small", "openai/small", 1e8),
+        ModelSpec("mid", "openai/mid", 3e8),
+        ModelSpec("large", "openai/large", 5e8),
+    ]
+)
+
+
+def test_a_document_becomes_a_request_and_round_trips():
+    doc = {
+        "kernel": "gemm-128",
+        "strategy": "colt",
+        "models": ["small", "large"],
+        "budget": {"trials": 32, "usd": 0.5},
+        "settings": {"branching": 3, "lam": 0.5},
+        "timing": {"number": 1},
+    }
+    request = build_request(doc, offered_fleet=FLEET)
+    assert request.kernel == LIBRARY["gemm-128"] and request.budget == Budget(trials=32, usd=0.5)
+    assert request.settings == SearchSettings(branching=3, lam=0.5)
+    assert request.timing.number == 1 and request.timing.repeat == 5
+    assert request.fleet.names == ["small", "large"]
+    assert build_request(request.to_dict()) == request  # the stored form reads back the same
+
+
+def test_every_bad_value_is_named_at_once():
+    with pytest.raises(RequestError) as err:
+        build_request(
+            {
+                "kernel": {"op": "gemm", "shape": {"M": 0, "N": 8, "K": 8}},
+                "target": "llvm\n",
+                "strategy": "mcts-random",
+                "budget": {"trials": 1.5, "wall_s": math.inf},
+                "settings": {"seed": -1, "c": "1"},
+                "colour": "red",
+            }
+        )
+    assert err.value.errors == {
+        "kernel": "dimension M must be positive, got 0",
+        "target": "unknown target 'llvm\\n'; use llvm, cuda or cuda-smXY (e.g. cuda-sm90)",
+        "budget.trials": "trials must be an integer between 1 and 100000",
+        "budget.wall_s": "wall_s must be a number between 1 and 604800",
+        "settings.seed": "seed must be an integer between 0 and 2147483647",
+        "settings.c": "c must be a number between 0 and 100",
+        "colour": "unknown request field 'colour'",
+    }
+
+
+@pytest.mark.parametrize("section, name", [(s, n) for s, limits in LIMITS.items() for n in limits])
+def test_each_limit_admits_its_bounds_and_refuses_beyond(section, name):
+    limit = LIMITS[section][name]
+    for ok in (limit.hi, limit.lo + (1 if limit.open_lo else 0)):
+        build_request({"kernel": "gemm-128", section: {name: ok}})
+    for bad in (limit.hi + 1, limit.lo - 1, True):
+        with pytest.raises(RequestError) as err:
+            build_request({"kernel": "gemm-128", section: {name: bad}})
+        assert err.value.errors == {f"{section}.{name}": limit.message(name)}
+
+
+def test_the_fleet_is_resolved_by_name_for_llm_strategies_only():
+    assert build_request({"kernel": "gemm-128", "models": ["small"]}, offered_fleet=FLEET).fleet is None
+    single = build_request({"kernel": "gemm-128", "strategy": "single-llm"}, offered_fleet=FLEET)
+    assert single.fleet.names == ["large"]  # the largest when several are offered
+    with pytest.raises(RequestError, match="colt needs at least two models"):
+        build_request({"kernel": "gemm-128", "strategy": "colt", "models": ["mid"]}, offered_fleet=FLEET)
+    with pytest.raises(RequestError, match="unknown model"):
+        build_request({"kernel": "gemm-128", "strategy": "colt", "models": ["mid", "huge"]}, offered_fleet=FLEET)
+    with pytest.raises(RequestError, match="needs a fleet of LLMs"):
+        build_request({"kernel": "gemm-128", "strategy": "colt"})
+
+
+def test_a_request_built_in_code_is_checked():
+    assert RunRequest(kernel=LIBRARY["gemm-128"]).checked().budget.trials == 64
+    with pytest.raises(RequestError, match="branching must be"):
+        RunRequest(kernel=LIBRARY["gemm-128"], settings=SearchSettings(branching=99)).checked()
+
+
+def test_the_stop_rule_names_the_first_budget_spent():
+    now = [0.0]
+    cancelled = [False]
+    rule = StopRule(Budget(trials=10, llm_calls=5, usd=1.0, wall_s=60), lambda: cancelled[0], clock=lambda: now[0])
+    assert rule.reason(trials=3, llm_calls=4, usd=0.5) is None
+    assert rule.reason(trials=10) == "trial budget spent"
+    assert rule.reason(trials=3, llm_calls=5) == "LLM call budget spent"
+    assert rule.reason(trials=3, usd=1.0) == "USD budget spent"
+    now[0] = 61.0
+    assert rule.interrupt() == "wall-clock budget spent" and rule.reason(trials=3) == "wall-clock budget spent"
+    cancelled[0] = True
+    assert rule.interrupt() == "cancelled"  # a cancel comes before everything but the trials
+
+
+@pytest.mark.parametrize(
+    "doc, field",
+    [
+        ({"strategy": ["colt"]}, "strategy"),
+        ({"strategy": "colt", "fleet": [1, 2]}, "models"),
+        ({"strategy": "colt", "models": "small"}, "models"),
+        ({"timing": {"check": "no"}}, "timing.check"),
+        ({"budget": [1]}, "budget"),
+        ({"kernel": 7}, "kernel"),
+    ],
+)
+def test_documents_of_the_wrong_shape_are_request_errors(doc, field):
+    with pytest.raises(RequestError) as err:
+        build_request({"kernel": "gemm-128", **doc}, offered_fleet=FLEET)
+    assert field in err.value.errors
