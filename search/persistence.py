@@ -117,19 +117,7 @@ def saved_state(run: Run) -> SavedState | None:
             best = m.latency
         if best is not None:
             history.append((m.trial, best))
-    calls = list(
-        run.llm_calls_made.order_by("call_id").values(
-            "call_id",
-            "node_id",
-            "model",
-            "prompt_tokens",
-            "completion_tokens",
-            "usd",
-            "latency_s",
-            "outcome",
-            "escalation",
-        )
-    )
+    calls = list(run.llm_calls_made.order_by("call_id").values(*ev.CALL_FIELDS))
     return SavedState(
         nodes=saved,
         trials=run.measurements.count(),

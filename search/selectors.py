@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.http import Http404
 
-from .engine.events import NODE_FIELDS
+from .engine.events import CALL_FIELDS, NODE_FIELDS
 from .live import wire
 from .models import Event, Run
 
@@ -88,22 +88,7 @@ def node_detail(run: Run, node_id: int, *, script: bool = False) -> dict | None:
     data = {f: getattr(node, f) for f in NODE_FIELDS if f != "trace"}
     data["call"] = None
     if node.call_id is not None:
-        call = (
-            LLMCall.objects.filter(run=run, call_id=node.call_id)
-            .values(
-                "call_id",
-                "model",
-                "prompt_tokens",
-                "completion_tokens",
-                "usd",
-                "latency_s",
-                "outcome",
-                "escalation",
-                "mutators",
-                "next_model",
-            )
-            .first()
-        )
+        call = LLMCall.objects.filter(run=run, call_id=node.call_id).values(*CALL_FIELDS).first()
         data["call"] = call
     if script and node.trace:
         from .engine.compiler import apply_trace_json

@@ -196,6 +196,10 @@ class LLMCallRecorded(Event):
     error: str = ""
 
 
+#: an LLM call's fields (the ``llm_call`` event, the LLMCall row, resume and the node API)
+CALL_FIELDS = tuple(f.name for f in fields(LLMCallRecorded))
+
+
 @dataclass(frozen=True)
 class Escalation(Event):
     """Course alteration: the largest model was asked to correct small-model regressions."""

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from search.models import Run
-from tests.test_cli import cli_database, tune  # noqa: F401 - the CLI's own database
+from tests.search.test_tune_command import cli_database, tune  # noqa: F401 - the CLI's own database
 
 pytestmark = pytest.mark.db
 

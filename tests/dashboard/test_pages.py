@@ -15,11 +15,11 @@ import pytest
 
 from search.models import Run
 from tests.conftest import PASSWORD
+from tests.dashboard.test_review import colt_run, execute, quiet  # noqa: F401 - fixtures
 from tests.engine.test_policy import fleet_at
 from tests.helpers import database_url, free_port, wait_until_serving
-from tests.test_review import colt_run, execute, quiet  # noqa: F401 - fixtures
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pytest.mark.slow]
 
@@ -204,7 +204,7 @@ def test_log_in_review_costs_sort_by_usd_and_compare_two_runs(
 def test_a_run_started_from_the_command_line_streams_to_an_open_run_page(fake_llm, member, team, page, tmp_path):
     """One live channel for every edge: ``manage.py tune`` in its own process publishes its
     events to the run's group (Redis here, as in production), and an open run page grows."""
-    from tests.test_worker import REDIS_TEST_URL, redis_available
+    from tests.search.test_tasks import REDIS_TEST_URL, redis_available
 
     if not redis_available():
         if os.environ.get("COLT_REQUIRE_SERVICES") == "1":

@@ -19,9 +19,9 @@ from search.engine.measure import MeasureConfig
 from search.engine.request import Budget, SearchSettings
 from search.models import Run
 from tests.helpers import create_run, database_url, free_port, wait_until_serving
-from tests.test_worker import REDIS_TEST_URL, broker  # noqa: F401 - the Redis fixture
+from tests.search.test_tasks import REDIS_TEST_URL, broker  # noqa: F401 - the Redis fixture
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.db, pytest.mark.services, pytest.mark.slow]
 
 

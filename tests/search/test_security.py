@@ -13,7 +13,7 @@ from search.engine.prompting import parse_reply
 from search.engine.workloads import KernelSpec, SpecError, parse_shape, validate
 from tests.helpers import create_run
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 APP_DIRS = ("search", "dashboard", "accounts", "colt_site")
 
 #: calls that would run text as code or unpickle it

@@ -2,7 +2,7 @@
 (invalid, never the best); model servers that are slow, answer garbage, or are SIGKILLed
 mid-call (the run goes on, every outcome recorded); the database dropping the worker's
 connections mid-run (the task retries and goes on); Redis restarted during a run (the page
-resyncs, no event lost). A worker SIGKILLed mid-run is in tests/test_worker.py."""
+resyncs, no event lost). A worker SIGKILLed mid-run is in tests/search/test_tasks.py."""
 
 import copy
 import os
@@ -20,11 +20,11 @@ from search.engine.llm import Fleet, ModelSpec
 from search.engine.request import Budget, SearchSettings
 from search.models import Event, LLMCall, Node, Run
 from tests.conftest import FAST
+from tests.dashboard.test_pages import page  # noqa: F401 - the Chromium fixture
 from tests.fakellm import Script
 from tests.helpers import create_run, database_url, free_port, wait_until_serving
-from tests.test_pages import page  # noqa: F401 - the Chromium fixture
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.db]
 
 
@@ -213,8 +213,8 @@ def test_slow_garbage_and_killed_model_servers_cost_outcomes_not_the_run(
 def test_the_task_retries_when_the_database_drops_its_connections(gemm128, team, settings):
     from django.db import connection
 
-    from tests.test_runs import assert_consistent
-    from tests.test_worker import REDIS_TEST_URL, Worker, redis_available
+    from tests.search.test_services import assert_consistent
+    from tests.search.test_tasks import REDIS_TEST_URL, Worker, redis_available
 
     if connection.vendor != "postgresql":
         pytest.skip("SQLite is a file in this process: there is no server connection to lose")
@@ -312,7 +312,7 @@ def spawn(args, env, log):
 def test_redis_restarted_mid_run_the_page_resyncs_and_loses_no_event(tmp_path, member, team, gemm128, settings, page):
     import shutil
 
-    from tests.test_pages import CHROMIUM, log_in
+    from tests.dashboard.test_pages import CHROMIUM, log_in
 
     if shutil.which("redis-server") is None or not Path(CHROMIUM).exists():
         if os.environ.get("COLT_REQUIRE_SERVICES") == "1":
