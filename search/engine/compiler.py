@@ -271,6 +271,7 @@ class CostModel:
         self.model.verbose_eval = 0
         self.trained = False
         self.size = 0
+        self.evaluations = 0  # schedules scored by the trained model (screening's work)
 
     def _measure_candidates(self, cands: Sequence[Candidate]):
         from tvm.s_tir import meta_schedule as ms
@@ -283,6 +284,7 @@ class CostModel:
             return np.zeros(0)
         if not self.trained:
             return self.rng.uniform(0.0, 1.0, size=len(cands))
+        self.evaluations += len(cands)
         scores = self.model.predict(self.space.context, self._measure_candidates(cands))
         return np.nan_to_num(np.asarray(scores, dtype=float), nan=0.0)
 

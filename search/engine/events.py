@@ -134,6 +134,7 @@ class Progress(Event):
     elapsed_s: float
     llm_calls: int = 0
     usd: float = 0.0
+    evaluations: int = 0  # schedules the trained cost model has scored (screening's work)
 
 
 @dataclass(frozen=True)

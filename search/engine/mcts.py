@@ -46,6 +46,7 @@ class SearchResult:
     tree: Tree
     history: list = field(default_factory=list)  # (trial, best latency so far)
     expansions: int = 0
+    evaluations: int = 0  # schedules scored by the trained cost model
 
     @property
     def best_candidate(self) -> Candidate | None:
@@ -160,6 +161,33 @@ class MCTSSearch:
             return None, applied, "duplicate schedule"
         return cand, applied, ""
 
+    def _scored(
+        self, leaf: Node, cand: Candidate, applied: list[str], *, rescore_leaf: bool = True
+    ) -> tuple[Candidate, list[str], float]:
+        """The child to keep and its score; the leaf is scored again in the same batch.
+
+        With ``variants`` > 1 (screening), the proposal's mutators are applied again to the leaf
+        until that many distinct new schedules exist, the cost model scores them all in one
+        batched call, and the best-scored one is kept: one expansion (one LLM call) then
+        explores many points and the tree keeps the promising one."""
+        cands, moves = [cand], [applied]
+        seen = {cand.shash}
+        for _ in range(2 * (self.s.variants - 1)):
+            if len(cands) >= self.s.variants:
+                break
+            trace, moved = self._apply(leaf.candidate.trace, applied)
+            other = self.space.realize(trace, self.rng) if trace is not None else None
+            if other is None or other.shash in seen or other.shash in self.tree.hashes:
+                continue
+            seen.add(other.shash)
+            cands.append(other)
+            moves.append(moved)
+        scores = self.cost_model.predict([*cands, leaf.candidate] if rescore_leaf else cands)
+        if rescore_leaf:
+            leaf.predicted, scores = float(scores[-1]), scores[:-1]
+        best = int(np.argmax(scores))
+        return cands[best], moves[best], float(scores[best])
+
     def _rollout(self, cand: Candidate, score: float) -> float:
         """Reward: the cost model's score after a few random mutations, averaged."""
         rewards = []
@@ -208,13 +236,13 @@ class MCTSSearch:
             return None
         # child and parent scored by the same cost model, so "above its parent" (hit rate,
         # course alteration) compares like with like after the model retrains
-        score, leaf.predicted = (float(x) for x in self.cost_model.predict([cand, leaf.candidate]))
+        cand, applied, score = self._scored(leaf, cand, applied)
         replacement = self.policy.review(request, proposal, leaf.predicted, score)
         accepted, alt_score = False, None
         if replacement is not None and replacement.mutators:
             alt, alt_applied, _ = self._child_of(leaf, replacement)
             if alt is not None:
-                alt_score = self._score(alt)
+                alt, alt_applied, alt_score = self._scored(leaf, alt, alt_applied, rescore_leaf=False)
                 if alt_score >= score:  # the correction replaces the child unless it scores lower
                     accepted = True
                     cand, applied, score, proposal = alt, alt_applied, alt_score, replacement
@@ -275,8 +303,18 @@ class MCTSSearch:
                 self.sink.emit(ev.BestImproved(node.id, self.trials, latency, self.flops / latency / 1e9, speedup))
             if self.best_latency is not None:
                 self.history.append((self.trials, self.best_latency))
+        if self.s.measured_reward:
+            self._reward_measured(picks)
         self.cost_model.update([n.candidate for n in picks], [n.latency for n in picks])
         return len(picks)
+
+    def _reward_measured(self, nodes: list[Node]) -> None:
+        """Back-propagate what was measured: best latency so far / the node's latency (1 for the
+        best, 0 for a failed candidate), on the same scale as the cost model's scores."""
+        best = self.best_latency
+        for node in nodes:
+            reward = best / node.latency if best and node.latency else 0.0
+            self.sink.emit(ev.Backpropagated(backpropagate(node, reward), reward))
 
     # -- the loop --------------------------------------------------------------------------------
     def _progress(self) -> None:
@@ -291,6 +329,7 @@ class MCTSSearch:
                 elapsed_s=self.stop.elapsed(),
                 llm_calls=spent["llm_calls"],
                 usd=spent["usd"],
+                evaluations=self.cost_model.evaluations,
             )
         )
 
@@ -379,4 +418,5 @@ class MCTSSearch:
             tree=self.tree,
             history=list(self.history),
             expansions=self.expansions,
+            evaluations=self.cost_model.evaluations,
         )

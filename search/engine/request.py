@@ -67,6 +67,9 @@ class SearchSettings:
     dead_end_failures: int = 5
     mutator_retries: int = 3
     seed: int = 0
+    # beyond the papers (1 and False are the papers' search; docs/benchmarks.md has the ablation)
+    variants: int = 1  # screening: children realized per expansion; the cost model keeps the best
+    measured_reward: bool = False  # a measured node back-propagates best latency / its latency
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -134,6 +137,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "dead_end_failures": Limit(int, 1, 100),
         "mutator_retries": Limit(int, 1, 20),
         "seed": Limit(int, 0, 2**31 - 1),
+        "variants": Limit(int, 1, 256),
     },
     "timing": {
         "number": Limit(int, 1, 1000),

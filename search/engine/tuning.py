@@ -75,6 +75,8 @@ class TuneOutcome:
             "strategy": self.strategy,
             "trials": self.result.trials,
             "expansions": self.result.expansions,
+            "evaluations": self.result.evaluations,
+            "evaluations_per_trial": self.result.evaluations / self.result.trials if self.result.trials else 0.0,
             "nodes": len(self.result.tree) - 1,
             "stop_reason": self.result.stop_reason,
             "baseline_latency_s": self.baseline_latency,

@@ -10,7 +10,7 @@
     lastSeq: 0, nodes: new Map([[0, {node_id: 0, parent_id: null, created_by: null, visits: 0, depth: 0}]]),
     header: null, trials: 0, trialsBudget: 0, calls: 0, usd: 0, perModel: {}, largest: null,
     bestId: null, best: null, baseline: null, bestSeries: [], escalations: [], status: null,
-    dirty: true, layout: null, selected: null, transform: d3.zoomIdentity, drawn: 0, live: 0,
+    dirty: true, layout: null, selected: null, transform: d3.zoomIdentity, drawn: 0, live: 0, evaluations: 0,
     pendingSent: [], latencies: [],  // event-to-screen latency, for events that carry sent_ms
   };
   window.coltState = S;  // for tests and benchmarks
@@ -52,7 +52,7 @@
       case "escalation":
         S.escalations.push(e); break;
       case "progress":
-        S.trials = e.trials; S.trialsBudget = e.trials_budget; break;
+        S.trials = e.trials; S.trialsBudget = e.trials_budget; S.evaluations = e.evaluations || 0; break;
       case "run_finished":
         S.status = e.status; S.stopReason = e.reason; break;
     }
@@ -172,6 +172,7 @@
     document.getElementById("stop-reason").textContent = S.stopReason || h.stop_reason || "";
     document.getElementById("last-seq").textContent = S.lastSeq;
     document.getElementById("node-count").textContent = `${S.nodes.size - 1} nodes`;
+    document.getElementById("evals").textContent = S.trials ? `${Math.round(S.evaluations / S.trials)}` : "-";
     document.getElementById("best").textContent = fmt(S.best);
     const base = S.baseline || h.baseline_latency;
     document.getElementById("speedup").textContent = S.best && base ? `${(base / S.best).toFixed(1)}x over unscheduled` : "";

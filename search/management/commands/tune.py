@@ -15,7 +15,17 @@ from search.engine.strategies import STRATEGIES
 from search.engine.workloads import LIBRARY, SpecError, parse_shape
 
 #: the search settings the command line sets (each option is named for the setting)
-SETTINGS = ("lam", "c", "branching", "measure_batch", "expansions_per_round", "seed", "course_alteration_k")
+SETTINGS = (
+    "lam",
+    "c",
+    "branching",
+    "measure_batch",
+    "expansions_per_round",
+    "seed",
+    "course_alteration_k",
+    "variants",
+    "measured_reward",
+)
 
 
 class Command(BaseCommand):
@@ -67,6 +77,18 @@ class Command(BaseCommand):
         search.add_argument("--measure-batch", type=int, default=defaults.measure_batch)
         search.add_argument(
             "--expansions-per-round", type=int, default=None, help="default: 2 x measure batch (1 x with LLMs)"
+        )
+        search.add_argument(
+            "--variants",
+            type=int,
+            default=None,
+            help="screening: children realized per expansion, the cost model keeps the best (default 1: the papers)",
+        )
+        search.add_argument(
+            "--measured-reward",
+            action="store_true",
+            default=None,
+            help="a measured node back-propagates its measured, normalized throughput (off in the papers)",
         )
         timing = parser.add_argument_group("timing")
         timing.add_argument("--number", type=int, default=3)

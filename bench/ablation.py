@@ -1,0 +1,144 @@
+"""Ablation of the search levers against the papers' search, side by side on one host.
+
+Each row is one run: a layer, a strategy, a named configuration of search settings (``paper``
+is the search exactly as the papers specify it), a seed. Rows are saved as they finish
+(``bench/results/ablation.json``, keyed by host, layer, strategy, configuration, trials and
+seed), so an interrupted benchmark keeps what it measured; rerunning skips rows already there.
+Pin one stream per core, e.g.::
+
+    taskset -c 0 .venv/bin/python bench/ablation.py --kernels llama4-scout-mlp --configs paper screen32 &
+    taskset -c 1 .venv/bin/python bench/ablation.py --kernels flux-conv2d --configs paper screen32 &
+
+``bench/ablation.py --report`` prints the table (median and min-max over seeds per cell).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.strategies import CallTimer, host_info  # noqa: E402
+from search.engine.request import Budget, RunRequest, SearchSettings  # noqa: E402
+from search.engine.strategies import STRATEGIES  # noqa: E402
+from search.engine.tuning import tune  # noqa: E402
+from search.engine.workloads import PAPER_LAYERS, get_kernel  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "ablation.json"
+
+#: configuration name -> search settings that differ from the papers' (SearchSettings defaults)
+CONFIGS: dict[str, dict] = {
+    "paper": {},
+    "screen32": {"variants": 32},
+    "measured": {"measured_reward": True},
+    "screen32+measured": {"variants": 32, "measured_reward": True},
+}
+
+
+def key(host: dict, layer: str, strategy: str, config: str, trials: int, seed: int) -> str:
+    return f"{host['cpu']}|{layer}|{strategy}|{config}|{trials}|{seed}"
+
+
+def load() -> dict:
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+
+
+def save(k: str, row: dict) -> None:
+    stored = load()  # re-read: another stream may have saved rows meanwhile
+    stored[k] = row
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(json.dumps(stored, indent=1))
+    tmp.replace(RESULTS)
+
+
+def run(args) -> None:
+    host = host_info()
+    for layer in args.kernels:
+        for config in args.configs:
+            for strategy in args.strategies:
+                for seed in args.seeds:
+                    k = key(host, layer, strategy, config, args.trials, seed)
+                    if k in load():
+                        continue
+                    settings = SearchSettings(seed=seed, **CONFIGS[config])
+                    request = RunRequest(
+                        kernel=get_kernel(layer),
+                        strategy=strategy,
+                        budget=Budget(trials=args.trials, wall_s=args.wall_clock),
+                        settings=settings,
+                    ).checked()
+                    timer = CallTimer()
+                    started = time.perf_counter()
+                    outcome = tune(request, sink=timer)
+                    s = outcome.summary()
+                    row = {
+                        "host": host,
+                        "layer": layer,
+                        "strategy": strategy,
+                        "config": config,
+                        "settings": CONFIGS[config],
+                        "seed": seed,
+                        "trials": s["trials"],
+                        "baseline_s": s["baseline_latency_s"],
+                        "best_s": s["best_latency_s"],
+                        "wall_s": time.perf_counter() - started,
+                        "evaluations_per_trial": s.get("evaluations_per_trial"),
+                        "nodes": s["nodes"],
+                        "stop_reason": s["stop_reason"],
+                        "curve": timer.curve,
+                        "date": time.strftime("%Y-%m-%d %H:%M"),
+                    }
+                    save(k, row)
+                    print(
+                        f"{layer} {strategy} {config} seed {seed}: {s['best_latency_s'] * 1e3:.3f} ms "
+                        f"in {row['wall_s']:.0f} s, {row['evaluations_per_trial']:.0f} evals/trial",
+                        flush=True,
+                    )
+
+
+def report() -> str:
+    rows = list(load().values())
+    cells: dict = {}
+    for r in rows:
+        cells.setdefault((r["host"]["cpu"], r["layer"], r["strategy"], r["config"], r["trials"]), []).append(r)
+    lines = [
+        "| host | layer | strategy | config | trials | seeds | best ms median (min-max) | wall s median "
+        "| evals/trial |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (cpu, layer, strategy, config, trials), rs in sorted(cells.items()):
+        best = [r["best_s"] * 1e3 for r in rs if r["best_s"]]
+        wall = [r["wall_s"] for r in rs]
+        evals = [r["evaluations_per_trial"] or 0 for r in rs]
+        lines.append(
+            f"| {cpu} | {layer} | {strategy} | {config} | {trials} | {len(rs)} | "
+            f"{statistics.median(best):.3f} ({min(best):.3f}-{max(best):.3f}) | {statistics.median(wall):.0f} | "
+            f"{statistics.median(evals):.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kernels", nargs="+", default=list(PAPER_LAYERS))
+    parser.add_argument("--strategies", nargs="+", default=["mcts-random"], choices=list(STRATEGIES))
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--trials", type=int, default=64)
+    parser.add_argument("--wall-clock", type=float, default=None)
+    parser.add_argument("--report", action="store_true", help="print the table of what is stored, run nothing")
+    args = parser.parse_args()
+    if args.report:
+        print(report())
+    else:
+        run(args)
+
+
+if __name__ == "__main__":
+    main()

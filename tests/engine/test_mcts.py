@@ -1,0 +1,97 @@
+"""The MCTS loop's levers beyond the papers, each on real TVM schedules with the real XGBoost
+cost model and real measurements: screening keeps the best-scored variant, measured latencies
+come back as rewards, and with both off the loop is the papers' (one child per expansion)."""
+
+import numpy as np
+import pytest
+
+from search.engine import events as ev
+from search.engine.mcts import MCTSSearch
+from search.engine.policy import Proposal, RandomPolicy
+from search.engine.request import Budget, SearchSettings
+from search.engine.tree import select
+
+pytestmark = pytest.mark.slow
+
+
+class ScoreSpy:
+    """The search's own cost model, with every batch it scores remembered."""
+
+    def __init__(self, model):
+        self.model = model
+        self.batches = []
+
+    def predict(self, cands):
+        scores = self.model.predict(cands)
+        self.batches.append(([c.shash for c in cands], np.asarray(scores, dtype=float)))
+        return scores
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+
+def trained_search(space, measurer, **settings):
+    sink = ev.ListSink()
+    search = MCTSSearch(
+        space=space,
+        policy=RandomPolicy(),
+        measurer=measurer,
+        sink=sink,
+        settings=SearchSettings(measure_batch=4, expansions_per_round=4, seed=3, **settings),
+        budget=Budget(trials=64),
+    )
+    search._init_population()
+    for _ in range(4):
+        leaf = select(search.tree, branching=2, lam=0.0, c=1.4, params={}, rng=search.rng)
+        search.expand(leaf)
+    search.measure_round()  # the cost model is trained from here on
+    assert search.cost_model.trained
+    return search, sink
+
+
+def test_screening_keeps_the_best_scored_of_many_distinct_variants(gemm_space, gemm_measurer):
+    search, sink = trained_search(gemm_space, gemm_measurer, variants=16)
+    spy = ScoreSpy(search.cost_model)
+    search.cost_model = spy
+    leaf = search.tree.nodes[1]
+    before = spy.model.evaluations
+    proposal = Proposal(mutators=["MutateTileSize"])
+    first, applied, _ = search._child_of(leaf, proposal)
+    child, moves, score = search._scored(leaf, first, applied)
+    hashes, scores = spy.batches[-1]
+    variants, leaf_hash = hashes[:-1], hashes[-1]
+    assert leaf_hash == leaf.shash and leaf.predicted == pytest.approx(scores[-1])
+    assert len(variants) > 4 and len(set(variants)) == len(variants)  # many, all distinct
+    assert not set(variants) & search.tree.hashes  # none already in the tree
+    best = int(np.argmax(scores[:-1]))
+    assert child.shash == variants[best] and score == pytest.approx(scores[best]) and moves == ["MutateTileSize"]
+    assert spy.model.evaluations - before == len(hashes)  # one batched call, counted
+
+
+def test_without_screening_an_expansion_scores_one_child_and_its_parent(gemm_space, gemm_measurer):
+    search, _ = trained_search(gemm_space, gemm_measurer)  # variants=1: the papers
+    spy = ScoreSpy(search.cost_model)
+    search.cost_model = spy
+    leaf = select(search.tree, branching=2, lam=0.0, c=1.4, params={}, rng=search.rng)
+    search.expand(leaf)
+    assert len(spy.batches[0][0]) == 2  # the child and its parent, nothing else
+
+
+def test_measured_nodes_back_propagate_their_normalized_throughput(gemm_space, gemm_measurer):
+    search, sink = trained_search(gemm_space, gemm_measurer, measured_reward=True)
+    rewards = [e for e in sink.of(ev.Backpropagated)][-4:]  # the round's measurements, after expansions
+    measured = [n for n in search.tree.nodes[1:] if n.status is not None]
+    assert len(measured) == 4
+    best = search.best_latency
+    by_leaf = {e.path[0]: e.reward for e in rewards}
+    for node in measured:
+        want = best / node.latency if node.latency else 0.0
+        assert by_leaf[node.id] == pytest.approx(want)
+    assert max(by_leaf.values()) == pytest.approx(1.0)  # the best schedule's own reward
+    root = search.tree.root
+    assert root.visits == 4 + 4  # four expansions and four measurements
+
+
+def test_without_measured_rewards_a_measurement_back_propagates_nothing(gemm_space, gemm_measurer):
+    search, sink = trained_search(gemm_space, gemm_measurer)
+    assert len(sink.of(ev.Backpropagated)) == 4  # one per expansion only
