@@ -1,5 +1,5 @@
 """Teams and their members. Which runs a user may see is a selector of the search app
-(search.selectors.visible_runs), which asks :func:`teams_of`; accounts knows nothing of runs."""
+(search.selectors.visible_runs); accounts knows nothing of runs."""
 
 from __future__ import annotations
 

@@ -15,7 +15,9 @@ Pin one stream per core, e.g.::
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import os
 import statistics
 import sys
 import time
@@ -35,6 +37,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "ablation.json"
 CONFIGS: dict[str, dict] = {
     "paper": {},
     "screen32": {"variants": 32},
+    "screen32-wide": {"variants": 32, "expansions_per_round": 64},
     "measured": {"measured_reward": True},
     "screen32+measured": {"variants": 32, "measured_reward": True},
 }
@@ -49,12 +52,15 @@ def load() -> dict:
 
 
 def save(k: str, row: dict) -> None:
-    stored = load()  # re-read: another stream may have saved rows meanwhile
-    stored[k] = row
+    """Add a row; two streams may save at once, so the read-modify-write holds a lock."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".tmp")
-    tmp.write_text(json.dumps(stored, indent=1))
-    tmp.replace(RESULTS)
+    with open(RESULTS.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stored = load()  # re-read: another stream may have saved rows meanwhile
+        stored[k] = row
+        tmp = RESULTS.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(stored, indent=1))
+        tmp.replace(RESULTS)
 
 
 def run(args) -> None:
@@ -95,8 +101,9 @@ def run(args) -> None:
                         "date": time.strftime("%Y-%m-%d %H:%M"),
                     }
                     save(k, row)
+                    best = f"{s['best_latency_s'] * 1e3:.3f} ms" if s["best_latency_s"] else "no valid schedule"
                     print(
-                        f"{layer} {strategy} {config} seed {seed}: {s['best_latency_s'] * 1e3:.3f} ms "
+                        f"{layer} {strategy} {config} seed {seed}: {best} "
                         f"in {row['wall_s']:.0f} s, {row['evaluations_per_trial']:.0f} evals/trial",
                         flush=True,
                     )
@@ -113,7 +120,7 @@ def report() -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for (cpu, layer, strategy, config, trials), rs in sorted(cells.items()):
-        best = [r["best_s"] * 1e3 for r in rs if r["best_s"]]
+        best = [r["best_s"] * 1e3 for r in rs if r["best_s"]] or [float("nan")]
         wall = [r["wall_s"] for r in rs]
         evals = [r["evaluations_per_trial"] or 0 for r in rs]
         lines.append(

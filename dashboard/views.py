@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.access import teams_of
 from search import exports, reports, selectors, services
-from search.engine.request import RequestError, build_request
+from search.engine.request import RequestError
 from search.models import Run
 from search.selectors import run_for, visible_runs
 
@@ -75,33 +75,14 @@ def runs_api(request):
     ``team``): 201 with the run's header, or 400 with ``errors`` per field."""
     try:
         doc = json.loads(request.body or b"{}")
-    except ValueError:
-        return JsonResponse({"errors": {"body": "the body must be a JSON object"}}, status=400)
+    except (ValueError, RecursionError):
+        doc = None
     if not isinstance(doc, dict):
         return JsonResponse({"errors": {"body": "the body must be a JSON object"}}, status=400)
-    teams = teams_of(request.user)
-    team_name = doc.pop("team", None)
-    team = (
-        teams.filter(name=team_name).first()
-        if team_name is not None
-        else (teams.first() if teams.count() == 1 else None)
-    )
     try:
-        run_request = build_request(doc, offered_fleet=services.configured_fleet())
+        run = services.launch(doc, owner=request.user)
     except RequestError as exc:
         return JsonResponse({"errors": exc.errors}, status=400)
-    if team is None:
-        return JsonResponse(
-            {
-                "errors": {
-                    "team": "name one of your teams"
-                    if team_name is None
-                    else f"you are not in a team named {team_name!r}"
-                }
-            },
-            status=400,
-        )
-    run = services.create_run(run_request, owner=request.user, team=team)
     return JsonResponse({"run": selectors.run_header(run), "url": f"/runs/{run.pk}"}, status=201)
 
 

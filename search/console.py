@@ -75,13 +75,14 @@ def summary_lines(summary: dict) -> list[str]:
         ("target / strategy", f"{summary['target']} / {summary['strategy']}"),
         ("trials", f"{summary['trials']} ({summary['stop_reason']})"),
         ("nodes in tree", str(summary["nodes"])),
-        ("cost-model evals", f"{summary.get('evaluations_per_trial', 0):.0f} per measured trial"),
         ("baseline latency", fmt_latency(summary["baseline_latency_s"])),
         ("best latency", fmt_latency(summary["best_latency_s"])),
         ("speedup", speedup),
         ("GFLOP/s", gflops),
         ("time spent", f"{summary['elapsed_s']:.1f} s"),
     ]
+    if summary.get("evaluations"):  # the tree strategies' cost-model screening
+        rows.insert(4, ("cost-model evals", f"{summary['evaluations_per_trial']:.0f} per measured trial"))
     llm = summary.get("llm")
     if llm:
         rows += [

@@ -100,12 +100,13 @@ class Run(models.Model):
     def run_request(self) -> RunRequest:
         """The run's request, rebuilt (and validated again) from what is stored."""
         return build_request(
-            dict(self.request, kernel=self.kernel.spec.to_dict(), target=self.target, strategy=self.strategy)
+            dict(self.request, kernel=self.kernel.spec.to_dict(), target=self.target, strategy=self.strategy),
+            stored=True,
         )
 
     @property
     def budget(self) -> Budget:
-        return self.run_request.budget
+        return Budget(**self.request.get("budget", {}))
 
     @property
     def fleet(self) -> list[dict]:
@@ -184,7 +185,7 @@ class LLMCall(models.Model):
     outcome = models.CharField(max_length=16)
     escalation = models.BooleanField(default=False)
     mutators = models.JSONField(default=list)
-    next_model = models.CharField(max_length=64, blank=True)
+    next_model = models.CharField(max_length=64, null=True, blank=True)
     error = models.TextField(blank=True)
     seq = models.PositiveIntegerField()
 

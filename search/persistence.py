@@ -82,7 +82,7 @@ class DatabaseSink:
             outcome=e.outcome,
             escalation=e.escalation,
             mutators=e.mutators,
-            next_model=e.next_model or "",
+            next_model=e.next_model,
             error=e.error,
             seq=seq,
         )

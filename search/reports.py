@@ -1,7 +1,7 @@
 """Read-side reports: per-model cost review, the cost rolled up the tree, run comparisons.
 
 Every function takes runs the caller may already see (a queryset narrowed by
-``accounts.access.visible_runs``); none of them decides visibility.
+``search.selectors.visible_runs``); none of them decides visibility.
 """
 
 from __future__ import annotations

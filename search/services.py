@@ -9,14 +9,18 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from .engine import events as ev
 from .engine.llm import Fleet, FleetError
-from .engine.request import RunRequest
+from .engine.request import RequestError, RunRequest, build_request
 from .engine.tuning import TuneOutcome, tune
+
+if TYPE_CHECKING:
+    from .models import Run
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +130,35 @@ def create_run(request: RunRequest, *, owner=None, team=None, enqueue: bool = Tr
         if enqueue:
             transaction.on_commit(lambda: enqueue_run(run.pk, run.target))
     return run
+
+
+def launch(doc: dict, *, owner) -> Run:
+    """A run from a JSON run request document and ``team`` (one of the owner's teams; optional
+    when the owner is in exactly one), on a target a worker serves: what the JSON API does."""
+    from accounts.access import teams_of
+
+    doc = dict(doc)
+    team_name = doc.pop("team", None)
+    errors: dict[str, str] = {}
+    try:
+        request = build_request(doc, offered_fleet=configured_fleet())
+    except RequestError as exc:
+        request, errors = None, dict(exc.errors)
+    teams = teams_of(owner)
+    if team_name is None:
+        team = teams.first() if teams.count() == 1 else None
+        if team is None:
+            errors["team"] = "name one of your teams"
+    else:
+        team = teams.filter(name=team_name).first() if isinstance(team_name, str) else None
+        if team is None:
+            errors["team"] = f"you are not in a team named {team_name!r}"
+    served = dict(available_targets())
+    if request is not None and request.target not in served:
+        errors["target"] = f"no worker serves target {request.target!r}; available: {', '.join(served)}"
+    if errors or request is None:
+        raise RequestError(errors)
+    return create_run(request, owner=owner, team=team)
 
 
 def enqueue_run(run_id: int, target: str) -> None:
@@ -244,10 +277,6 @@ def execute_run(
         run.started_at = run.started_at or timezone.now()
         run.heartbeat_at = timezone.now()
         run.save(update_fields=["status", "attempts", "worker", "started_at", "heartbeat_at"])
-    state = saved_state(run)
-    request = run.run_request
-    if run.attempts > 1:  # a resumed run draws new random numbers, reproducibly
-        request = request.with_seed(request.settings.seed + 1000 * (run.attempts - 1))
     sink = DatabaseSink(run)
     if extra_sink is not None:
         sink = ev.FanOutSink(sink, extra_sink)
@@ -256,6 +285,10 @@ def execute_run(
         return Run.objects.filter(pk=run_id, cancel_requested=True).exists()
 
     try:
+        state = saved_state(run)
+        request = run.run_request
+        if run.attempts > 1:  # a resumed run draws new random numbers, reproducibly
+            request = request.with_seed(request.settings.seed + 1000 * (run.attempts - 1))
         fleet = request.fleet
         with local_servers(serve_local and fleet is not None and fleet_is_local(fleet), log=log.info):
             outcome = tune(

@@ -35,6 +35,24 @@ def wait_until_serving(base: str, proc, log_path, timeout: float = 60.0) -> None
             time.sleep(0.2)
 
 
+#: fast, still real timing for a ``manage.py tune`` in a test
+FAST_CLI = ("--number", "1", "--repeat", "2", "--min-repeat-ms", "0")
+
+#: a valid launch form (the fields a user fills in), to post with a team and any changes
+LAUNCH_FORM = {
+    "kernel": "gemm-128",
+    "dtype": "float32",
+    "target": "llvm",
+    "strategy": "mcts-random",
+    "trials": 3,
+    "lam": 0.2,
+    "c": 1.4,
+    "course_alteration_k": 2,
+    "branching": 2,
+    "seed": 0,
+}
+
+
 def create_run(
     *,
     spec,

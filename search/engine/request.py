@@ -101,17 +101,16 @@ class Limit:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(self.message(name))
-        if self.kind is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(self.message(name))
-            value = int(value) if math.isfinite(value) else value
-        else:
-            value = float(value)
-        if not (isinstance(value, int) or math.isfinite(value)):
+        # compare before converting: an int of hundreds of digits has no float
+        if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(self.message(name))
         if value < self.lo or value > self.hi or (self.open_lo and value == self.lo):
             raise ValueError(self.message(name))
-        return value
+        if self.kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(self.message(name))
+            return int(value)
+        return float(value)
 
 
 #: the one set of limits; the form, the CLI and the API show these messages verbatim
@@ -181,13 +180,15 @@ class RunRequest:
 
     def checked(self) -> RunRequest:
         """This request validated (for requests built in code: tests, benchmarks)."""
-        return build_request(self.to_dict())
+        doc = self.to_dict()
+        del doc["fleet"]  # the models are named from this request's own fleet, as a user names them
+        return build_request(doc, offered_fleet=self.fleet)
 
     def with_seed(self, seed: int) -> RunRequest:
         return replace(self, settings=replace(self.settings, seed=seed))
 
 
-def _section(doc: Mapping, name: str, cls: type, errors: dict[str, str]) -> Any:
+def _section(doc: Mapping, name: str, cls: type, errors: dict[str, str], stored: bool = False) -> Any:
     raw = doc.get(name) or {}
     if not isinstance(raw, Mapping):
         errors[name] = f"{name} must be an object"
@@ -199,6 +200,9 @@ def _section(doc: Mapping, name: str, cls: type, errors: dict[str, str]) -> Any:
             errors[f"{name}.{key}"] = f"unknown {name} field {key!r}"
             continue
         limit = LIMITS.get(name, {}).get(key)
+        if stored:  # what was accepted when the run was made stays valid when limits change
+            values[key] = value
+            continue
         if limit is None:  # a flag such as timing.check
             if not isinstance(value, bool):
                 errors[f"{name}.{key}"] = f"{key} must be true or false"
@@ -223,16 +227,17 @@ def _kernel(value: Any) -> KernelSpec:
     raise SpecError("give a kernel: a library name or an object with op, shape and dtype")
 
 
-def _fleet(doc: Mapping, strategy: str, offered: Fleet | None, errors: dict[str, str]) -> Fleet | None:
+def _fleet(doc: Mapping, strategy: str, offered: Fleet | None, errors: dict[str, str], stored: bool) -> Fleet | None:
     from .strategies import get_strategy
 
     if not get_strategy(strategy).uses_llm:
         return None
     try:
-        if doc.get("fleet"):
-            if not isinstance(doc["fleet"], list) or not all(isinstance(m, Mapping) for m in doc["fleet"]):
+        if stored:
+            definitions = doc.get("fleet") or []
+            if not isinstance(definitions, list) or not all(isinstance(m, Mapping) for m in definitions):
                 raise FleetError("fleet must be a list of model definitions")
-            fleet = Fleet.of(doc["fleet"])
+            fleet = Fleet.of(definitions)
         else:
             if offered is None:
                 errors["models"] = f"strategy {strategy} needs a fleet of LLMs, and none is configured"
@@ -248,8 +253,11 @@ def _fleet(doc: Mapping, strategy: str, offered: Fleet | None, errors: dict[str,
                     f"unknown model(s) {', '.join(map(repr, unknown))}; the fleet has {', '.join(offered.names)}"
                 )
                 return None
+            if strategy == "colt" and len(names) < 2:
+                errors["models"] = "colt needs at least two models; for one model use single-llm"
+                return None
             if not names:
-                errors["models"] = f"strategy {strategy} needs at least one model"
+                errors["models"] = f"strategy {strategy} needs a model"
                 return None
             fleet = Fleet(tuple(m for m in offered.models if m.name in names))
     except FleetError as exc:
@@ -257,13 +265,17 @@ def _fleet(doc: Mapping, strategy: str, offered: Fleet | None, errors: dict[str,
         return None
     if strategy == "single-llm" and len(fleet.models) > 1:
         fleet = fleet.only(fleet.largest.name)
-    if strategy == "colt" and len(fleet.models) < 2:
-        errors["models"] = "colt needs at least two models; for one model use single-llm"
     return fleet
 
 
-def build_request(doc: Mapping[str, Any], *, offered_fleet: Fleet | None = None) -> RunRequest:
-    """Validate a request document; :class:`RequestError` lists every bad value at once."""
+def build_request(doc: Mapping[str, Any], *, offered_fleet: Fleet | None = None, stored: bool = False) -> RunRequest:
+    """Validate a request document; :class:`RequestError` lists every bad value at once.
+
+    From a user (the form, the CLI, the API) models are *named* and resolved in
+    ``offered_fleet``, the server's own definitions: a user never supplies an endpoint, a price
+    or the name of a key variable. ``stored=True`` reads back what this code wrote (a stored
+    run, a request built in code): its fleet definitions are taken as they are, and its values
+    are not held to limits that may have changed since."""
     from .compiler import TargetError, target_kind
     from .strategies import STRATEGIES
 
@@ -283,11 +295,13 @@ def build_request(doc: Mapping[str, Any], *, offered_fleet: Fleet | None = None)
     strategy = doc.get("strategy", "mcts-random")
     if not isinstance(strategy, str) or strategy not in STRATEGIES:
         errors["strategy"] = f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}"
-    budget = _section(doc, "budget", Budget, errors)
-    settings = _section(doc, "settings", SearchSettings, errors)
-    timing = _section(doc, "timing", MeasureConfig, errors)
-    fleet = _fleet(doc, strategy, offered_fleet, errors) if "strategy" not in errors else None
-    unknown = set(doc) - {"kernel", "target", "strategy", "budget", "settings", "timing", "models", "fleet"}
+    budget = _section(doc, "budget", Budget, errors, stored)
+    settings = _section(doc, "settings", SearchSettings, errors, stored)
+    timing = _section(doc, "timing", MeasureConfig, errors, stored)
+    fleet = _fleet(doc, strategy, offered_fleet, errors, stored) if "strategy" not in errors else None
+    unknown = set(doc) - {"kernel", "target", "strategy", "budget", "settings", "timing", "models"}
+    if stored:
+        unknown.discard("fleet")
     for key in sorted(unknown):
         errors[key] = f"unknown request field {key!r}"
     if errors or kernel is None:

@@ -12,6 +12,7 @@ TVM is imported lazily so that validating a spec (a web form, the CLI) stays che
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -397,6 +398,9 @@ def parse_shape(text: str) -> dict[str, str]:
     return shape
 
 
+_KERNEL_NAME = re.compile(r"[A-Za-z0-9._-]{0,64}")
+
+
 def validate(spec: KernelSpec) -> KernelSpec:
     """Return a normalized copy of ``spec`` or raise :class:`SpecError` with a clear message."""
     op = OPERATORS.get(spec.op)
@@ -429,6 +433,8 @@ def validate(spec: KernelSpec) -> KernelSpec:
             raise SpecError("conv2d window R is larger than the padded input")
         if shape["pad"] >= shape["R"]:
             raise SpecError("conv2d pad must be smaller than the window R")
+    if not isinstance(spec.name, str) or not _KERNEL_NAME.fullmatch(spec.name):
+        raise SpecError("a kernel name is 0-64 letters, digits, '.', '_' or '-'")
     nbytes = 4 * (sum(math.prod(s) for _, s in op.inputs(shape)) + math.prod(op.output(shape)))
     if nbytes > MAX_BYTES:
         raise SpecError(f"tensors take {nbytes / 2**20:.0f} MiB; the limit is {MAX_BYTES >> 20} MiB")

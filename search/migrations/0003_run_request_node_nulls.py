@@ -1,5 +1,5 @@
 """One run request per run (budget, settings, timing and fleet in ``Run.request``; kernel,
-target and strategy stay columns), and None instead of "" in a node's optional fields."""
+target and strategy stay columns), and None instead of "" in the optional text of nodes and LLM calls."""
 
 from dataclasses import asdict
 
@@ -39,19 +39,25 @@ def from_request(apps, schema_editor):
         run.settings = run.request.get("settings", {})
         run.timing = run.request.get("timing", {})
         run.fleet = run.request.get("fleet", [])
+        run.model = run.fleet[0]["name"] if run.strategy == "single-llm" and run.fleet else ""
         run.save()
 
 
+OPTIONAL_TEXT = {"Node": ("created_by", "expand_model", "status"), "LLMCall": ("next_model",)}
+
+
 def blanks_to_null(apps, schema_editor):
-    Node = apps.get_model("search", "Node")
-    for name in ("created_by", "expand_model", "status"):
-        Node.objects.filter(**{name: ""}).update(**{name: None})
+    for model, names in OPTIONAL_TEXT.items():
+        rows = apps.get_model("search", model).objects
+        for name in names:
+            rows.filter(**{name: ""}).update(**{name: None})
 
 
 def null_to_blanks(apps, schema_editor):
-    Node = apps.get_model("search", "Node")
-    for name in ("created_by", "expand_model", "status"):
-        Node.objects.filter(**{f"{name}__isnull": True}).update(**{name: ""})
+    for model, names in OPTIONAL_TEXT.items():
+        rows = apps.get_model("search", model).objects
+        for name in names:
+            rows.filter(**{f"{name}__isnull": True}).update(**{name: ""})
 
 
 class Migration(migrations.Migration):
@@ -59,6 +65,8 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.AddField(model_name="run", name="request", field=models.JSONField(default=dict)),
+        # a default for the way back: the column is added again to a table that has rows
+        migrations.AlterField(model_name="run", name="trials_budget", field=models.PositiveIntegerField(default=64)),
         migrations.RunPython(to_request, from_request),
         *[
             migrations.RemoveField(model_name="run", name=name)
@@ -81,6 +89,9 @@ class Migration(migrations.Migration):
         ),
         migrations.AlterField(
             model_name="node", name="status", field=models.CharField(blank=True, max_length=16, null=True)
+        ),
+        migrations.AlterField(
+            model_name="llmcall", name="next_model", field=models.CharField(blank=True, max_length=64, null=True)
         ),
         migrations.RunPython(blanks_to_null, null_to_blanks),
     ]

@@ -36,7 +36,7 @@
         S.baseline = e.latency_s; break;
       case "node_created":
         // a node is its node_created event: the node schema's fields (NodeRecord), nothing renamed
-        S.nodes.set(e.node_id, Object.assign({}, e));
+        S.nodes.set(e.node_id, Object.assign({visits: 0, status: null, latency: null}, e));
         S.layout = null; break;
       case "backpropagated":
         for (const id of e.path) { const n = S.nodes.get(id); if (n) n.visits += 1; }

@@ -17,7 +17,7 @@ from search.models import Run
 from tests.conftest import PASSWORD
 from tests.dashboard.test_review import colt_run, execute, quiet  # noqa: F401 - fixtures
 from tests.engine.test_policy import fleet_at
-from tests.helpers import database_url, free_port, wait_until_serving
+from tests.helpers import FAST_CLI, database_url, free_port, wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -227,12 +227,7 @@ def test_a_run_started_from_the_command_line_streams_to_an_open_run_page(fake_ll
                 "4",
                 "--expansions-per-round",
                 "8",
-                "--number",
-                "1",
-                "--repeat",
-                "2",
-                "--min-repeat-ms",
-                "0",
+                *FAST_CLI,
                 "--team",
                 team.name,
                 "--out",

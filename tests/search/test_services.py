@@ -10,7 +10,7 @@ from search import services
 from search.engine.measure import MeasureConfig
 from search.engine.request import Budget, RequestError, SearchSettings
 from search.models import Event, LLMCall, Measurement, Node, Run
-from tests.helpers import create_run
+from tests.helpers import LAUNCH_FORM, create_run
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.db]
 
@@ -191,16 +191,7 @@ def test_run_list_launch_page_and_node_api(client, team, queued, gemm128, gemm_m
     response = client.post(
         "/runs/new",
         {
-            "kernel": "gemm-128",
-            "dtype": "float32",
-            "target": "llvm",
-            "strategy": "mcts-random",
-            "trials": 3,
-            "lam": 0.2,
-            "c": 1.4,
-            "course_alteration_k": 2,
-            "branching": 2,
-            "seed": 0,
+            **LAUNCH_FORM,
             "team": team.pk,
         },
     )

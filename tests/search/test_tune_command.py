@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import FAST_CLI
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {}
 
@@ -94,12 +96,7 @@ def test_a_real_run_writes_a_replayable_schedule(tmp_path):
         "6",
         "--measure-batch",
         "3",
-        "--number",
-        "1",
-        "--repeat",
-        "2",
-        "--min-repeat-ms",
-        "0",
+        *FAST_CLI,
         "--out",
         str(out),
     )

@@ -113,6 +113,8 @@ class Command(BaseCommand):
             kernel = self._kernel(opts)
         except SpecError as exc:
             raise CommandError(str(exc), returncode=2) from None
+        if opts["model"] and opts["strategy"] != "single-llm":
+            raise CommandError("--model picks the one model of single-llm; colt uses the whole fleet", returncode=2)
         fleet = None
         if opts["strategy"] in ("colt", "single-llm"):
             try:
@@ -131,7 +133,7 @@ class Command(BaseCommand):
             },
             "settings": {name: opts[name] for name in SETTINGS if opts[name] is not None},
             "timing": {name: opts[name] for name in ("number", "repeat", "min_repeat_ms")},
-            "models": [opts["model"]] if opts["model"] and opts["strategy"] == "single-llm" else None,
+            "models": [opts["model"]] if opts["model"] else None,
         }
         try:
             return build_request(doc, offered_fleet=fleet)
