@@ -1,5 +1,5 @@
 """The colt and single-llm strategies in a real tuning run (real TVM, real measurements),
-with LLM calls through LiteLLM to a fake OpenAI-compatible server; and one real local model."""
+with LLM calls through LiteLLM to a fake OpenAI-compatible server."""
 
 import itertools
 import json
@@ -7,7 +7,6 @@ import json
 import pytest
 
 from search.engine import events as ev
-from search.engine.llm import LiteLLMClient
 from search.engine.request import Budget, RunRequest, SearchSettings
 from search.engine.tuning import tune
 from tests.engine.test_policy import fleet_at
@@ -102,33 +101,3 @@ def test_a_fleet_whose_servers_are_all_down_still_finishes(gemm128, gemm_measure
     calls = sink.of(ev.LLMCallRecorded)
     assert calls and all(c.outcome == "server_error" for c in calls)
     assert outcome.result.trials == 8 and outcome.result.best is not None
-
-
-def test_one_call_to_a_real_local_model():
-    """smollm2-135m served by llama.cpp, called through LiteLLM with the JSON schema."""
-    from search.engine.prompting import parse_reply, response_schema
-    from search.localfleet import is_fetched, local_fleet, local_model, serve, stop
-
-    if not is_fetched(local_model("smollm2-135m")):
-        pytest.skip("local models not fetched (scripts/setup fetches them)")
-    servers = serve(["smollm2-135m"])
-    try:
-        model = local_fleet().get("smollm2-135m")
-        mutators = ["MutateTileSize", "MutateUnroll"]
-        names = local_fleet().names
-        reply = LiteLLMClient().complete(
-            model,
-            [
-                {"role": "system", "content": "Choose mutators for a TVM schedule. Answer with JSON."},
-                {"role": "user", "content": "Current: tile [[8, 64]]; unroll [0]. Your JSON:"},
-            ],
-            schema=response_schema(mutators, names),
-        )
-    finally:
-        stop(servers)
-    assert reply.outcome == "ok", reply.error
-    assert reply.prompt_tokens > 20 and reply.completion_tokens > 0  # the server's real counts
-    assert reply.usd == pytest.approx(model.cost(reply.prompt_tokens, reply.completion_tokens))
-    parsed = parse_reply(reply.text, mutators, names)
-    assert parsed.parsed and set(parsed.mutators) <= set(mutators)  # the schema is enforced
-    assert parsed.next_model in names

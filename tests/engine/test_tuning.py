@@ -151,22 +151,6 @@ def test_cancel_request_stops_within_one_iteration(gemm128, gemm_measurer):
     assert sink.of(ev.RunFinished)[-1].status == "cancelled"
 
 
-def test_evolutionary_strategy_runs_metaschedule_with_the_same_budget(gemm128, fast_config):
-    sink = ev.ListSink()
-    request = RunRequest(
-        kernel=gemm128,
-        strategy="evolutionary",
-        budget=Budget(trials=8),
-        settings=SearchSettings(measure_batch=4, seed=1),
-        timing=fast_config,
-    ).checked()
-    outcome = tune(request, sink=sink)
-    assert outcome.result.trials == 8
-    assert len(sink.of(ev.NodeMeasured)) >= 8
-    assert outcome.result.best is not None and outcome.result.best.status == "ok"
-    assert outcome.speedup and outcome.speedup > 1.0
-
-
 def test_unknown_strategy_and_empty_budget_are_refused(gemm128):
     # refused when the request is checked, before anything is measured
     with pytest.raises(RequestError, match="unknown strategy") as err:
