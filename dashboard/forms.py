@@ -23,6 +23,7 @@ SECTIONS = {
     "course_alteration_k": "settings",
     "branching": "settings",
     "seed": "settings",
+    "variants": "settings",
 }
 
 
@@ -83,6 +84,18 @@ class LaunchForm(forms.Form):
     )
     branching = _number("branching", initial=SearchSettings().branching, label="B (children)")
     seed = _number("seed", initial=0)
+    variants = _number(
+        "variants",
+        required=False,
+        initial=SearchSettings().variants,
+        label="screening (variants per expansion)",
+        help_text="children realized per expansion; the cost model keeps the best (1: the papers)",
+    )
+    measured_reward = forms.BooleanField(
+        required=False,
+        label="measured rewards",
+        help_text="a measured schedule back-propagates its measured throughput (off in the papers)",
+    )
 
     def __init__(self, *args, targets: list[tuple[str, str]], fleet, teams, **kwargs):
         super().__init__(*args, **kwargs)
@@ -135,6 +148,7 @@ class LaunchForm(forms.Form):
         for name, section in SECTIONS.items():
             if data.get(name) is not None:
                 doc[section][name] = data[name]
+        doc["settings"]["measured_reward"] = bool(data.get("measured_reward"))
         try:
             data["request"] = build_request(doc, offered_fleet=self.fleet)
         except RequestError as exc:

@@ -137,3 +137,13 @@ def test_a_node_has_one_schema_in_the_engine_the_database_and_the_exports():
     created = NodeCreated(node_id=1, parent_id=0, depth=1).to_dict()
     assert set(created) == set(NODE_FIELDS) | {"kind"}
     assert created["status"] is None and created["created_by"] is None  # None, never ""
+
+
+def test_the_form_sets_the_levers_beyond_the_papers(client, team, monkeypatch):
+    monkeypatch.setattr("search.services.enqueue_run", lambda run_id, target: None)
+    response = client.post("/runs/new", {**FORM, "team": team.pk, "variants": "8", "measured_reward": "on"})
+    assert response.status_code == 302
+    settings = Run.objects.get().run_request.settings
+    assert settings.variants == 8 and settings.measured_reward is True
+    client.post("/runs/new", {**FORM, "team": team.pk})
+    assert Run.objects.order_by("-pk").first().run_request.settings.variants == 1  # the papers by default
