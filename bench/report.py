@@ -42,6 +42,42 @@ RATIOS = {
     "wall time / single-llm wall time": (("single-llm", 64), lambda s: s["wall_s"]),
     "LLM time / single-llm LLM time": (("single-llm", 64), lambda s: s.get("llm_s")),
 }
+#: issue 13's headline: (row label, numerator (strategy, trials), denominator, value); the
+#: cell is the geometric mean over the layers that have both rows
+SPEEDUP = "speedup"
+HEADLINE = [
+    ("colt@64 / evolutionary@256 speedup", ("colt", 64), ("evolutionary", 256), SPEEDUP),
+    ("mcts-random@64 / evolutionary@256 speedup", ("mcts-random", 64), ("evolutionary", 256), SPEEDUP),
+    ("colt@64 / mcts-random@64 speedup", ("colt", 64), ("mcts-random", 64), SPEEDUP),
+    ("colt / single-llm speedup", ("colt", 64), ("single-llm", 64), SPEEDUP),
+    ("colt / single-llm USD", ("colt", 64), ("single-llm", 64), "usd"),
+    ("colt / single-llm wall-clock", ("colt", 64), ("single-llm", 64), "wall_s"),
+    ("colt largest-model share", ("colt", 64), None, "largest_share"),
+]
+
+
+def headline_value(summary: dict, what: str) -> float | None:
+    if what in ("usd", "largest_share"):
+        return (summary.get("llm") or {}).get(what)
+    return summary.get(what)
+
+
+def headline_rows(results: dict) -> list[list[str]]:
+    rows = []
+    for label, num, den, what in HEADLINE:
+        values = []
+        for layer in LAYERS:
+            a = results.get((layer, *num))
+            b = results.get((layer, *den)) if den else None
+            x = headline_value(a, what) if a else None
+            y = headline_value(b, what) if b else 1.0
+            if x and y:
+                values.append(x / y)
+        cell = f"{statistics.geometric_mean(values):.2f} ({len(values)} layers)" if values else "not measured"
+        rows.append([label, cell])
+    return rows
+
+
 COLOURS = {"colt": "#d62728", "single-llm": "#9467bd", "mcts-random": "#1f77b4", "evolutionary": "#2ca02c"}
 
 
@@ -292,6 +328,8 @@ def main() -> None:
             table(["layer", "runs", "min (ms)", "max (ms)", "median, used (ms)", "max/min - 1"], spread_rows),
             "#### Sample efficiency (best speedup found within the first N trials)",
             table(eff_headers, eff_rows),
+            "#### Headline ratios",
+            table(["headline ratio", "geometric mean"], headline_rows(results)),
             "#### Ratios",
             summary,
             "#### Samples to reach colt's best (the papers' sample-efficiency measure)",

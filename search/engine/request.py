@@ -12,8 +12,10 @@ The document (what :meth:`RunRequest.to_dict` writes and :func:`build_request` r
      "budget": {"trials": 64, "llm_calls": null, "usd": null, "wall_s": null},
      "settings": {"lam": 0.2, "c": 1.414, "branching": 2, ...},
      "timing": {"number": 3, "repeat": 5, "min_repeat_ms": 100, "timeout_s": 30.0},
-     "models": ["small", "large"]        # names from the offered fleet (edges), or
-     "fleet": [{...model definition...}]}  # the definitions themselves (stored runs)
+     "models": ["small", "large"]}       # names from the server's fleet (form, CLI, API)
+
+A stored run writes ``"fleet": [{...model definitions...}]`` instead of ``models`` and is read
+back with ``build_request(doc, stored=True)``; a user never supplies definitions.
 """
 
 from __future__ import annotations
