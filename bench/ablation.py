@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._report import table, write_section  # noqa: E402
 from bench.strategies import CallTimer, host_info  # noqa: E402
 from search.engine.request import Budget, RunRequest, SearchSettings  # noqa: E402
 from search.engine.strategies import STRATEGIES  # noqa: E402
@@ -33,6 +34,17 @@ from search.engine.workloads import PAPER_LAYERS, get_kernel  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ablation.json"
 
+LEAD = (
+    "Produced by `bench/ablation.py` (raw rows with their progress curves and host in "
+    "`bench/results/ablation.json`) and `bench/peers.py` (numpy, `bench/results/peers.json`). One stream "
+    "per core (`taskset`), so every kernel runs on one thread; timing number 3, repeat 5, min_repeat_ms 100; "
+    "every best checked against numpy. `paper` is the search exactly as the papers specify it; each other "
+    "configuration changes only the settings it names (`variants`: children realized per expansion, the cost "
+    "model keeps the best; `expansions_per_round`: expansions between measurement rounds; `measured_reward`: "
+    "measured latencies back-propagated as rewards). Speed ratios are the reference's median best latency "
+    "over this cell's median (above 1: this cell is faster)."
+)
+
 #: configuration name -> search settings that differ from the papers' (SearchSettings defaults)
 CONFIGS: dict[str, dict] = {
     "paper": {},
@@ -40,6 +52,8 @@ CONFIGS: dict[str, dict] = {
     "screen32-wide": {"variants": 32, "expansions_per_round": 64},
     "measured": {"measured_reward": True},
     "screen32+measured": {"variants": 32, "measured_reward": True},
+    "fresh256": {"fresh_samples": 256},
+    "screen32+fresh256": {"variants": 32, "fresh_samples": 256},
 }
 
 
@@ -109,26 +123,65 @@ def run(args) -> None:
                     )
 
 
+PEERS = Path(__file__).resolve().parent / "results" / "peers.json"
+
+
 def report() -> str:
+    """Per host and layer: each configuration's best latency (median and min-max over seeds),
+    against evolutionary at 64 and 256 and numpy on one thread, measured on the same host."""
     rows = list(load().values())
+    peers = json.loads(PEERS.read_text()) if PEERS.exists() else {}
     cells: dict = {}
     for r in rows:
         cells.setdefault((r["host"]["cpu"], r["layer"], r["strategy"], r["config"], r["trials"]), []).append(r)
-    lines = [
-        "| host | layer | strategy | config | trials | seeds | best ms median (min-max) | wall s median "
-        "| evals/trial |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    evo = {
+        (cpu, layer, trials): statistics.median(r["best_s"] for r in rs if r["best_s"])
+        for (cpu, layer, strategy, _, trials), rs in cells.items()
+        if strategy == "evolutionary"
+    }
+    paper = {
+        (cpu, layer, strategy): statistics.median(r["best_s"] for r in rs if r["best_s"])
+        for (cpu, layer, strategy, config, _), rs in cells.items()
+        if config == "paper" and strategy != "evolutionary"
+    }
+    out = []
     for (cpu, layer, strategy, config, trials), rs in sorted(cells.items()):
-        best = [r["best_s"] * 1e3 for r in rs if r["best_s"]] or [float("nan")]
-        wall = [r["wall_s"] for r in rs]
-        evals = [r["evaluations_per_trial"] or 0 for r in rs]
-        lines.append(
-            f"| {cpu} | {layer} | {strategy} | {config} | {trials} | {len(rs)} | "
-            f"{statistics.median(best):.3f} ({min(best):.3f}-{max(best):.3f}) | {statistics.median(wall):.0f} | "
-            f"{statistics.median(evals):.0f} |"
+        best = sorted(r["best_s"] * 1e3 for r in rs if r["best_s"]) or [float("nan")]
+        med = statistics.median(best) / 1e3
+        ref = paper.get((cpu, layer, strategy))
+        e256 = evo.get((cpu, layer, 256))
+        numpy = (peers.get(f"{cpu}|{layer}") or {}).get("numpy_s")
+        out.append(
+            [
+                cpu,
+                layer,
+                f"{strategy}@{trials}",
+                config,
+                ", ".join(str(r["seed"]) for r in sorted(rs, key=lambda r: r["seed"])),
+                f"{statistics.median(best):.3f} ({best[0]:.3f}-{best[-1]:.3f})",
+                f"{ref / med:.2f}" if ref and strategy != "evolutionary" else "-",
+                f"{e256 / med:.2f}" if e256 else "-",
+                f"{numpy / med:.2f}" if numpy else "-",
+                f"{statistics.median(r['wall_s'] for r in rs):.0f}",
+                f"{statistics.median(r['evaluations_per_trial'] or 0 for r in rs):.0f}",
+            ]
         )
-    return "\n".join(lines)
+    return table(
+        [
+            "host",
+            "layer",
+            "strategy",
+            "config",
+            "seeds",
+            "best ms: median (min-max)",
+            "speed vs paper",
+            "speed vs evolutionary@256",
+            "speed vs numpy (1 thread)",
+            "wall s (median)",
+            "cost-model evals / trial",
+        ],
+        out,
+    )
 
 
 def main() -> None:
@@ -140,9 +193,13 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=64)
     parser.add_argument("--wall-clock", type=float, default=None)
     parser.add_argument("--report", action="store_true", help="print the table of what is stored, run nothing")
+    parser.add_argument("--docs", action="store_true", help="with --report: write it into docs/benchmarks.md")
     args = parser.parse_args()
     if args.report:
-        print(report())
+        body = report()
+        print(body)
+        if args.docs:
+            write_section("ablation", "### Search levers: ablation\n\n" + LEAD + "\n\n" + body)
     else:
         run(args)
 

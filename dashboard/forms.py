@@ -24,6 +24,7 @@ SECTIONS = {
     "branching": "settings",
     "seed": "settings",
     "variants": "settings",
+    "fresh_samples": "settings",
 }
 
 
@@ -90,6 +91,13 @@ class LaunchForm(forms.Form):
         initial=SearchSettings().variants,
         label="screening (variants per expansion)",
         help_text="children realized per expansion; the cost model keeps the best (1: the papers)",
+    )
+    fresh_samples = _number(
+        "fresh_samples",
+        required=False,
+        initial=SearchSettings().fresh_samples,
+        label="fresh root samples per round",
+        help_text="new design-space points the cost model screens each round; the best joins the root (0: the papers)",
     )
     measured_reward = forms.BooleanField(
         required=False,

@@ -308,6 +308,26 @@ class MCTSSearch:
         self.cost_model.update([n.candidate for n in picks], [n.latency for n in picks])
         return len(picks)
 
+    def _fresh_root_child(self) -> None:
+        """With ``fresh_samples``: after a round, score that many new random points of the design
+        space (every sketch, fresh decisions) with the trained cost model in one batch and add the
+        best as a new root child. The papers' root keeps its first ``population`` samples for the
+        whole run, so a run whose few samples all come from a weak sketch stays confined to it
+        (mutators change decisions, never the sketch); this reopens the search at the root."""
+        if not self.s.fresh_samples or not self.cost_model.trained:
+            return
+        fresh, seen = [], set(self.tree.hashes)
+        for _ in range(self.s.fresh_samples):
+            cand = self.space.sample(self.rng)
+            if cand is not None and cand.shash not in seen:
+                seen.add(cand.shash)
+                fresh.append(cand)
+        if fresh:
+            scores = self.cost_model.predict(fresh)
+            best = int(np.argmax(scores))
+            self._add(self.tree.root, fresh[best], created_by=None, expand_model=None, mutators=[],
+                      score=float(scores[best]))  # fmt: skip
+
     def _reward_measured(self, nodes: list[Node]) -> None:
         """Back-propagate what was measured: best latency so far / the node's latency (1 for the
         best, 0 for a failed candidate), on the same scale as the cost model's scores."""
@@ -403,6 +423,7 @@ class MCTSSearch:
             measured = 0
             if self.stop.interrupt() is None and self.trials < self.budget.trials:
                 measured = self.measure_round()
+                self._fresh_root_child()
             self._progress()
             reason = reason or self._stop_reason()
             if reason is None and exhausted and measured == 0:

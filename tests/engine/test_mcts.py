@@ -95,3 +95,23 @@ def test_measured_nodes_back_propagate_their_normalized_throughput(gemm_space, g
 def test_without_measured_rewards_a_measurement_back_propagates_nothing(gemm_space, gemm_measurer):
     search, sink = trained_search(gemm_space, gemm_measurer)
     assert len(sink.of(ev.Backpropagated)) == 4  # one per expansion only
+
+
+def test_fresh_samples_add_the_best_scored_of_many_new_points_at_the_root(gemm_space, gemm_measurer):
+    search, sink = trained_search(gemm_space, gemm_measurer, fresh_samples=24)
+    spy = ScoreSpy(search.cost_model)
+    search.cost_model = spy
+    before = list(search.tree.root.children)
+    search._fresh_root_child()
+    added = [c for c in search.tree.root.children if c not in before]
+    hashes, scores = spy.batches[-1]
+    assert len(added) == 1 and len(hashes) > 8 and len(set(hashes)) == len(hashes)
+    assert added[0].shash == hashes[int(np.argmax(scores))]
+    assert sink.of(ev.NodeCreated)[-1].node_id == added[0].id and added[0].visits == 0  # expanded next
+
+
+def test_without_fresh_samples_the_root_keeps_its_first_population(gemm_space, gemm_measurer):
+    search, _ = trained_search(gemm_space, gemm_measurer)
+    before = len(search.tree.root.children)
+    search._fresh_root_child()
+    assert len(search.tree.root.children) == before == 3

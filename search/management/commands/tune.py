@@ -25,6 +25,7 @@ SETTINGS = (
     "course_alteration_k",
     "variants",
     "measured_reward",
+    "fresh_samples",
 )
 
 
@@ -83,6 +84,12 @@ class Command(BaseCommand):
             type=int,
             default=None,
             help="screening: children realized per expansion, the cost model keeps the best (default 1: the papers)",
+        )
+        search.add_argument(
+            "--fresh-samples",
+            type=int,
+            default=None,
+            help="each round, screen this many new design-space samples and add the best at the root (default 0)",
         )
         search.add_argument(
             "--measured-reward",
