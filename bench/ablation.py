@@ -41,8 +41,10 @@ LEAD = (
     "every best checked against numpy. `paper` is the search exactly as the papers specify it; each other "
     "configuration changes only the settings it names (`variants`: children realized per expansion, the cost "
     "model keeps the best; `expansions_per_round`: expansions between measurement rounds; `measured_reward`: "
-    "measured latencies back-propagated as rewards). Speed ratios are the reference's median best latency "
-    "over this cell's median (above 1: this cell is faster)."
+    "measured latencies back-propagated as rewards; `fresh_samples`: new design-space points screened "
+    "each round, the best added at the root). Against `paper` the ratio pairs runs of the same seed "
+    "(geometric mean of paper's best / this best); against evolutionary@256 and numpy it is their "
+    "median best latency over this cell's median. Above 1: this cell is faster."
 )
 
 #: configuration name -> search settings that differ from the papers' (SearchSettings defaults)
@@ -139,16 +141,20 @@ def report() -> str:
         for (cpu, layer, strategy, _, trials), rs in cells.items()
         if strategy == "evolutionary"
     }
-    paper = {
-        (cpu, layer, strategy): statistics.median(r["best_s"] for r in rs if r["best_s"])
+    paper = {  # per seed, to compare a configuration with the papers' search seed by seed
+        (cpu, layer, strategy, r["seed"]): r["best_s"]
         for (cpu, layer, strategy, config, _), rs in cells.items()
         if config == "paper" and strategy != "evolutionary"
+        for r in rs
+        if r["best_s"]
     }
     out = []
     for (cpu, layer, strategy, config, trials), rs in sorted(cells.items()):
         best = sorted(r["best_s"] * 1e3 for r in rs if r["best_s"]) or [float("nan")]
         med = statistics.median(best) / 1e3
-        ref = paper.get((cpu, layer, strategy))
+        paired = [paper[(cpu, layer, strategy, r["seed"])] / r["best_s"] for r in rs
+                  if r["best_s"] and (cpu, layer, strategy, r["seed"]) in paper]  # fmt: skip
+        ref = statistics.geometric_mean(paired) if paired else None
         e256 = evo.get((cpu, layer, 256))
         numpy = (peers.get(f"{cpu}|{layer}") or {}).get("numpy_s")
         out.append(
@@ -159,7 +165,7 @@ def report() -> str:
                 config,
                 ", ".join(str(r["seed"]) for r in sorted(rs, key=lambda r: r["seed"])),
                 f"{statistics.median(best):.3f} ({best[0]:.3f}-{best[-1]:.3f})",
-                f"{ref / med:.2f}" if ref and strategy != "evolutionary" else "-",
+                f"{ref:.2f}" if ref and strategy != "evolutionary" else "-",
                 f"{e256 / med:.2f}" if e256 else "-",
                 f"{numpy / med:.2f}" if numpy else "-",
                 f"{statistics.median(r['wall_s'] for r in rs):.0f}",
@@ -174,7 +180,7 @@ def report() -> str:
             "config",
             "seeds",
             "best ms: median (min-max)",
-            "speed vs paper",
+            "speed vs paper, same seeds (geomean)",
             "speed vs evolutionary@256",
             "speed vs numpy (1 thread)",
             "wall s (median)",
