@@ -9,7 +9,7 @@ from django.db.migrations.executor import MigrationExecutor
 pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True)]
 
 BEFORE = [("search", "0002_run_team")]
-AFTER = [("search", "0003_run_request_node_nulls")]
+AFTER = [("search", "0005_remove_run_budget_columns")]
 FLEET = [
     {"name": "small", "model": "openai/small", "params": 1e8},
     {"name": "large", "model": "openai/large", "params": 5e8},
