@@ -70,22 +70,7 @@ class DatabaseSink:
         return {"best_latency": e.latency_s, "best_node_id": e.node_id}
 
     def _on_llm_call(self, e: ev.LLMCallRecorded, seq, _):
-        LLMCall.objects.create(
-            run_id=self.run_id,
-            call_id=e.call_id,
-            node_id=e.node_id,
-            model=e.model,
-            prompt_tokens=e.prompt_tokens,
-            completion_tokens=e.completion_tokens,
-            usd=e.usd,
-            latency_s=e.latency_s,
-            outcome=e.outcome,
-            escalation=e.escalation,
-            mutators=e.mutators,
-            next_model=e.next_model,
-            error=e.error,
-            seq=seq,
-        )
+        LLMCall.objects.create(run_id=self.run_id, seq=seq, **{f: getattr(e, f) for f in ev.CALL_FIELDS})
         return {"llm_calls": F("llm_calls") + 1, "usd": F("usd") + e.usd}
 
     def _on_escalation(self, e: ev.Escalation, seq, _):

@@ -21,7 +21,6 @@ back with ``build_request(doc, stored=True)``; a user never supplies definitions
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -150,8 +149,6 @@ LIMITS: dict[str, dict[str, Limit]] = {
     },
 }
 
-_TARGET_TEXT = re.compile(r"[a-z0-9-]{1,32}")
-
 
 @dataclass(frozen=True)
 class RunRequest:
@@ -164,12 +161,6 @@ class RunRequest:
     settings: SearchSettings = field(default_factory=SearchSettings)
     timing: MeasureConfig = field(default_factory=MeasureConfig)
     fleet: Fleet | None = None  # the LLM strategies' models (single-llm: exactly one)
-
-    @property
-    def uses_llm(self) -> bool:
-        from .strategies import get_strategy
-
-        return get_strategy(self.strategy).uses_llm
 
     def to_dict(self) -> dict:
         return {
@@ -291,7 +282,7 @@ def build_request(doc: Mapping[str, Any], *, offered_fleet: Fleet | None = None,
         errors["kernel"] = str(exc)
     target = doc.get("target", "llvm")
     try:
-        if not isinstance(target, str) or not _TARGET_TEXT.fullmatch(target):
+        if not isinstance(target, str):
             raise TargetError(f"unknown target {target!r}; use llvm, cuda or cuda-smXY (e.g. cuda-sm90)")
         target_kind(target)
     except TargetError as exc:
