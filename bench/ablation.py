@@ -56,6 +56,9 @@ CONFIGS: dict[str, dict] = {
     "screen32+measured": {"variants": 32, "measured_reward": True},
     "fresh256": {"fresh_samples": 256},
     "screen32+fresh256": {"variants": 32, "fresh_samples": 256},
+    "refine512": {"refine": 512},
+    "refine512+measured": {"refine": 512, "measured_reward": True},
+    "screen32+measured+refine512": {"variants": 32, "measured_reward": True, "refine": 512},
 }
 
 

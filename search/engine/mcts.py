@@ -328,6 +328,36 @@ class MCTSSearch:
             self._add(self.tree.root, fresh[best], created_by=None, expand_model=None, mutators=[],
                       score=float(scores[best]))  # fmt: skip
 
+    def _refine(self) -> None:
+        """With ``refine``: after a round, mutate the fastest measured nodes that many times in
+        all (one random mutator each, as MetaSchedule's evolutionary search mutates its best
+        measured schedules), score the mutants with the trained cost model in one batch, and add
+        the best ``measure_batch`` of them as children of the nodes they came from: the next
+        round's batch then weighs the incumbents' neighbourhoods against the tree's own nodes."""
+        if not self.s.refine or not self.cost_model.trained:
+            return
+        measured = sorted((n for n in self.tree.nodes[1:] if n.latency), key=lambda n: n.latency or math.inf)
+        parents = measured[: max(1, self.s.measure_batch // 2)]
+        if not parents:
+            return
+        mutants: list[tuple[Node, Candidate, str]] = []
+        seen = set(self.tree.hashes)
+        for i in range(self.s.refine):
+            parent = parents[i % len(parents)]
+            name = random_mutator(self.space.mutator_probs, self.rng)
+            trace = self.space.mutate(parent.candidate.trace, name, self.rng)
+            cand = self.space.realize(trace, self.rng) if trace is not None else None
+            if cand is not None and cand.shash not in seen:
+                seen.add(cand.shash)
+                mutants.append((parent, cand, name))
+        if not mutants:
+            return
+        scores = self.cost_model.predict([c for _, c, _ in mutants])
+        for i in np.argsort(-scores, kind="stable")[: self.s.measure_batch]:
+            parent, cand, name = mutants[int(i)]
+            self._add(parent, cand, created_by=None, expand_model=None, mutators=[name], score=float(scores[i]),
+                      parent_score=parent.predicted)  # fmt: skip
+
     def _reward_measured(self, nodes: list[Node]) -> None:
         """Back-propagate what was measured: best latency so far / the node's latency (1 for the
         best, 0 for a failed candidate), on the same scale as the cost model's scores."""
@@ -424,6 +454,7 @@ class MCTSSearch:
             if self.stop.interrupt() is None and self.trials < self.budget.trials:
                 measured = self.measure_round()
                 self._fresh_root_child()
+                self._refine()
             self._progress()
             reason = reason or self._stop_reason()
             if reason is None and exhausted and measured == 0:

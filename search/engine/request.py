@@ -72,6 +72,7 @@ class SearchSettings:
     variants: int = 1  # screening: children realized per expansion; the cost model keeps the best
     measured_reward: bool = False  # a measured node back-propagates best latency / its latency
     fresh_samples: int = 0  # per measurement round: design-space samples screened, the best joins the root
+    refine: int = 0  # per measurement round: mutants of the fastest measured nodes screened, the best join
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -140,6 +141,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "seed": Limit(int, 0, 2**31 - 1),
         "variants": Limit(int, 1, 256),
         "fresh_samples": Limit(int, 0, 4096),
+        "refine": Limit(int, 0, 4096),
     },
     "timing": {
         "number": Limit(int, 1, 1000),
