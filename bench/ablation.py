@@ -30,9 +30,13 @@ from bench.strategies import CallTimer, host_info  # noqa: E402
 from search.engine.request import Budget, RunRequest, SearchSettings  # noqa: E402
 from search.engine.strategies import STRATEGIES  # noqa: E402
 from search.engine.tuning import tune  # noqa: E402
+from search.engine.warm import Record, WarmStart  # noqa: E402
 from search.engine.workloads import PAPER_LAYERS, get_kernel  # noqa: E402
+from search.services import load_fleet, local_servers  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ablation.json"
+#: every tree-strategy run's measured schedules, for the warm-start rows (not in git: large)
+RECORDS = Path(__file__).resolve().parent / "out" / "records"
 
 LEAD = (
     "Produced by `bench/ablation.py` (raw rows with their progress curves and host in "
@@ -59,11 +63,15 @@ CONFIGS: dict[str, dict] = {
     "refine512": {"refine": 512},
     "refine512+measured": {"refine": 512, "measured_reward": True},
     "screen32+measured+refine512": {"variants": 32, "measured_reward": True, "refine": 512},
+    # leave-one-out warm start: the cost model pre-trained on the other layers' records on this
+    # host (bench/out/records, written by every tree-strategy row); never this layer's own
+    "refine512+warm": {"refine": 512, "warm_start": True},
 }
 
 
-def key(host: dict, layer: str, strategy: str, config: str, trials: int, seed: int) -> str:
-    return f"{host['cpu']}|{layer}|{strategy}|{config}|{trials}|{seed}"
+def key(host: dict, layer: str, strategy: str, config: str, trials: int, seed: int, wall: float | None = None) -> str:
+    budget = f"{trials}" if wall is None else f"{trials}+{wall:g}s"
+    return f"{host['cpu']}|{layer}|{strategy}|{config}|{budget}|{seed}"
 
 
 def load() -> dict:
@@ -82,13 +90,41 @@ def save(k: str, row: dict) -> None:
         tmp.replace(RESULTS)
 
 
+def save_records(host: dict, layer: str, k: str, outcome) -> None:
+    nodes = [n for n in outcome.result.tree.nodes[1:] if n.status == "ok" and n.latency]
+    if not nodes:
+        return
+    path = RECORDS / host["cpu"] / f"{k.replace('|', '_')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"layer": layer, "records": [[n.candidate.trace_json(), n.latency] for n in nodes]}))
+
+
+def leave_one_out(host: dict, layer: str) -> WarmStart:
+    """The records of every other layer's runs on this host (never this layer's own)."""
+    records = []
+    for path in sorted((RECORDS / host["cpu"]).glob("*.json")):
+        data = json.loads(path.read_text())
+        if data["layer"] == layer:
+            continue
+        spec = get_kernel(data["layer"])
+        records += [Record(spec, trace, latency) for trace, latency in data["records"]]
+    return WarmStart(records)
+
+
 def run(args) -> None:
+    with_llm = any(STRATEGIES[s].uses_llm for s in args.strategies)
+    fleet = load_fleet("local") if with_llm else None
+    with local_servers(with_llm):
+        run_rows(args, fleet)
+
+
+def run_rows(args, fleet) -> None:
     host = host_info()
     for layer in args.kernels:
         for config in args.configs:
             for strategy in args.strategies:
                 for seed in args.seeds:
-                    k = key(host, layer, strategy, config, args.trials, seed)
+                    k = key(host, layer, strategy, config, args.trials, seed, args.wall_clock)
                     if k in load():
                         continue
                     settings = SearchSettings(seed=seed, **CONFIGS[config])
@@ -97,11 +133,14 @@ def run(args) -> None:
                         strategy=strategy,
                         budget=Budget(trials=args.trials, wall_s=args.wall_clock),
                         settings=settings,
+                        fleet=fleet if STRATEGIES[strategy].uses_llm else None,
                     ).checked()
                     timer = CallTimer()
+                    warm = leave_one_out(host, layer) if settings.warm_start else None
                     started = time.perf_counter()
-                    outcome = tune(request, sink=timer)
+                    outcome = tune(request, sink=timer, warm=warm)
                     s = outcome.summary()
+                    save_records(host, layer, k, outcome)
                     row = {
                         "host": host,
                         "layer": layer,
@@ -110,6 +149,8 @@ def run(args) -> None:
                         "settings": CONFIGS[config],
                         "seed": seed,
                         "trials": s["trials"],
+                        "trials_budget": args.trials,
+                        "wall_budget_s": args.wall_clock,
                         "baseline_s": s["baseline_latency_s"],
                         "best_s": s["best_latency_s"],
                         "wall_s": time.perf_counter() - started,
@@ -117,7 +158,10 @@ def run(args) -> None:
                         "nodes": s["nodes"],
                         "stop_reason": s["stop_reason"],
                         "curve": timer.curve,
+                        "llm": s.get("llm"),
+                        "llm_s": timer.llm_s,
                         "date": time.strftime("%Y-%m-%d %H:%M"),
+                        "warm_start": s.get("warm_start"),
                     }
                     save(k, row)
                     best = f"{s['best_latency_s'] * 1e3:.3f} ms" if s["best_latency_s"] else "no valid schedule"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django import forms
 
-from search.engine.request import LIMITS, RequestError, RunRequest, SearchSettings, build_request
+from search.engine.request import LIMITS, PRESETS, RequestError, RunRequest, SearchSettings, build_request
 from search.engine.strategies import descriptions
 from search.engine.workloads import LIBRARY, OPERATORS, SUPPORTED_DTYPES, SpecError, parse_shape
 
@@ -25,7 +25,10 @@ SECTIONS = {
     "seed": "settings",
     "variants": "settings",
     "fresh_samples": "settings",
+    "refine": "settings",
 }
+#: the levers beyond the papers; with the "paper" preset the form leaves them to the preset
+LEVERS = ("variants", "fresh_samples", "refine", "measured_reward")
 
 
 class NumberField(forms.Field):
@@ -85,6 +88,13 @@ class LaunchForm(forms.Form):
     )
     branching = _number("branching", initial=SearchSettings().branching, label="B (children)")
     seed = _number("seed", initial=0)
+    preset = forms.ChoiceField(
+        required=False,
+        choices=[("default", "COLT's defaults (the levers below as set)"), ("paper", "the papers' search exactly")],
+        initial="default",
+        label="search",
+        help_text="'the papers' search' turns every lever below off: the reference each one is measured against",
+    )
     variants = _number(
         "variants",
         required=False,
@@ -99,10 +109,26 @@ class LaunchForm(forms.Form):
         label="fresh root samples per round",
         help_text="new design-space points the cost model screens each round; the best joins the root (0: the papers)",
     )
+    refine = _number(
+        "refine",
+        required=False,
+        initial=SearchSettings().refine,
+        label="refine: mutants of the fastest per round",
+        help_text="mutants of the fastest measured schedules the cost model screens each round; the best join "
+        "the tree (0: the papers)",
+    )
     measured_reward = forms.BooleanField(
         required=False,
+        initial=SearchSettings().measured_reward,
         label="measured rewards",
         help_text="a measured schedule back-propagates its measured throughput (off in the papers)",
+    )
+
+    warm_start = forms.BooleanField(
+        required=False,
+        label="warm start",
+        help_text="train the cost model on the team's earlier measured schedules on this target before the first "
+        "measurement, and seed the tree with this kernel's fastest (off: a cold run)",
     )
 
     def __init__(self, *args, targets: list[tuple[str, str]], fleet, teams, **kwargs):
@@ -157,6 +183,10 @@ class LaunchForm(forms.Form):
             if data.get(name) is not None:
                 doc[section][name] = data[name]
         doc["settings"]["measured_reward"] = bool(data.get("measured_reward"))
+        doc["settings"]["warm_start"] = bool(data.get("warm_start"))
+        if data.get("preset") in PRESETS and data["preset"] != "default":
+            doc["settings"] = {k: v for k, v in doc["settings"].items() if k not in LEVERS}
+            doc["settings"]["preset"] = data["preset"]
         try:
             data["request"] = build_request(doc, offered_fleet=self.fleet)
         except RequestError as exc:

@@ -83,6 +83,12 @@ def summary_lines(summary: dict) -> list[str]:
     ]
     if summary.get("evaluations"):  # the tree strategies' cost-model screening
         rows.insert(4, ("cost-model evals", f"{summary['evaluations_per_trial']:.0f} per measured trial"))
+    warm = summary.get("warm_start")
+    if warm:
+        rows.insert(
+            4,
+            ("warm start", f"{warm['records']} earlier schedules of {warm['kernels']} kernel(s), {warm['seeded']} seeded"),
+        )
     llm = summary.get("llm")
     if llm:
         rows += [

@@ -25,11 +25,6 @@ class Kernel(models.Model):
     key = models.CharField(max_length=255, unique=True)  # canonical op|dtype|dims
     created_at = models.DateTimeField(auto_now_add=True)
 
-    @staticmethod
-    def key_of(spec: KernelSpec) -> str:
-        dims = ",".join(f"{k}={spec.shape[k]}" for k in sorted(spec.shape))
-        return f"{spec.op}|{spec.dtype}|{dims}"
-
     @property
     def spec(self) -> KernelSpec:
         return KernelSpec(self.op, dict(self.shape), self.dtype, self.name)

@@ -18,6 +18,7 @@ from .engine import events as ev
 from .engine.llm import Fleet, FleetError
 from .engine.request import RequestError, RunRequest, build_request
 from .engine.tuning import TuneOutcome, tune
+from .engine.warm import Record, WarmStart
 
 if TYPE_CHECKING:
     from .models import Run
@@ -123,7 +124,7 @@ def create_run(request: RunRequest, *, owner=None, team=None, enqueue: bool = Tr
     spec = request.kernel
     with transaction.atomic():
         kernel, _ = Kernel.objects.get_or_create(
-            key=Kernel.key_of(spec),
+            key=spec.key,
             defaults=dict(name=spec.name, op=spec.op, shape=dict(spec.shape), dtype=spec.dtype),
         )
         run = Run.objects.create(kernel=kernel, owner=owner, team=team, **Run.request_fields(request))
@@ -241,6 +242,23 @@ def measurement_rpc():
 STALE_AFTER_S = float(os.environ.get("COLT_STALE_AFTER_S", "180"))
 
 
+#: the most earlier measured schedules a warm-started run trains on (the newest runs' first)
+WARM_RECORDS = 2000
+
+
+def warm_start_for(run) -> WarmStart:
+    """The measured schedules of earlier runs of the run's team on its target, any kernel (the
+    engine keeps other kernels' for the cost model and this kernel's also as seeds)."""
+    from .models import Node
+
+    nodes = Node.objects.filter(run__target=run.target, status="ok", latency__gt=0, trace__isnull=False).exclude(
+        run_id=run.pk
+    )
+    nodes = nodes.filter(run__team_id=run.team_id) if run.team_id else nodes.filter(run__team__isnull=True)
+    nodes = nodes.select_related("run__kernel").order_by("-run_id", "node_id")[:WARM_RECORDS]
+    return WarmStart([Record(n.run.kernel.spec, n.trace, n.latency) for n in nodes])
+
+
 def execute_run(
     run_id: int,
     *,
@@ -300,6 +318,7 @@ def execute_run(
                 resume=state,
                 baseline_latency=run.baseline_latency,
                 rpc=rpc or measurement_rpc(),
+                warm=warm_start_for(run) if request.settings.warm_start and state is None else None,
             )
     except (OperationalError, InterfaceError) as exc:  # the database went away: retry, don't fail
         _release_after_database_error(run_id, exc)

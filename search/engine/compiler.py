@@ -288,14 +288,18 @@ class CostModel:
         scores = self.model.predict(self.space.context, self._measure_candidates(cands))
         return np.nan_to_num(np.asarray(scores, dtype=float), nan=0.0)
 
-    def update(self, cands: Sequence[Candidate], latencies: Sequence[float | None]) -> None:
-        """Train on measured latencies (seconds; None for a failed candidate)."""
+    def update(
+        self, cands: Sequence[Candidate], latencies: Sequence[float | None], space: SearchSpace | None = None
+    ) -> None:
+        """Train on measured latencies (seconds; None for a failed candidate). ``space``: the
+        candidates' own design space when they are of another kernel (a warm start); the model
+        normalizes throughput per kernel."""
         from tvm.s_tir.meta_schedule.runner import RunnerResult
 
         if not cands:
             return
         results = [RunnerResult([float(lat)], None) if lat else RunnerResult(None, "failed") for lat in latencies]
-        self.model.update(self.space.context, self._measure_candidates(cands), results)
+        self.model.update((space or self.space).context, self._measure_candidates(cands), results)
         self.size += len(cands)
         self.trained = self.model.booster is not None
 

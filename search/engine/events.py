@@ -51,6 +51,17 @@ class BaselineMeasured(Event):
 
 
 @dataclass(frozen=True)
+class WarmStarted(Event):
+    """A warm start trained the cost model on earlier runs' records before the first round."""
+
+    kind: ClassVar[str] = "warm_started"
+    records: int
+    kernels: int
+    seeded: int
+    skipped: int
+
+
+@dataclass(frozen=True)
 class NodeRecord:
     """One node of the shared tree. This field list is the node's one schema: the engine's
     ``node_created`` event, the database row (search.models.Node), the saved state that

@@ -22,6 +22,7 @@ from .measure import Measurer, MeasureResult
 from .policy import ExpansionPolicy, ExpansionRequest, Proposal, random_mutator
 from .request import Budget, SearchSettings, StopRule
 from .tree import Node, Tree, backpropagate, select
+from .warm import WarmReport, WarmStart
 from .workloads import flops
 
 
@@ -82,6 +83,7 @@ class MCTSSearch:
         self.expansions = 0
         self.best: Node | None = None
         self.history: list[tuple[int, float]] = []
+        self.warm_seeds = 0  # root children a warm start placed (the population is drawn beside them)
         self.flops = flops(space.spec)
         self.expansions_per_round = settings.expansions_per_round or settings.measure_batch * (
             1 if policy.uses_llm else 2
@@ -387,13 +389,52 @@ class MCTSSearch:
         return self.stop.reason(trials=self.trials, **self.policy.spent())
 
     def _init_population(self) -> None:
+        want = len(self.tree.root.children) + self.s.population  # beside any warm-start seeds
         for _ in range(self.s.population * 4):
-            if len(self.tree.root.children) >= self.s.population:
+            if len(self.tree.root.children) >= want:
                 break
             cand = self.space.sample(self.rng)
             if cand is None or cand.shash in self.tree.hashes:
                 continue
             self._add(self.tree.root, cand, created_by=None, expand_model=None, mutators=[], score=self._score(cand))
+
+    def warm_start(self, warm: WarmStart) -> WarmReport:
+        """Before the first round: train the cost model on earlier runs' records (other kernels in
+        their own design spaces, this kernel in its own) and place this kernel's fastest earlier
+        schedules at the root, unmeasured: the first round measures them again here."""
+        report = WarmReport()
+        others, same = warm.split(self.space.spec)
+        for spec, records in others.values():
+            try:
+                space = SearchSpace(spec, self.space.target_name)
+            except Exception as exc:  # noqa: BLE001 - a kernel this TVM cannot build any more
+                report.notes.append(f"{spec.label}: {type(exc).__name__}")
+                report.skipped += len(records)
+                continue
+            self._pretrain(space, records, report)
+        if same:
+            loaded = self._pretrain(self.space, same, report)
+            for cand in loaded[: warm.seeds]:
+                if cand.shash not in self.tree.hashes:
+                    self._add(self.tree.root, cand, created_by=None, expand_model=None, mutators=[],
+                              score=self._score(cand))  # fmt: skip
+                    report.seeded += 1
+        self.warm_seeds = report.seeded
+        report.kernels = len(others) + (1 if same else 0)
+        return report
+
+    def _pretrain(self, space: SearchSpace, records, report: WarmReport) -> list[Candidate]:
+        cands, latencies = [], []
+        for r in records:
+            try:
+                cands.append(space.load(r.trace))
+            except Exception:  # noqa: BLE001 - a trace of another TVM version
+                report.skipped += 1
+                continue
+            latencies.append(r.latency_s)
+        self.cost_model.update(cands, latencies, space=space)
+        report.records += len(cands)
+        return cands
 
     def restore(self, state: SavedState) -> None:
         """Rebuild the tree, counters, best schedule, cost model and policy statistics."""
@@ -428,8 +469,8 @@ class MCTSSearch:
         self.policy.restore(state)
 
     def run(self) -> SearchResult:
-        if not self.tree.root.children:
-            self._init_population()
+        if len(self.tree) - 1 == self.warm_seeds:
+            self._init_population()  # a new run (its root holds at most warm-start seeds)
         while True:
             reason, exhausted = None, False
             for _ in range(self.expansions_per_round):

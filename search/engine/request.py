@@ -73,9 +73,23 @@ class SearchSettings:
     measured_reward: bool = False  # a measured node back-propagates best latency / its latency
     fresh_samples: int = 0  # per measurement round: design-space samples screened, the best joins the root
     refine: int = 0  # per measurement round: mutants of the fastest measured nodes screened, the best join
+    warm_start: bool = False  # opt-in: earlier runs' records pre-train the cost model and seed the root
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def paper(cls, **values: Any) -> SearchSettings:
+        """The search exactly as the papers specify it (every lever off), with ``values``."""
+        return cls(**{**PRESETS["paper"], **values})
+
+
+#: named starting points for the settings; a request's explicit values override its preset.
+#: ``paper``: every lever beyond the papers off, the reference each lever is measured against
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "paper": {"variants": 1, "measured_reward": False, "fresh_samples": 0, "refine": 0},
+}
 
 
 def _num(x: float) -> str:
@@ -191,7 +205,14 @@ def _section(doc: Mapping, name: str, cls: type, errors: dict[str, str], stored:
         errors[name] = f"{name} must be an object"
         return cls()
     known = {f.name for f in fields(cls)}
-    values = {}
+    values: dict[str, Any] = {}
+    if cls is SearchSettings and "preset" in raw:
+        preset = raw["preset"]
+        if not isinstance(preset, str) or preset not in PRESETS:
+            errors[f"{name}.preset"] = f"unknown preset {preset!r}; known: {', '.join(PRESETS)}"
+        else:
+            values.update(PRESETS[preset])
+        raw = {k: v for k, v in raw.items() if k != "preset"}
     for key, value in raw.items():
         if key not in known:
             errors[f"{name}.{key}"] = f"unknown {name} field {key!r}"

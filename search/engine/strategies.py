@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from .evolutionary import Evolutionary
 from .request import RunRequest
 from .strategy import Strategy
+from .warm import WarmReport, WarmStart
 
 if TYPE_CHECKING:
     from .mcts import SavedState, SearchResult
@@ -66,6 +67,9 @@ class TreeSearch(Strategy):
 
     def restore(self, state: SavedState) -> None:
         self.search.restore(state)
+
+    def warm(self, warm: WarmStart) -> WarmReport:
+        return self.search.warm_start(warm)
 
     def run(self) -> SearchResult:
         return self.search.run()

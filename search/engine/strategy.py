@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from . import events as ev
 from .request import RunRequest, StopRule
+from .warm import WarmReport, WarmStart
 
 if TYPE_CHECKING:
     from .compiler import SearchSpace
@@ -44,6 +45,10 @@ class Strategy:
     def restore(self, state: SavedState) -> None:
         """Go on from a saved run (resume, a redelivered task)."""
         raise NotImplementedError
+
+    def warm(self, warm: WarmStart) -> WarmReport:
+        """Before a new run: put earlier runs' records to work (see warm.py)."""
+        return WarmReport(notes=[f"{self.name} does not use a warm start"])
 
     def run(self) -> SearchResult:
         raise NotImplementedError

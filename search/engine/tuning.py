@@ -20,6 +20,7 @@ from .mcts import SavedState, SearchResult
 from .measure import LocalMeasurer, MeasureConfig, Measurer, RPCConfig
 from .request import CANCELLED, RunRequest, StopRule
 from .strategies import get_strategy
+from .warm import WarmReport, WarmStart
 from .workloads import KernelSpec, flops
 
 BASELINE_CONFIG = MeasureConfig(number=1, repeat=3, min_repeat_ms=0, timeout_s=60.0)
@@ -34,6 +35,7 @@ class TuneOutcome:
     space: SearchSpace
     llm_summary: dict | None = None
     status: str = "succeeded"  # succeeded | failed | cancelled
+    warm: WarmReport | None = None
 
     @property
     def spec(self) -> KernelSpec:
@@ -86,6 +88,7 @@ class TuneOutcome:
             "gflops": self.gflops,
             "elapsed_s": self.elapsed_s,
             "history": self.result.history,
+            "warm_start": self.warm.to_dict() if self.warm else None,
         }
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
@@ -113,11 +116,13 @@ def tune(
     resume: SavedState | None = None,
     baseline_latency: float | None = None,
     rpc: RPCConfig | None = None,
+    warm: WarmStart | None = None,
 ) -> TuneOutcome:
     """Run ``request``; with ``resume``, go on from a saved state (and its known baseline).
     The parts that differ between a test, a CLI and a worker are passed in: the event sink,
     the measurer (default: this host, or ``rpc``, a measure-only host over TVM RPC), the LLM
-    client and the cancel flag."""
+    client and the cancel flag. ``warm``: earlier runs' records, used by a new run whose
+    settings ask for a warm start (``settings.warm_start``), ignored otherwise."""
     stop = StopRule(request.budget, should_stop)
     strategy_cls = get_strategy(request.strategy)
     spec, target = request.kernel, request.target
@@ -154,8 +159,12 @@ def tune(
             baseline_latency=baseline,
             llm_client=llm_client,
         )
+        report = None
         if resume is not None:
             strategy.restore(resume)
+        elif warm is not None and request.settings.warm_start:
+            report = strategy.warm(warm)
+            sink.emit(ev.WarmStarted(**report.to_dict()))
         result = strategy.run()
     except BaseException as exc:
         sink.emit(
@@ -180,4 +189,4 @@ def tune(
             elapsed,
         )
     )
-    return TuneOutcome(request, result, baseline, elapsed, space, strategy.llm_summary(), status)
+    return TuneOutcome(request, result, baseline, elapsed, space, strategy.llm_summary(), status, report)

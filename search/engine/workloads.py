@@ -378,6 +378,12 @@ class KernelSpec:
         )
 
     @property
+    def key(self) -> str:
+        """Canonical identity: operator, dtype and dimensions (not the display name)."""
+        dims = ",".join(f"{k}={self.shape[k]}" for k in sorted(self.shape))
+        return f"{self.op}|{self.dtype}|{dims}"
+
+    @property
     def label(self) -> str:
         if self.name:
             return self.name

@@ -115,3 +115,27 @@ def test_without_fresh_samples_the_root_keeps_its_first_population(gemm_space, g
     before = len(search.tree.root.children)
     search._fresh_root_child()
     assert len(search.tree.root.children) == before == 3
+
+
+def test_refine_adds_the_best_scored_mutants_of_the_fastest_measured_nodes(gemm_space, gemm_measurer):
+    search, sink = trained_search(gemm_space, gemm_measurer, refine=40)
+    spy = ScoreSpy(search.cost_model)
+    search.cost_model = spy
+    fastest = sorted((n for n in search.tree.nodes[1:] if n.latency), key=lambda n: n.latency)[:2]
+    before = set(search.tree.nodes)
+    search._refine()
+    added = [n for n in search.tree.nodes if n not in before]
+    hashes, scores = spy.batches[-1]
+    assert len(hashes) > 8 and len(set(hashes)) == len(hashes)  # many distinct mutants, one batched call
+    assert not set(hashes) & {n.shash for n in before}  # none already in the tree
+    top = {hashes[i] for i in np.argsort(-scores)[:4]}  # measure_batch of them join, the best-scored
+    assert len(added) == 4 and {n.shash for n in added} == top
+    assert all(n.parent in fastest and n.status is None and len(n.mutators) == 1 for n in added)
+    assert [e.node_id for e in sink.of(ev.NodeCreated)[-4:]] == [n.id for n in added]
+
+
+def test_without_refine_a_round_adds_no_mutants(gemm_space, gemm_measurer):
+    search, _ = trained_search(gemm_space, gemm_measurer)
+    before = len(search.tree)
+    search._refine()
+    assert len(search.tree) == before

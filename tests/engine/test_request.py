@@ -154,3 +154,22 @@ def test_numbers_of_any_size_are_messages_not_crashes(value):
 def test_a_kernel_name_is_plain_text():
     with pytest.raises(RequestError, match="a kernel name is"):
         build_request({"kernel": {"op": "gemm", "shape": {"M": 8, "N": 8, "K": 8}, "name": "x\nimport os"}})
+
+
+def test_the_paper_preset_turns_every_lever_off_and_explicit_values_override_it():
+    paper = build_request({"kernel": "gemm-128", "settings": {"preset": "paper"}}).settings
+    assert paper == SearchSettings.paper()
+    assert (paper.variants, paper.measured_reward, paper.fresh_samples, paper.refine) == (1, False, 0, 0)
+    one = build_request({"kernel": "gemm-128", "settings": {"preset": "paper", "refine": 64}}).settings
+    assert one == SearchSettings.paper(refine=64)  # one lever on, against the papers' search
+    assert build_request({"kernel": "gemm-128"}).settings == SearchSettings()  # no preset: the defaults
+    stored = build_request(build_request({"kernel": "gemm-128", "settings": {"preset": "paper"}}).to_dict(),
+                           stored=True)  # fmt: skip
+    assert stored.settings == paper  # a stored run keeps its values, not the name of a preset
+
+
+@pytest.mark.parametrize("preset", ["papers", 3, None, ""])
+def test_an_unknown_preset_is_named(preset):
+    with pytest.raises(RequestError) as err:
+        build_request({"kernel": "gemm-128", "settings": {"preset": preset}})
+    assert "unknown preset" in err.value.errors["settings.preset"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from search.console import ConsoleSink, summary_lines
 from search.engine.llm import FleetError
-from search.engine.request import RequestError, RunRequest, SearchSettings, build_request
+from search.engine.request import PRESETS, RequestError, RunRequest, SearchSettings, build_request
 from search.engine.strategies import STRATEGIES
 from search.engine.workloads import LIBRARY, SpecError, parse_shape
 
@@ -26,6 +27,8 @@ SETTINGS = (
     "variants",
     "measured_reward",
     "fresh_samples",
+    "refine",
+    "warm_start",
 )
 
 
@@ -80,22 +83,46 @@ class Command(BaseCommand):
             "--expansions-per-round", type=int, default=None, help="default: 2 x measure batch (1 x with LLMs)"
         )
         search.add_argument(
+            "--preset",
+            choices=list(PRESETS),
+            default=None,
+            help="'paper': the search exactly as the papers specify it (every lever below off unless given); "
+            "default: COLT's measured defaults",
+        )
+        search.add_argument(
             "--variants",
             type=int,
             default=None,
-            help="screening: children realized per expansion, the cost model keeps the best (default 1: the papers)",
+            help=f"screening: children realized per expansion, the cost model keeps the best "
+            f"(default {defaults.variants}; 1: the papers)",
         )
         search.add_argument(
             "--fresh-samples",
             type=int,
             default=None,
-            help="each round, screen this many new design-space samples and add the best at the root (default 0)",
+            help=f"each round, screen this many new design-space samples and add the best at the root "
+            f"(default {defaults.fresh_samples}; 0: the papers)",
+        )
+        search.add_argument(
+            "--refine",
+            type=int,
+            default=None,
+            help=f"each round, screen this many mutants of the fastest measured schedules and add the best "
+            f"(default {defaults.refine}; 0: the papers)",
         )
         search.add_argument(
             "--measured-reward",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=f"a measured node back-propagates its measured, normalized throughput "
+            f"(default {'on' if defaults.measured_reward else 'off'}; off in the papers)",
+        )
+        search.add_argument(
+            "--warm-start",
             action="store_true",
             default=None,
-            help="a measured node back-propagates its measured, normalized throughput (off in the papers)",
+            help="train the cost model on the team's earlier measured schedules on this target first, and seed "
+            "the tree with this kernel's fastest (default: a cold run)",
         )
         timing = parser.add_argument_group("timing")
         timing.add_argument("--number", type=int, default=3)
@@ -138,7 +165,8 @@ class Command(BaseCommand):
                 "usd": opts["max_usd"],
                 "wall_s": opts["wall_clock"],
             },
-            "settings": {name: opts[name] for name in SETTINGS if opts[name] is not None},
+            "settings": {name: opts[name] for name in SETTINGS if opts[name] is not None}
+            | ({"preset": opts["preset"]} if opts["preset"] else {}),
             "timing": {name: opts[name] for name in ("number", "repeat", "min_repeat_ms")},
             "models": [opts["model"]] if opts["model"] else None,
         }
