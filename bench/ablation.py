@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._report import table, write_section  # noqa: E402
 from bench.strategies import CallTimer, host_info  # noqa: E402
-from search.engine.request import Budget, RunRequest, SearchSettings  # noqa: E402
+from search.engine.request import PRESETS, Budget, RunRequest, SearchSettings  # noqa: E402
 from search.engine.strategies import STRATEGIES  # noqa: E402
 from search.engine.tuning import tune  # noqa: E402
 from search.engine.warm import Record, WarmStart  # noqa: E402
@@ -43,16 +43,22 @@ LEAD = (
     "`bench/results/ablation.json`) and `bench/peers.py` (numpy, `bench/results/peers.json`). One stream "
     "per core (`taskset`), so every kernel runs on one thread; timing number 3, repeat 5, min_repeat_ms 100; "
     "every best checked against numpy. `paper` is the search exactly as the papers specify it; each other "
-    "configuration changes only the settings it names (`variants`: children realized per expansion, the cost "
-    "model keeps the best; `expansions_per_round`: expansions between measurement rounds; `measured_reward`: "
-    "measured latencies back-propagated as rewards; `fresh_samples`: new design-space points screened "
-    "each round, the best added at the root). Against `paper` the ratio pairs runs of the same seed "
+    "configuration changes only the settings it names (`variants`/`screen`: children realized per expansion, "
+    "the cost model keeps the best; `expansions_per_round`/`wide`: expansions between measurement rounds; "
+    "`measured_reward`: measured latencies back-propagated as rewards; `fresh_samples`: new design-space "
+    "points screened each round, the best added at the root; `refine`: mutants of the fastest measured "
+    "schedules screened each round, the best `measure_batch` join the tree; `directed`: LLM replies may set "
+    "one decision; `warm`: the cost model pre-trained on the other layers' records from this host, never this "
+    "layer's own, a leave-one-out row; `default`: the product's defaults when the row ran, recorded in the "
+    "row). Against `paper` the ratio pairs runs of the same seed "
     "(geometric mean of paper's best / this best); against evolutionary@256 and numpy it is their "
     "median best latency over this cell's median. Above 1: this cell is faster."
 )
 
-#: configuration name -> search settings that differ from the papers' (SearchSettings defaults)
+#: configuration name -> search settings that differ from the papers' search (``default``: the
+#: product's defaults, SearchSettings(), whatever they are when the row runs; its row records them)
 CONFIGS: dict[str, dict] = {
+    "default": {},
     "paper": {},
     "screen32": {"variants": 32},
     "screen32-wide": {"variants": 32, "expansions_per_round": 64},
@@ -66,7 +72,17 @@ CONFIGS: dict[str, dict] = {
     # leave-one-out warm start: the cost model pre-trained on the other layers' records on this
     # host (bench/out/records, written by every tree-strategy row); never this layer's own
     "refine512+warm": {"refine": 512, "warm_start": True},
+    "refine512+fresh256": {"refine": 512, "fresh_samples": 256},
+    "refine2048": {"refine": 2048},
+    "refine512+directed": {"refine": 512, "directed": True},
+    "directed": {"directed": True},
 }
+
+
+def settings_for(config: str, seed: int) -> SearchSettings:
+    if config == "default":
+        return SearchSettings(seed=seed)
+    return SearchSettings.paper(seed=seed, **CONFIGS[config])
 
 
 def key(host: dict, layer: str, strategy: str, config: str, trials: int, seed: int, wall: float | None = None) -> str:
@@ -127,7 +143,7 @@ def run_rows(args, fleet) -> None:
                     k = key(host, layer, strategy, config, args.trials, seed, args.wall_clock)
                     if k in load():
                         continue
-                    settings = SearchSettings(seed=seed, **CONFIGS[config])
+                    settings = settings_for(config, seed)
                     request = RunRequest(
                         kernel=get_kernel(layer),
                         strategy=strategy,
@@ -146,7 +162,7 @@ def run_rows(args, fleet) -> None:
                         "layer": layer,
                         "strategy": strategy,
                         "config": config,
-                        "settings": CONFIGS[config],
+                        "settings": {k: getattr(settings, k) for k in (*PRESETS["paper"], "warm_start")},
                         "seed": seed,
                         "trials": s["trials"],
                         "trials_budget": args.trials,

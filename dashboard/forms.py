@@ -28,7 +28,7 @@ SECTIONS = {
     "refine": "settings",
 }
 #: the levers beyond the papers; with the "paper" preset the form leaves them to the preset
-LEVERS = ("variants", "fresh_samples", "refine", "measured_reward")
+LEVERS = ("variants", "fresh_samples", "refine", "measured_reward", "directed")
 
 
 class NumberField(forms.Field):
@@ -124,6 +124,13 @@ class LaunchForm(forms.Form):
         help_text="a measured schedule back-propagates its measured throughput (off in the papers)",
     )
 
+    directed = forms.BooleanField(
+        required=False,
+        initial=SearchSettings().directed,
+        label="directed moves",
+        help_text="colt/single-llm: an LLM may set one decision (tile factors, unroll step, compute location), "
+        "checked against its legal choices (off in the papers)",
+    )
     warm_start = forms.BooleanField(
         required=False,
         label="warm start",
@@ -184,6 +191,7 @@ class LaunchForm(forms.Form):
                 doc[section][name] = data[name]
         doc["settings"]["measured_reward"] = bool(data.get("measured_reward"))
         doc["settings"]["warm_start"] = bool(data.get("warm_start"))
+        doc["settings"]["directed"] = bool(data.get("directed"))
         if data.get("preset") in PRESETS and data["preset"] != "default":
             doc["settings"] = {k: v for k, v in doc["settings"].items() if k not in LEVERS}
             doc["settings"]["preset"] = data["preset"]

@@ -87,7 +87,7 @@ def summary_lines(summary: dict) -> list[str]:
     if warm:
         rows.insert(
             4,
-            ("warm start", f"{warm['records']} earlier schedules of {warm['kernels']} kernel(s), {warm['seeded']} seeded"),
+            ("warm start", f"{warm['records']} schedules, {warm['kernels']} kernel(s), {warm['seeded']} seeded"),
         )
     llm = summary.get("llm")
     if llm:

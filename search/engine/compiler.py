@@ -139,6 +139,25 @@ def _seed(rng: np.random.Generator) -> int:
     return int(rng.integers(1, 2**31 - 1))
 
 
+#: the decisions a directed move may name -> the sampling instruction that makes them
+DECISION_KINDS = {"tile": "SamplePerfectTile", "unroll": "SampleCategorical", "compute_at": "SampleComputeLocation"}
+
+
+@dataclass(frozen=True)
+class DirectedMove:
+    """One concrete decision an LLM names: the ``index``-th decision of ``kind`` (in the order
+    :meth:`SearchSpace.decisions` lists them) set to ``values`` (tile: the factors; unroll:
+    the step; compute_at: the location). Plain data, checked before it touches a trace."""
+
+    kind: str
+    index: int
+    values: tuple[int, ...]
+
+    @property
+    def label(self) -> str:
+        return f"Set {self.kind}#{self.index}={'x'.join(str(v) for v in self.values)}"
+
+
 class SearchSpace:
     """The design space of one kernel on one target, with its mutators and post-processors."""
 
@@ -226,6 +245,41 @@ class SearchSpace:
         """A candidate from a stored full trace."""
         sch = apply_trace_json(self.mod, trace_json)
         return Candidate(sch=sch, shash=structural_hash(sch.mod))
+
+    # -- directed moves: one named decision set to a value -------------------------------------
+    def apply_decision(self, trace, move: DirectedMove) -> tuple[Any | None, str]:
+        """``trace`` with one sampling decision set as ``move`` names it, checked against that
+        decision's legal choices first: (the new trace, "") or (None, why not). A tile's factors
+        must keep the loop's extent (their product) and the number of levels, within the
+        innermost-factor limit; an unroll step must be one of its candidates; a compute location
+        an index the replay accepts (realize() checks that)."""
+        sites = [inst for inst in trace.insts if inst.kind.name == DECISION_KINDS[move.kind]]
+        if not 0 <= move.index < len(sites):
+            return None, f"no {move.kind} decision #{move.index} (the schedule has {len(sites)})"
+        inst = sites[move.index]
+        old = trace.get_decision(inst)
+        if move.kind == "tile":
+            factors = [int(x) for x in old]
+            limit = int(inst.attrs[1]) if len(inst.attrs) > 1 else 0
+            if len(move.values) != len(factors) or any(v < 1 for v in move.values):
+                return None, f"tile #{move.index} takes {len(factors)} positive factors"
+            if int(np.prod(move.values)) != int(np.prod(factors)):
+                return None, f"tile #{move.index}'s factors must multiply to {int(np.prod(factors))}"
+            if limit > 0 and move.values[-1] > limit:
+                return None, f"tile #{move.index}'s innermost factor is at most {limit}"
+            decision: Any = list(move.values)
+        elif move.kind == "unroll":
+            candidates = [int(x) for x in inst.attrs[0]]
+            if len(move.values) != 1 or move.values[0] not in candidates:
+                return None, f"unroll #{move.index} is one of {candidates}"
+            decision = candidates.index(move.values[0])
+        else:
+            if len(move.values) != 1 or not -2 <= move.values[0] < 64:
+                return None, f"compute_at #{move.index} is one loop index"
+            decision = move.values[0]
+        if decision == (_plain(old) if move.kind == "tile" else int(old)):
+            return None, "the schedule already has that decision"
+        return trace.with_decision(inst, decision, remove_postproc=True), ""
 
     # -- what an LLM reads -------------------------------------------------------------------
     @staticmethod

@@ -147,8 +147,25 @@ class MCTSSearch:
                     break
         return (trace if applied else None), applied
 
+    def _directed(self, leaf: Node, proposal: Proposal) -> Candidate | None:
+        """The child a proposal's directed move makes, if the move is legal and new; else None
+        (counted against the model), and the proposal's mutators apply instead."""
+        trace, why = self.space.apply_decision(leaf.candidate.trace, proposal.move)
+        cand = self.space.realize(trace, self.rng) if trace is not None else None
+        if cand is None:
+            why = why or "the schedule does not replay with it"
+        elif cand.shash in self.tree.hashes:
+            cand, why = None, "duplicate schedule"
+        if cand is None:
+            self.policy.record_failure(proposal.model, f"directed move {proposal.move.label}: {why}")
+        return cand
+
     def _child_of(self, leaf: Node, proposal: Proposal) -> tuple[Candidate | None, list[str], str]:
         """The candidate a proposal makes from ``leaf``; (None, applied, reason) on failure."""
+        if proposal.move is not None:
+            cand = self._directed(leaf, proposal)
+            if cand is not None:
+                return cand, [proposal.move.label], ""
         trace, applied = self._apply(leaf.candidate.trace, proposal.mutators)
         if trace is None:
             self.policy.record_failure(proposal.model, "no mutator applied")
@@ -219,6 +236,7 @@ class MCTSSearch:
             trials_used=self.trials,
             trials_budget=self.budget.trials,
             describe=lambda n: self.space.decisions(n.candidate.trace),
+            fastest=self.best,
         )
 
     # -- one iteration ---------------------------------------------------------------------------

@@ -27,6 +27,7 @@ class Proposal:
     model: str | None = None  # who proposed it (None: a random move)
     escalation: bool = False
     call_id: int | None = None  # the accounting record of the call that made it
+    move: Any = None  # a directed move (compiler.DirectedMove) tried before the mutators
 
 
 @dataclass
@@ -39,6 +40,7 @@ class ExpansionRequest:
     trials_used: int
     trials_budget: int
     describe: Any = None  # callable(node) -> dict of decisions, for prompts
+    fastest: Any = None  # the fastest measured node so far (directed moves copy from it)
 
 
 class ExpansionPolicy:
@@ -171,6 +173,7 @@ class LLMPolicy(ExpansionPolicy):
         target: str,
         course_alteration_k: int | None = 2,
         budget: Budget | None = None,
+        directed: bool = False,
     ):
         from .llm import Fleet
 
@@ -182,6 +185,7 @@ class LLMPolicy(ExpansionPolicy):
         self.target = target
         self.k = course_alteration_k if len(fleet.models) > 1 else None
         self.budget = budget or Budget()
+        self.directed = directed  # replies may set one decision; prompts show the fastest schedule
         self.stats = {m.name: ModelStats() for m in fleet.models}
         self.calls = 0
         self.usd = 0.0
@@ -255,21 +259,25 @@ class LLMPolicy(ExpansionPolicy):
                 target=self.target,
                 mutators=list(request.mutator_probs),
                 models=self.fleet.params(),
+                directed=self.directed,
             )
+
+        def info(node) -> dict:
+            return {
+                "decisions": request.describe(node) if request.describe else {},
+                "score": node.predicted,
+                "latency_ms": node.latency * 1e3 if node.latency else None,
+            }
+
         nodes: list[dict | None] = []
         node = request.leaf
         for _ in range(3):
             if node is None or node.parent is None:  # the root is a dummy
                 nodes.append(None)
             else:
-                nodes.append(
-                    {
-                        "decisions": request.describe(node) if request.describe else {},
-                        "score": node.predicted,
-                        "latency_ms": node.latency * 1e3 if node.latency else None,
-                    }
-                )
+                nodes.append(info(node))
                 node = node.parent
+        fastest = info(request.fastest) if self.directed and request.fastest is not None else None
         user = user_prompt(
             nodes=nodes,
             depth=request.leaf.depth,
@@ -278,6 +286,7 @@ class LLMPolicy(ExpansionPolicy):
             stats={n: {"calls": s.calls, "hit_rate": s.hit_rate, "errors": s.errors} for n, s in self.stats.items()},
             largest_share=self.largest_share(),
             correction=correction,
+            fastest=fastest,
         )
         return [{"role": "system", "content": self._system}, {"role": "user", "content": user}]
 
@@ -304,7 +313,9 @@ class LLMPolicy(ExpansionPolicy):
         model = self.fleet.get(model_name)
         mutators = list(request.mutator_probs)
         reply = self.client.complete(
-            model, self._messages(request, correction), schema=response_schema(mutators, self.fleet.names)
+            model,
+            self._messages(request, correction),
+            schema=response_schema(mutators, self.fleet.names, directed=self.directed),
         )
         stats = self.stats[model_name]
         self.calls += 1
@@ -329,6 +340,7 @@ class LLMPolicy(ExpansionPolicy):
                 outcome = INVALID_MODEL
             proposal.mutators = parsed.mutators
             proposal.next_model = parsed.next_model
+            proposal.move = parsed.move if self.directed else None
         else:
             stats.consecutive_failures += 1
             stats.error(reply.outcome)
@@ -367,7 +379,7 @@ class LLMPolicy(ExpansionPolicy):
 
     def record_failure(self, model: str | None, reason: str) -> None:
         if model in self.stats:
-            self.stats[model].error("no_child")
+            self.stats[model].error("invalid_move" if reason.startswith("directed move") else "no_child")
 
     def review(
         self, request: ExpansionRequest, proposal: Proposal, parent_score: float, child_score: float

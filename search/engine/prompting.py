@@ -16,6 +16,10 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .compiler import DirectedMove
 
 MAX_MUTATORS = 4
 
@@ -40,26 +44,70 @@ def _norm(text: str) -> str:
     return re.sub(r"[^a-z0-9]", "", text.lower())
 
 
-def response_schema(mutators: Sequence[str], models: Sequence[str]) -> dict:
+def response_schema(mutators: Sequence[str], models: Sequence[str], *, directed: bool = False) -> dict:
     """``next_model`` comes first: llama.cpp emits properties in schema order, and small models
-    pad JSON with whitespace, so a reply cut off at max_tokens still names the next model."""
+    pad JSON with whitespace, so a reply cut off at max_tokens still names the next model.
+    ``directed``: an optional ``set`` names one decision (``tile#0=8x1x1x16``)."""
+    properties: dict = {
+        "next_model": {"type": "string", "enum": list(models)},
+        "mutators": {
+            "type": "array",
+            "items": {"type": "string", "enum": list(mutators)},
+            "minItems": 1,
+            "maxItems": MAX_MUTATORS,
+        },
+    }
+    if directed:
+        properties["set"] = {"type": "string", "pattern": MOVE_PATTERN, "maxLength": 48}
     return {
         "type": "object",
-        "properties": {
-            "next_model": {"type": "string", "enum": list(models)},
-            "mutators": {
-                "type": "array",
-                "items": {"type": "string", "enum": list(mutators)},
-                "minItems": 1,
-                "maxItems": MAX_MUTATORS,
-            },
-        },
+        "properties": properties,
         "required": ["next_model", "mutators"],
         "additionalProperties": False,
     }
 
 
-def system_prompt(*, kernel: str, target: str, mutators: Sequence[str], models: Mapping[str, float]) -> str:
+#: a directed move as text: ``tile#0=8x1x1x16``, ``unroll#0=64``, ``compute_at#1=2``
+MOVE_PATTERN = r"^(tile|unroll|compute_at)#[0-9]{1,2}=-?[0-9]{1,6}(x[0-9]{1,6}){0,7}$"
+_MOVE = re.compile(
+    r"\s*(tile|unroll|compute_at|computeat|compute-at)\s*#?\s*(\d{1,2})\s*[=:]\s*"
+    r"(-?\d{1,6}(?:\s*[x*,]\s*\d{1,6}){0,7})\s*$",
+    re.I,
+)
+
+
+def parse_move(value) -> DirectedMove | None:
+    """A directed move from a reply's ``set`` (text or {kind, index, values}); None if it is not
+    one. Only the shape is checked here; its legality against the schedule is checked where it
+    is applied (SearchSpace.apply_decision)."""
+    from .compiler import DirectedMove
+
+    if isinstance(value, Mapping):
+        kind, index, values = value.get("kind"), value.get("index"), value.get("values")
+        if isinstance(values, int):
+            values = [values]
+        if (
+            isinstance(kind, str)
+            and kind in ("tile", "unroll", "compute_at")
+            and isinstance(index, int) and not isinstance(index, bool) and 0 <= index < 100
+            and isinstance(values, list) and 0 < len(values) <= 8
+            and all(isinstance(v, int) and not isinstance(v, bool) and abs(v) < 10**6 for v in values)
+        ):  # fmt: skip
+            return DirectedMove(kind, index, tuple(values))
+        return None
+    if not isinstance(value, str):
+        return None
+    m = _MOVE.match(value[:64])
+    if not m:
+        return None
+    kind = "compute_at" if m.group(1).lower().startswith("compute") else m.group(1).lower()
+    values = tuple(int(v) for v in re.split(r"\s*[x*,]\s*", m.group(3)))
+    return DirectedMove(kind, int(m.group(2)), values)
+
+
+def system_prompt(
+    *, kernel: str, target: str, mutators: Sequence[str], models: Mapping[str, float], directed: bool = False
+) -> str:
     mlines = "\n".join(f"- {m}: {MUTATOR_HELP.get(m, m)}" for m in mutators)
     fleet = ", ".join(f"{n} ({p / 1e6:.0f}M)" for n, p in sorted(models.items(), key=lambda kv: kv[1]))
     example = json.dumps({"next_model": min(models, key=lambda name: models[name]), "mutators": list(mutators)[:2]})
@@ -68,18 +116,32 @@ def system_prompt(*, kernel: str, target: str, mutators: Sequence[str], models: 
         f"change the current schedule (applied in order, 1 to {MAX_MUTATORS}) and the model that makes "
         f"the next step.\nMutators:\n{mlines}\nModels: {fleet}.\n"
         "Pick the smallest model likely to do well, but keep the largest model at 20% of calls or more.\n"
-        f"Answer with JSON only, like {example}"
+        + (
+            'You may also set one decision exactly with "set": "tile#0=8x1x1x16" (the factors of tile #0; '
+            'their product stays the same), "unroll#0=64" or "compute_at#0=1"; copying a decision of the '
+            "fastest schedule often helps.\n"
+            if directed
+            else ""
+        )
+        + f"Answer with JSON only, like {example}"
     )
 
 
-def _describe(label: str, info: Mapping | None) -> str:
+def _describe(label: str, info: Mapping | None, indexed: bool = False) -> str:
     if not info:
         return ""
     d = info.get("decisions", {})
-    parts = [f"tile {d.get('tile')}"]
-    for key in ("unroll", "compute_at", "parallel"):
-        if d.get(key):
-            parts.append(f"{key} {d[key]}")
+    if indexed:  # the names a directed move uses: tile#0=8x1x1x16
+        parts = [
+            f"{key}#{i}={'x'.join(str(v) for v in value) if isinstance(value, list) else value}"
+            for key in ("tile", "unroll", "compute_at")
+            for i, value in enumerate(d.get(key) or [])
+        ]
+    else:
+        parts = [f"tile {d.get('tile')}"]
+        for key in ("unroll", "compute_at", "parallel"):
+            if d.get(key):
+                parts.append(f"{key} {d[key]}")
     parts.append(f"score {info.get('score', 0.0):.3f}")
     if info.get("latency_ms") is not None:
         parts.append(f"measured {info['latency_ms']:.3f} ms")
@@ -95,13 +157,18 @@ def user_prompt(
     stats: Mapping[str, Mapping],
     largest_share: float,
     correction: str = "",
+    fastest: Mapping | None = None,
 ) -> str:
-    """``nodes`` are the leaf, its parent and grandparent (None where absent)."""
+    """``nodes`` are the leaf, its parent and grandparent (None where absent); ``fastest``: the
+    fastest schedule measured so far, shown with indexed decisions for directed moves."""
     lines = [f"Depth {depth}, trials {trials_used}/{trials_budget}."]
+    indexed = fastest is not None
     for label, info in zip(("Current", "Parent", "Grandparent"), nodes, strict=False):
-        text = _describe(label, info)
+        text = _describe(label, info, indexed)
         if text:
             lines.append(text)
+    if fastest is not None:
+        lines.append(_describe("Fastest so far", fastest, indexed))
     mstats = "; ".join(
         f"{name} calls {s['calls']} hit {s['hit_rate']:.0%} errors {s['errors']}" for name, s in stats.items()
     )
@@ -125,6 +192,7 @@ def correction_note(
 class ParsedAction:
     mutators: list[str] = field(default_factory=list)
     next_model: str | None = None
+    move: DirectedMove | None = None  # a directed move, when the reply set one
     invalid_mutators: int = 0
     invalid_model: bool = False
     how: str = "none"  # json | fence | lines | scan | none
@@ -236,6 +304,7 @@ def parse_reply(text: str, mutators: Sequence[str], models: Sequence[str]) -> Pa
             raw = lowered.get("mutators", lowered.get("mutator", lowered.get("actions")))
             take_mutators(_words(raw), listed=isinstance(raw, list))
             take_model(lowered.get("nextmodel", lowered.get("model")))
+            out.move = parse_move(lowered.get("set"))
             out.how = how
             if out.mutators:
                 return out

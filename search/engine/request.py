@@ -73,6 +73,7 @@ class SearchSettings:
     measured_reward: bool = False  # a measured node back-propagates best latency / its latency
     fresh_samples: int = 0  # per measurement round: design-space samples screened, the best joins the root
     refine: int = 0  # per measurement round: mutants of the fastest measured nodes screened, the best join
+    directed: bool = False  # LLM replies may set one decision (tile factors, unroll step, compute location)
     warm_start: bool = False  # opt-in: earlier runs' records pre-train the cost model and seed the root
 
     def to_dict(self) -> dict:
@@ -88,7 +89,7 @@ class SearchSettings:
 #: ``paper``: every lever beyond the papers off, the reference each lever is measured against
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    "paper": {"variants": 1, "measured_reward": False, "fresh_samples": 0, "refine": 0},
+    "paper": {"variants": 1, "measured_reward": False, "fresh_samples": 0, "refine": 0, "directed": False},
 }
 
 

@@ -105,6 +105,7 @@ class _LLMTreeSearch(TreeSearch):
             target=self.request.target,
             course_alteration_k=self.request.settings.course_alteration_k,
             budget=self.request.budget,
+            directed=self.request.settings.directed,
         )
 
 

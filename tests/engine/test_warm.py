@@ -14,7 +14,6 @@ from search.engine.request import Budget, RunRequest, SearchSettings
 from search.engine.tuning import tune
 from search.engine.warm import Record, WarmStart
 from search.engine.workloads import KernelSpec
-
 from tests.conftest import FAST
 
 pytestmark = pytest.mark.slow

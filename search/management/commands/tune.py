@@ -28,6 +28,7 @@ SETTINGS = (
     "measured_reward",
     "fresh_samples",
     "refine",
+    "directed",
     "warm_start",
 )
 
@@ -116,6 +117,13 @@ class Command(BaseCommand):
             default=None,
             help=f"a measured node back-propagates its measured, normalized throughput "
             f"(default {'on' if defaults.measured_reward else 'off'}; off in the papers)",
+        )
+        search.add_argument(
+            "--directed",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=f"LLM replies may set one decision (tile factors, unroll step, compute location), checked and "
+            f"applied; invalid ones fall back to the named mutators (default {'on' if defaults.directed else 'off'})",
         )
         search.add_argument(
             "--warm-start",
