@@ -74,6 +74,13 @@ CONFIGS: dict[str, dict] = {
     "refine512+warm": {"refine": 512, "warm_start": True},
     "refine512+fresh256": {"refine": 512, "fresh_samples": 256},
     "refine2048": {"refine": 2048},
+    "refine1024x4": {"refine": 1024, "refine_generations": 4},
+    "screen32+measured+refine1024x4": {
+        "variants": 32,
+        "measured_reward": True,
+        "refine": 1024,
+        "refine_generations": 4,
+    },
     "refine512+directed": {"refine": 512, "directed": True},
     "directed": {"directed": True},
 }

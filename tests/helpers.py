@@ -79,7 +79,8 @@ def create_run(
         target=target,
         strategy=strategy,
         budget=budget or Budget(),
-        settings=settings or SearchSettings(),
+        settings=settings
+        or SearchSettings.paper(),  # the reference search: quick, and what the persistence tests assume
         timing=timing or MeasureConfig(),
         fleet=fleet,
     )

@@ -349,34 +349,46 @@ class MCTSSearch:
                       score=float(scores[best]))  # fmt: skip
 
     def _refine(self) -> None:
-        """With ``refine``: after a round, mutate the fastest measured nodes that many times in
-        all (one random mutator each, as MetaSchedule's evolutionary search mutates its best
-        measured schedules), score the mutants with the trained cost model in one batch, and add
-        the best ``measure_batch`` of them as children of the nodes they came from: the next
-        round's batch then weighs the incumbents' neighbourhoods against the tree's own nodes."""
+        """With ``refine``: after a round, mutate the fastest measured nodes (one random mutator
+        each, as MetaSchedule's evolutionary search mutates its best measured schedules), score
+        the mutants with the trained cost model in one batch, and add the best
+        ``measure_batch`` of them as children of the nodes they came from: the next round's
+        batch then weighs the incumbents' neighbourhoods against the tree's own nodes. With
+        ``refine_generations`` > 1 the budget is split over generations, each mutating the
+        best-scored of the one before (a hill climb on the cost model, mutators accumulating)."""
         if not self.s.refine or not self.cost_model.trained:
             return
         measured = sorted((n for n in self.tree.nodes[1:] if n.latency), key=lambda n: n.latency or math.inf)
-        parents = measured[: max(1, self.s.measure_batch // 2)]
-        if not parents:
+        fastest = measured[: max(1, self.s.measure_batch // 2)]
+        if not fastest:
             return
-        mutants: list[tuple[Node, Candidate, str]] = []
+        # (the tree node it descends from, candidate, mutators applied since that node, score)
+        pool: list[tuple[Node, Candidate, list[str], float]] = []
+        parents = [(n, n.candidate, [], n.predicted) for n in fastest]
         seen = set(self.tree.hashes)
-        for i in range(self.s.refine):
-            parent = parents[i % len(parents)]
-            name = random_mutator(self.space.mutator_probs, self.rng)
-            trace = self.space.mutate(parent.candidate.trace, name, self.rng)
-            cand = self.space.realize(trace, self.rng) if trace is not None else None
-            if cand is not None and cand.shash not in seen:
-                seen.add(cand.shash)
-                mutants.append((parent, cand, name))
-        if not mutants:
-            return
-        scores = self.cost_model.predict([c for _, c, _ in mutants])
-        for i in np.argsort(-scores, kind="stable")[: self.s.measure_batch]:
-            parent, cand, name = mutants[int(i)]
-            self._add(parent, cand, created_by=None, expand_model=None, mutators=[name], score=float(scores[i]),
-                      parent_score=parent.predicted)  # fmt: skip
+        generations = max(1, self.s.refine_generations)
+        for g in range(generations):
+            count = self.s.refine // generations + (self.s.refine % generations if g == 0 else 0)
+            born: list[tuple[Node, Candidate, list[str]]] = []
+            for i in range(count):
+                node, cand, moves, _ = parents[i % len(parents)]
+                name = random_mutator(self.space.mutator_probs, self.rng)
+                trace = self.space.mutate(cand.trace, name, self.rng)
+                child = self.space.realize(trace, self.rng) if trace is not None else None
+                if child is not None and child.shash not in seen:
+                    seen.add(child.shash)
+                    born.append((node, child, [*moves, name]))
+            if not born:
+                break
+            scores = self.cost_model.predict([c for _, c, _ in born])
+            scored = [(n, c, m, float(s)) for (n, c, m), s in zip(born, scores, strict=True)]
+            pool += scored
+            scored.sort(key=lambda x: -x[3])
+            parents = scored[: max(len(fastest), 4 * self.s.measure_batch)]
+        pool.sort(key=lambda x: -x[3])
+        for node, cand, moves, score in pool[: self.s.measure_batch]:
+            self._add(node, cand, created_by=None, expand_model=None, mutators=moves, score=score,
+                      parent_score=node.predicted)  # fmt: skip
 
     def _reward_measured(self, nodes: list[Node]) -> None:
         """Back-propagate what was measured: best latency so far / the node's latency (1 for the

@@ -152,7 +152,7 @@ def test_the_compose_commands_serve_the_app_in_production_settings(tmp_path, set
             spec=gemm128,
             budget=Budget(trials=4),
             timing=MeasureConfig(number=1, repeat=2, min_repeat_ms=0),
-            settings=SearchSettings(measure_batch=2, expansions_per_round=4),
+            settings=SearchSettings.paper(measure_batch=2, expansions_per_round=4),
         )
         deadline = time.monotonic() + 180
         while Run.objects.get(pk=run.pk).status not in Run.FINAL:

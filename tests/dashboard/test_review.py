@@ -46,7 +46,7 @@ def execute(spec, team, measurer, *, strategy="colt", fleet=None, trials=10, see
         strategy=strategy,
         fleet=fleet,
         budget=Budget(trials=trials),
-        settings=SearchSettings(measure_batch=2, expansions_per_round=4, seed=seed, course_alteration_k=1),
+        settings=SearchSettings.paper(measure_batch=2, expansions_per_round=4, seed=seed, course_alteration_k=1),
         timing=FAST,
         team=team,
     )

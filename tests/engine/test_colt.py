@@ -40,7 +40,7 @@ def run(spec, measurer, fleet, strategy="colt", trials=8, expansions=8, **budget
         kernel=spec,
         strategy=strategy,
         budget=Budget(trials=trials, **budget),
-        settings=SearchSettings(measure_batch=4, expansions_per_round=expansions, seed=3),
+        settings=SearchSettings.paper(measure_batch=4, expansions_per_round=expansions, seed=3),
         fleet=fleet,
     ).checked()
     outcome = tune(request, sink=sink, measurer=measurer)

@@ -37,7 +37,7 @@ def trained_search(space, measurer, **settings):
         policy=RandomPolicy(),
         measurer=measurer,
         sink=sink,
-        settings=SearchSettings(measure_batch=4, expansions_per_round=4, seed=3, **settings),
+        settings=SearchSettings.paper(measure_batch=4, expansions_per_round=4, seed=3, **settings),
         budget=Budget(trials=64),
     )
     search._init_population()
@@ -139,3 +139,18 @@ def test_without_refine_a_round_adds_no_mutants(gemm_space, gemm_measurer):
     before = len(search.tree)
     search._refine()
     assert len(search.tree) == before
+
+
+def test_refine_generations_climb_from_the_best_scored_mutants(gemm_space, gemm_measurer):
+    search, _ = trained_search(gemm_space, gemm_measurer, refine=60, refine_generations=3)
+    spy = ScoreSpy(search.cost_model)
+    search.cost_model = spy
+    fastest = sorted((n for n in search.tree.nodes[1:] if n.latency), key=lambda n: n.latency)[:2]
+    before = set(search.tree.nodes)
+    search._refine()
+    added = [n for n in search.tree.nodes if n not in before]
+    assert len(spy.batches) == 3  # one batched call per generation
+    scored = {h: s for hashes, scores in spy.batches for h, s in zip(hashes, scores, strict=True)}
+    top = sorted(scored.values(), reverse=True)[:4]  # the best of all generations join
+    assert sorted((n.predicted for n in added), reverse=True) == pytest.approx(top)
+    assert all(n.parent in fastest and 1 <= len(n.mutators) <= 3 for n in added)

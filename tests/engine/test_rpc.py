@@ -100,7 +100,7 @@ def test_a_tree_search_and_the_evolutionary_strategy_measure_through_a_tracker(r
             strategy=strategy,
             budget=Budget(trials=4),
             timing=FAST,
-            settings=SearchSettings(measure_batch=2, expansions_per_round=4, seed=1),
+            settings=SearchSettings.paper(measure_batch=2, expansions_per_round=4, seed=1),
         ).checked()
         outcome = tune(request, rpc=config)
         assert outcome.result.trials == 4 and outcome.result.best is not None, strategy

@@ -112,7 +112,7 @@ def test_failed_builds_and_wrong_results_are_marked_invalid_and_never_chosen_as_
         budget=Budget(trials=12),
         timing=FAST,
         team=team,
-        settings=SearchSettings(measure_batch=4, expansions_per_round=6, seed=4),
+        settings=SearchSettings.paper(measure_batch=4, expansions_per_round=6, seed=4),
     )
     services.execute_run(run.pk, measurer=measurer)
     run.refresh_from_db()
@@ -185,7 +185,7 @@ def test_slow_garbage_and_killed_model_servers_cost_outcomes_not_the_run(
         budget=Budget(trials=8),
         timing=FAST,
         team=team,
-        settings=SearchSettings(measure_batch=2, expansions_per_round=4, seed=9),
+        settings=SearchSettings.paper(measure_batch=2, expansions_per_round=4, seed=9),
     )
     services.execute_run(run.pk, measurer=gemm_measurer, serve_local=False)
     killer.join(timeout=5)
@@ -231,7 +231,7 @@ def test_the_task_retries_when_the_database_drops_its_connections(gemm128, team,
             budget=Budget(trials=16),
             timing=FAST,
             team=team,
-            settings=SearchSettings(measure_batch=2, expansions_per_round=4, seed=6),
+            settings=SearchSettings.paper(measure_batch=2, expansions_per_round=4, seed=6),
         )
         deadline = time.monotonic() + 180
         while Run.objects.get(pk=run.pk).trials_done < 4:
@@ -360,7 +360,7 @@ def test_redis_restarted_mid_run_the_page_resyncs_and_loses_no_event(tmp_path, m
             budget=Budget(trials=48),
             timing=FAST,
             team=team,
-            settings=SearchSettings(measure_batch=4, expansions_per_round=6, seed=8),
+            settings=SearchSettings.paper(measure_batch=4, expansions_per_round=6, seed=8),
         )
         log_in(page, base)
         page.goto(f"{base}/runs/{run.pk}")

@@ -127,7 +127,7 @@ def test_api_keys_reach_neither_the_database_nor_the_logs(fake_llm, monkeypatch,
         fleet=fleet,
         budget=Budget(trials=4),
         team=team,
-        settings=SearchSettings(measure_batch=2, expansions_per_round=4, seed=2),
+        settings=SearchSettings.paper(measure_batch=2, expansions_per_round=4, seed=2),
     )
     services.execute_run(run.pk, measurer=gemm_measurer, serve_local=False)
     run.refresh_from_db()

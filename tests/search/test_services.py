@@ -15,7 +15,7 @@ from tests.helpers import LAUNCH_FORM, create_run
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.db]
 
 FAST = MeasureConfig(number=1, repeat=2, min_repeat_ms=0, timeout_s=60.0)
-SETTINGS = SearchSettings(measure_batch=4, expansions_per_round=6, seed=11)
+SETTINGS = SearchSettings.paper(measure_batch=4, expansions_per_round=6, seed=11)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from tests.search.test_services import assert_consistent
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_TEST_URL = os.environ.get("COLT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 FAST = MeasureConfig(number=1, repeat=2, min_repeat_ms=0, timeout_s=60.0)
-SETTINGS = SearchSettings(measure_batch=4, expansions_per_round=6, seed=21)
+SETTINGS = SearchSettings.paper(measure_batch=4, expansions_per_round=6, seed=21)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.db, pytest.mark.services, pytest.mark.slow]
 

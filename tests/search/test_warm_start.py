@@ -23,7 +23,7 @@ def finished_run(spec, team, measurer=None, **settings):
         spec=spec,
         team=team,
         budget=Budget(trials=4),
-        settings=SearchSettings(measure_batch=4, expansions_per_round=4, seed=3, **settings),
+        settings=SearchSettings.paper(measure_batch=4, expansions_per_round=4, seed=3, **settings),
         timing=FAST,
         enqueue=False,
     )
@@ -43,7 +43,7 @@ def test_a_warm_started_run_trains_on_its_teams_earlier_records_only(gemm_measur
         spec=get_kernel("gemm-128"),
         team=mine,
         budget=Budget(trials=4),
-        settings=SearchSettings(measure_batch=4, expansions_per_round=4, warm_start=True),
+        settings=SearchSettings.paper(measure_batch=4, expansions_per_round=4, warm_start=True),
         timing=FAST,
         enqueue=False,
     )
