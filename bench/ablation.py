@@ -92,6 +92,28 @@ def settings_for(config: str, seed: int) -> SearchSettings:
     return SearchSettings.paper(seed=seed, **CONFIGS[config])
 
 
+#: the settings that tell configurations apart
+LEVER_KEYS = (*PRESETS["paper"], "expansions_per_round", "warm_start")
+
+
+def levers(row_settings: dict) -> dict:
+    """A row's lever values in full (older rows store only what differs from the papers' search)."""
+    full = {**PRESETS["paper"], "expansions_per_round": None, "warm_start": False, **row_settings}
+    return {k: full[k] for k in LEVER_KEYS}
+
+
+def same_run(store: dict, host: dict, layer: str, strategy: str, settings: SearchSettings, args, seed: int) -> bool:
+    """A row of the same settings under another configuration name (``default`` is one of the
+    named combinations): measured once, reported under both."""
+    want = levers(settings.to_dict())
+    return any(
+        r["host"]["cpu"] == host["cpu"] and r["layer"] == layer and r["strategy"] == strategy and r["seed"] == seed
+        and r.get("trials_budget", r["trials"]) == args.trials and r.get("wall_budget_s") == args.wall_clock
+        and levers(r.get("settings") or {}) == want
+        for r in store.values()
+    )  # fmt: skip
+
+
 def key(host: dict, layer: str, strategy: str, config: str, trials: int, seed: int, wall: float | None = None) -> str:
     budget = f"{trials}" if wall is None else f"{trials}+{wall:g}s"
     return f"{host['cpu']}|{layer}|{strategy}|{config}|{budget}|{seed}"
@@ -148,9 +170,9 @@ def run_rows(args, fleet) -> None:
             for strategy in args.strategies:
                 for seed in args.seeds:
                     k = key(host, layer, strategy, config, args.trials, seed, args.wall_clock)
-                    if k in load():
-                        continue
                     settings = settings_for(config, seed)
+                    if k in load() or same_run(load(), host, layer, strategy, settings, args, seed):
+                        continue
                     request = RunRequest(
                         kernel=get_kernel(layer),
                         strategy=strategy,
@@ -169,7 +191,7 @@ def run_rows(args, fleet) -> None:
                         "layer": layer,
                         "strategy": strategy,
                         "config": config,
-                        "settings": {k: getattr(settings, k) for k in (*PRESETS["paper"], "warm_start")},
+                        "settings": {k: getattr(settings, k) for k in LEVER_KEYS},
                         "seed": seed,
                         "trials": s["trials"],
                         "trials_budget": args.trials,

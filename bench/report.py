@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._report import table, write_section  # noqa: E402
+from bench.ablation import levers, settings_for  # noqa: E402
 from search.engine.workloads import PAPER_LAYERS, flops, get_kernel  # noqa: E402
 
 STORE = ROOT / "bench" / "results" / "ablation.json"
@@ -68,13 +69,15 @@ def median(rows: list[dict], what: str) -> float | None:
 
 
 def select_rows(store: dict, host: str, config: str, wall: bool = False) -> dict[tuple[str, str, int], list[dict]]:
-    """One host's rows by (layer, strategy, trials): the tree strategies' rows of ``config``,
-    evolutionary's whatever its configuration is named (settings do not apply to it)."""
+    """One host's rows by (layer, strategy, trials): the tree strategies' rows with the settings
+    of ``config`` (whatever name they ran under), evolutionary's whatever its configuration is
+    named (settings do not apply to it)."""
+    want = levers(settings_for(config, 0).to_dict())
     cells: dict = {}
     for r in store.values():
         if r["host"]["cpu"] != host or bool(r.get("wall_budget_s")) != wall:
             continue
-        if r["strategy"] != "evolutionary" and r["config"] != config:
+        if r["strategy"] != "evolutionary" and levers(r.get("settings") or {}) != want:
             continue
         trials = r.get("trials_budget", 64 if r["trials"] <= 64 else 256) if not wall else 0
         cells.setdefault((r["layer"], r["strategy"], trials), []).append(r)
@@ -117,7 +120,7 @@ def layer_rows(cells: dict, peers: dict, host: str) -> list[list[str]]:
         for strategy, trials in CELLS:
             rs = cells.get((layer, strategy, trials))
             if not rs:
-                out.append([layer, strategy, trials, "0", "not measured", *["-"] * 8])
+                out.append([layer, strategy, trials, "-", "not measured", *["-"] * 8])
                 continue
             best = median(rs, "speed")
             calls, usd, share = median(rs, "llm_calls"), median(rs, "usd"), median(rs, "largest_share")

@@ -28,6 +28,7 @@ SETTINGS = (
     "measured_reward",
     "fresh_samples",
     "refine",
+    "refine_generations",
     "directed",
     "warm_start",
 )
@@ -110,6 +111,13 @@ class Command(BaseCommand):
             default=None,
             help=f"each round, screen this many mutants of the fastest measured schedules and add the best "
             f"(default {defaults.refine}; 0: the papers)",
+        )
+        search.add_argument(
+            "--refine-generations",
+            type=int,
+            default=None,
+            help=f"refine's mutants over this many generations, each mutating the best-scored of the last "
+            f"(default {defaults.refine_generations})",
         )
         search.add_argument(
             "--measured-reward",
