@@ -59,6 +59,7 @@ LEAD = (
 #: product's defaults, SearchSettings(), whatever they are when the row runs; its row records them)
 CONFIGS: dict[str, dict] = {
     "default": {},
+    "default+warm": {"warm_start": True},  # leave-one-out: see refine512+warm
     "paper": {},
     "screen32": {"variants": 32},
     "screen32-wide": {"variants": 32, "expansions_per_round": 64},
@@ -87,8 +88,8 @@ CONFIGS: dict[str, dict] = {
 
 
 def settings_for(config: str, seed: int) -> SearchSettings:
-    if config == "default":
-        return SearchSettings(seed=seed)
+    if config.startswith("default"):  # the product's defaults, and what the name adds to them
+        return SearchSettings(seed=seed, **CONFIGS[config])
     return SearchSettings.paper(seed=seed, **CONFIGS[config])
 
 

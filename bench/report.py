@@ -145,6 +145,46 @@ def layer_rows(cells: dict, peers: dict, host: str) -> list[list[str]]:
     return out
 
 
+COLOURS = {"colt": "#d62728", "single-llm": "#9467bd", "mcts-random": "#1f77b4", "evolutionary": "#2ca02c"}
+PLOTS = ROOT / "docs" / "plots"
+
+
+def plot(layer: str, cells: dict) -> str | None:
+    """Best latency over measured trials, one thin line per seed (evolutionary at 256 dotted)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    matplotlib.rcParams["svg.hashsalt"] = "colt-report"  # the same data gives the same SVG
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 3.2), dpi=100)
+    labelled = set()
+    for strategy, trials in CELLS:
+        for r in cells.get((layer, strategy, trials), []):
+            points = [(t, lat * 1e3) for t, lat, *_ in r.get("curve") or [] if lat]
+            if not points:
+                continue
+            label = f"{strategy}@{trials}"
+            ax.step(*zip(*points, strict=True), where="post", color=COLOURS[strategy], alpha=0.8, linewidth=1,
+                    linestyle=":" if trials == 256 else "-", label=None if label in labelled else label)  # fmt: skip
+            labelled.add(label)
+    if not labelled:
+        plt.close(fig)
+        return None
+    ax.set_title(layer, fontsize=10)
+    ax.set_xlabel("measured trials")
+    ax.set_ylabel("best latency (ms)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    PLOTS.mkdir(parents=True, exist_ok=True)
+    fig.savefig(PLOTS / f"{layer}.svg", metadata={"Date": None})
+    plt.close(fig)
+    return f"plots/{layer}.svg"
+
+
 def wall_rows(cells: dict) -> list[list[str]]:
     out = []
     for (layer, strategy, _), rs in sorted(cells.items(), key=lambda kv: (PAPER_LAYERS.index(kv[0][0]), kv[0][1])):
@@ -198,6 +238,7 @@ def main() -> None:
         "min_repeat_ms 100; every best checked against numpy. Raw rows, with curves: "
         "`bench/results/ablation.json`; rerun with the commands in `bench/report.py`."
     )
+    images = [] if args.no_docs else [f"![{lay}]({img})" for lay in PAPER_LAYERS if (img := plot(lay, cells))]
     body = "\n\n".join(
         [
             "### The report: five layers x four strategies, several seeds",
@@ -207,6 +248,10 @@ def main() -> None:
             table(["headline ratio", "geometric mean"], headline(cells)),
             "#### Per layer",
             table(HEADERS, layer_rows(cells, peers, host)),
+            "#### Best latency over trials (every seed a line; evolutionary at 256 dotted)",
+            "\n".join(
+                f"![{layer}]({img})" for layer in PAPER_LAYERS if (img := plot(layer, cells)) and not args.no_docs
+            ),
         ]
     )
     wall = select_rows(store, host, args.config, wall=True)
