@@ -249,9 +249,7 @@ def main() -> None:
             "#### Per layer",
             table(HEADERS, layer_rows(cells, peers, host)),
             "#### Best latency over trials (every seed a line; evolutionary at 256 dotted)",
-            "\n".join(
-                f"![{layer}]({img})" for layer in PAPER_LAYERS if (img := plot(layer, cells)) and not args.no_docs
-            ),
+            "\n".join(images),
         ]
     )
     wall = select_rows(store, host, args.config, wall=True)
