@@ -13,6 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.access import teams_of
+from colt_site.converters import parse_id
 from search import exports, reports, selectors, services
 from search.engine.request import RequestError
 from search.models import Run
@@ -92,12 +93,9 @@ def run_api(request, run_id: int):
     run = run_for(request.user, run_id, Run.objects.select_related("kernel"))
     data = {"run": selectors.run_header(run)}
     if "after" in request.GET:
-        try:
-            after = int(request.GET["after"])
-        except ValueError:
-            return HttpResponseBadRequest("after must be an integer sequence number")
-        if after < 0:
-            return HttpResponseBadRequest("after must be non-negative")
+        after = parse_id(request.GET["after"])
+        if after is None:
+            return HttpResponseBadRequest("after must be a non-negative integer sequence number")
         data["events"] = selectors.events_after(run.pk, after)
     return JsonResponse(data)
 
@@ -188,10 +186,10 @@ def team_ledger_csv(request):
 
 @require_GET
 def compare(request):
-    try:
-        ids = sorted({int(x) for x in request.GET.getlist("runs")})
-    except ValueError:
+    parsed = [parse_id(x) for x in request.GET.getlist("runs")]
+    if None in parsed:
         return HttpResponseBadRequest("runs must be run ids")
+    ids = sorted(set(parsed))
     runs = visible_runs(request.user).filter(pk__in=ids)
     if runs.count() != len(ids):
         raise Http404("no such run")
@@ -254,8 +252,5 @@ def _download(request, run_id: int, what: str):
 
 
 def _positive_int(text: str) -> int | None:
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        return None
-    return value if value > 0 else None
+    value = parse_id(text)
+    return value if value else None

@@ -405,6 +405,9 @@ def parse_shape(text: str) -> dict[str, str]:
 
 
 _KERNEL_NAME = re.compile(r"[A-Za-z0-9._-]{0,64}")
+#: a dimension typed as text: ASCII digits only (str.isdigit admits "²", which int() refuses), and
+#: few of them (int() refuses thousands of digits; MAX_DIM has far fewer)
+_INT_TEXT = re.compile(r"-?[0-9]{1,12}")
 
 
 def validate(spec: KernelSpec) -> KernelSpec:
@@ -423,10 +426,11 @@ def validate(spec: KernelSpec) -> KernelSpec:
         if value is None:
             raise SpecError(f"{op.name} needs dimension {p} (takes {', '.join(op.params)})")
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            if isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
                 value = int(value)
             else:
-                raise SpecError(f"dimension {p} must be an integer, got {value!r}")
+                shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+                raise SpecError(f"dimension {p} must be an integer, got {shown}")
         value = int(value)
         low = 0 if p == "pad" else 1
         if value < low:
