@@ -153,9 +153,13 @@ def test_createadmin_and_team_commands(db, monkeypatch, capsys):
     with pytest.raises(CommandError, match="password rejected"):
         call_command("createadmin", "boss")
     monkeypatch.setenv("COLT_ADMIN_PASSWORD", PASSWORD)
-    call_command("createadmin", "boss", "--email", "boss@example.com", "--team", "compilers")
+    for bad in ("<svg onload=alert(1)>", "a b", "x" * 151):
+        with pytest.raises(CommandError, match="username rejected"):
+            call_command("createadmin", bad)
     from django.contrib.auth import get_user_model
 
+    assert not get_user_model().objects.exists()  # nothing half-created
+    call_command("createadmin", "boss", "--email", "boss@example.com", "--team", "compilers")
     boss = get_user_model().objects.get(username="boss")
     assert boss.is_superuser and boss.check_password(PASSWORD)
     assert list(boss.teams.values_list("name", flat=True)) == ["compilers"]

@@ -42,6 +42,10 @@ class Command(BaseCommand):
         User = get_user_model()
         if if_none and User.objects.filter(is_superuser=True).exists():
             return
+        try:  # the same rules as Django's own forms: letters, digits and @/./+/-/_ only
+            User._meta.get_field("username").run_validators(username)
+        except ValidationError as exc:
+            raise CommandError(f"username rejected: {' '.join(exc.messages)}", returncode=2) from None
         if User.objects.filter(username=username).exists():
             raise CommandError(f"user {username!r} already exists")
         if password_file:
