@@ -17,6 +17,13 @@
 
   const palette = d3.schemeTableau10;
   const modelColor = new Map();
+  /** An element with text content (never HTML). */
+  function el(tag, text) {
+    const node = document.createElement(tag);
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
   function colorOf(model) {
     if (!model) return "#9aa";
     if (!modelColor.has(model)) modelColor.set(model, palette[modelColor.size % palette.length]);
@@ -178,26 +185,44 @@
     document.getElementById("speedup").textContent = S.best && base ? `${(base / S.best).toFixed(1)}x over unscheduled` : "";
     const budgets = [["trials", S.trials, S.trialsBudget], ["LLM calls", S.calls, h.budget.llm_calls],
                      ["USD", S.usd, h.budget.usd]];
-    document.getElementById("budgets").innerHTML = budgets.map(([k, v, lim]) => {
+    // built with textContent only: model names and event fields are never parsed as HTML
+    document.getElementById("budgets").replaceChildren(...budgets.map(([k, v, lim]) => {
       const pct = lim ? Math.min(100, 100 * v / lim) : 0;
       const val = k === "USD" ? `$${v.toFixed(6)}` : v;
-      return `<div class="budget" data-budget="${k}">${k}: ${val}${lim ? ` / ${k === "USD" ? "$" + lim : lim}` : " (no limit)"}` +
-             `<div class="track"><div class="fill" style="width:${pct}%"></div></div></div>`;
-    }).join("");
+      const div = el("div", `${k}: ${val}${lim ? ` / ${k === "USD" ? "$" + lim : lim}` : " (no limit)"}`);
+      div.className = "budget"; div.dataset.budget = k;
+      const track = el("div"), fill = el("div");
+      track.className = "track"; fill.className = "fill"; fill.style.width = `${pct}%`;
+      track.append(fill); div.append(track);
+      return div;
+    }));
     const largestCalls = S.largest ? (S.perModel[S.largest] || 0) : 0;
     document.getElementById("share").textContent = S.calls ? `${Math.round(100 * largestCalls / S.calls)}%` : "-";
     document.getElementById("largest").textContent = S.largest ? `(${S.largest})` : "(no LLM)";
-    document.getElementById("per-model").innerHTML = Object.entries(S.perModel)
-      .map(([m, c]) => `<li><i style="background:${colorOf(m)};display:inline-block;width:.8em;height:.8em"></i> ${m}: ${c} calls</li>`).join("");
-    document.getElementById("legend").innerHTML = Array.from(modelColor.entries())
-      .map(([m, c]) => `<span><i style="background:${c}"></i>${m}</span>`).join("") + `<span><i style="background:#9aa"></i>random move</span>`;
+    document.getElementById("per-model").replaceChildren(...Object.entries(S.perModel).map(([m, c]) => {
+      const li = el("li"), swatch = el("i");
+      swatch.style.cssText = "display:inline-block;width:.8em;height:.8em";
+      swatch.style.background = colorOf(m);
+      li.append(swatch, ` ${m}: ${c} calls`);
+      return li;
+    }));
+    const legend = Array.from(modelColor.entries()).concat([["random move", "#9aa"]]).map(([m, c]) => {
+      const span = el("span"), swatch = el("i");
+      swatch.style.background = c;
+      span.append(swatch, m);
+      return span;
+    });
+    document.getElementById("legend").replaceChildren(...legend);
     document.getElementById("escalation-count").textContent = S.escalations.length;
     const list = document.getElementById("escalations");
     if (list.children.length !== S.escalations.length) {
-      list.innerHTML = S.escalations.map((e) =>
-        `<li data-node="${e.child_id ?? e.node_id}">node ${e.node_id}: ${e.small_model} regressed ${e.streak}x → ` +
-        `${e.large_model} ${e.accepted ? "replaced the child" : "was not better"}</li>`).join("");
-      for (const li of list.children) li.onclick = () => select(Number(li.dataset.node));
+      list.replaceChildren(...S.escalations.map((e) => {
+        const li = el("li", `node ${e.node_id}: ${e.small_model} regressed ${e.streak}x → ` +
+          `${e.large_model} ${e.accepted ? "replaced the child" : "was not better"}`);
+        li.dataset.node = e.child_id ?? e.node_id;
+        li.onclick = () => select(Number(li.dataset.node));
+        return li;
+      }));
     }
     drawPlot();
   }

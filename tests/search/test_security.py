@@ -141,3 +141,16 @@ def test_api_keys_reach_neither_the_database_nor_the_logs(fake_llm, monkeypatch,
             dump.extend(json.dumps(row, default=str) for row in cursor.fetchall())
     assert secret not in "\n".join(dump)
     assert secret not in caplog.text
+
+
+def test_pages_build_text_from_data_with_text_content_only():
+    """Model names and event fields reach the page as text: no script of the app assigns
+    innerHTML/outerHTML or calls insertAdjacentHTML/document.write."""
+    problems = []
+    for path in sorted((ROOT / "static").rglob("*.js")):
+        if "vendor" in path.parts or path.name.endswith(".min.js"):
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if any(s in line for s in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write")):
+                problems.append(f"{path.relative_to(ROOT)}:{n}")
+    assert not problems, problems
