@@ -83,7 +83,16 @@
         else apply(msg.event);
       }
     };
-    ws.onclose = () => setTimeout(connect, 1000);
+    ws.onclose = (ev) => {
+      // 4401: logged out; 4404: no access to this run (any more); 4400: the page sent bad frames
+      if (ev.code === 4401 || ev.code === 4404 || ev.code === 4400) {
+        S.closed = ev.code;
+        document.getElementById("stop-reason").textContent =
+          ev.code === 4401 ? "live updates stopped: you are logged out" : "live updates stopped: no access to this run";
+        return;
+      }
+      setTimeout(connect, 1000);
+    };
   }
 
   function setHeader(h) {

@@ -26,8 +26,20 @@ def run(gemm128, team, monkeypatch):
     return create_run(spec=gemm128, budget=Budget(trials=4), team=team)
 
 
+SAME_ORIGIN = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
+
+
 def ws_headers(user):
-    return [(b"origin", b"http://localhost"), (b"cookie", session_cookie(user))]
+    return [*SAME_ORIGIN, (b"cookie", session_cookie(user))]
+
+
+async def close_code_after_accept(ws) -> int:
+    """The code a refused socket is closed with: accepted first, so a browser can read it."""
+    connected, _ = await ws.connect()
+    assert connected
+    message = await ws.receive_output(timeout=5)
+    assert message["type"] == "websocket.close"
+    return message["code"]
 
 
 def progress(i):
@@ -115,8 +127,7 @@ def test_consumer_refuses_an_unknown_run(member, redis_layer):
 
     async def scenario():
         ws = WebsocketCommunicator(application, "/ws/runs/999999/", headers=headers)
-        connected, code = await ws.connect()
-        assert not connected and code == 4404
+        assert await close_code_after_accept(ws) == 4404
 
     async_to_sync(scenario)()
 
@@ -127,10 +138,106 @@ def test_websocket_needs_a_login_and_hides_other_teams_runs(run, outsider, redis
     from colt_site.asgi import application
 
     async def close_code(headers):
-        ws = WebsocketCommunicator(application, f"/ws/runs/{run.pk}/", headers=headers)
-        connected, code = await ws.connect()
-        assert not connected
-        return code
+        return await close_code_after_accept(WebsocketCommunicator(application, f"/ws/runs/{run.pk}/", headers=headers))
 
     assert async_to_sync(close_code)(ws_headers(outsider)) == 4404
-    assert async_to_sync(close_code)([(b"origin", b"http://localhost")]) == 4401
+    assert async_to_sync(close_code)(SAME_ORIGIN) == 4401
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "scheme", "ok"),
+    [
+        ("http://localhost", "localhost", "ws", True),
+        ("http://127.0.0.1:8000", "127.0.0.1:8000", "ws", True),
+        ("https://localhost", "localhost", "wss", True),
+        ("http://127.0.0.1:4444", "127.0.0.1:8000", "ws", False),  # another port on the real host
+        ("http://localhost", "localhost", "wss", False),  # plain http page, TLS socket
+        ("https://localhost", "localhost", "ws", False),
+        ("http://evil.example", "localhost", "ws", False),
+        ("http://evil.example", "evil.example", "ws", False),  # a host not in ALLOWED_HOSTS
+        ("", "localhost", "ws", False),
+        ("null", "localhost", "ws", False),
+    ],
+)
+def test_the_origin_must_be_the_servers_own_scheme_host_and_port(origin, host, scheme, ok):
+    from dashboard.origin import allowed
+
+    scope = {"type": "websocket", "scheme": scheme, "headers": [(b"origin", origin.encode()), (b"host", host.encode())]}
+    assert allowed(scope) is ok
+
+
+def test_a_trusted_origin_and_a_tls_proxy_are_honoured(settings):
+    from dashboard.origin import allowed
+
+    settings.CSRF_TRUSTED_ORIGINS = ["https://colt.example.org"]
+    settings.ALLOWED_HOSTS = ["colt.example.org", "localhost"]
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    proxied = [(b"origin", b"https://localhost"), (b"host", b"localhost"), (b"x-forwarded-proto", b"https")]
+    assert allowed({"scheme": "ws", "headers": proxied})
+    trusted = [(b"origin", b"https://colt.example.org"), (b"host", b"localhost")]
+    assert allowed({"scheme": "ws", "headers": trusted})
+
+
+def test_a_socket_from_another_origin_is_refused_at_the_handshake(run, member, redis_layer):
+    from colt_site.asgi import application
+
+    async def scenario():
+        headers = [(b"origin", b"http://localhost:4444"), (b"host", b"localhost"), (b"cookie", session_cookie(member))]
+        ws = WebsocketCommunicator(application, f"/ws/runs/{run.pk}/", headers=headers)
+        connected, _ = await ws.connect()
+        assert not connected
+
+    async_to_sync(scenario)()
+
+
+def test_frames_that_are_not_json_get_errors_then_a_clean_close(run, member, redis_layer, caplog):
+    from colt_site.asgi import application
+
+    async def scenario():
+        ws = WebsocketCommunicator(application, f"/ws/runs/{run.pk}/", headers=ws_headers(member))
+        assert (await ws.connect())[0]
+        await ws.receive_json_from()  # hello
+        for frame in ("not json", '{"after": 99999999999999999999999}'):
+            await ws.send_to(text_data=frame)
+            assert (await ws.receive_json_from())["type"] == "error"
+        await ws.send_to(text_data="{")
+        message = await ws.receive_output(timeout=5)
+        assert message == {"type": "websocket.close", "code": 4400}
+
+    async_to_sync(scenario)()
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+def test_a_member_removed_from_the_team_is_disconnected_at_once(run, member, team, redis_layer):
+    from colt_site.asgi import application
+
+    async def scenario():
+        ws = WebsocketCommunicator(application, f"/ws/runs/{run.pk}/", headers=ws_headers(member))
+        assert (await ws.connect())[0]
+        await ws.receive_json_from()  # hello
+        await sync_to_async(team.members.remove)(member)
+        message = await ws.receive_output(timeout=5)
+        assert message == {"type": "websocket.close", "code": 4404}
+
+    async_to_sync(scenario)()
+
+
+def test_a_logged_out_session_is_disconnected(run, member, redis_layer):
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from colt_site.asgi import application
+    from dashboard.signals import notify
+
+    cookie = session_cookie(member)
+    key = cookie.decode().split("=", 1)[1]
+
+    async def scenario():
+        ws = WebsocketCommunicator(application, f"/ws/runs/{run.pk}/", headers=[*SAME_ORIGIN, (b"cookie", cookie)])
+        assert (await ws.connect())[0]
+        await ws.receive_json_from()  # hello
+        await sync_to_async(SessionStore(key).delete)()  # what logout does to the session
+        await sync_to_async(notify)([member.pk])  # what the user_logged_out signal sends
+        message = await ws.receive_output(timeout=5)
+        assert message == {"type": "websocket.close", "code": 4401}
+
+    async_to_sync(scenario)()
