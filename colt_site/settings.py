@@ -88,8 +88,15 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # a worker process shares the file with the web process; wait for its writes
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # a worker process (or a second `manage.py tune`) shares the file with the web process:
+    # WAL lets readers go on during a write, IMMEDIATE transactions take the write lock at
+    # BEGIN (a deferred one that reads, then writes, fails at once with "database is locked"
+    # when another process wrote meanwhile), and a busy writer is waited for up to 30 s
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=30,
+        transaction_mode="IMMEDIATE",
+        init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    )
     # tests that start worker processes need a test database those processes can open
     DATABASES["default"]["TEST"] = {"NAME": os.environ.get("COLT_TEST_SQLITE", str(BASE_DIR / "test-db.sqlite3"))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -47,6 +47,9 @@ def tune(*args, timeout=300):
         (["--kernel", "gemm-128", "--trials", "0"], "trials must be an integer between 1 and 100000"),
         (["--kernel", "gemm-128", "--trials", "-5"], "trials must be an integer between 1 and 100000"),
         (["--kernel", "gemm-128", "--seed", "-1"], "seed must be an integer between 0 and 2147483647"),
+        (["--kernel", "gemm-128", "--seed", "9" * 20], "seed must be an integer between 0 and 2147483647"),
+        (["--op", "gemm", "--shape", "M=²,N=8,K=8"], "dimension M must be an integer"),
+        (["--op", "gemm", "--shape", "M=" + "9" * 5000 + ",N=8,K=8"], "dimension M must be an integer"),
         (["--kernel", "gemm-128", "--target", "llvm\n"], "unknown target 'llvm\\n'"),
         (["--kernel", "gemm-128", "--measure-batch", "1000000"], "measure_batch must be an integer between 1 and 64"),
         (["--kernel", "gemm-128", "--target", "tpu"], "unknown target 'tpu'"),
@@ -119,3 +122,29 @@ def test_a_real_run_writes_a_replayable_schedule(tmp_path):
     db = sqlite3.connect(ENV["DATABASE_URL"].removeprefix("sqlite:///"))
     status, trials, best = db.execute("select status, trials_done, best_latency from search_run").fetchone()
     assert (status, trials) == ("succeeded", 6) and best == pytest.approx(summary["best_latency_s"])
+
+
+@pytest.mark.slow
+def test_two_runs_at_once_on_the_embedded_database_both_finish(tmp_path):
+    """Two `manage.py tune` started together on one SQLite file (WAL, IMMEDIATE transactions,
+    a busy timeout): both finish, both runs are in the history, no 'database is locked'."""
+    args = ["--op", "gemm", "--shape", "M=32,N=32,K=32", "--trials", "4", "--measure-batch", "2", "--preset",
+            "paper", *FAST_CLI]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "manage.py", "tune", *args, "--seed", str(seed), "--out", str(tmp_path / str(seed))],
+            cwd=ROOT,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for seed in (1, 2)
+    ]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+        assert "database is locked" not in err and "Traceback" not in err
+    db = sqlite3.connect(ENV["DATABASE_URL"].removeprefix("sqlite:///"))
+    done = db.execute("select count(*) from search_run where status = 'succeeded' and trials_done = 4").fetchone()
+    assert done[0] >= 2
