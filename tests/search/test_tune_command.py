@@ -142,7 +142,7 @@ def test_two_runs_at_once_on_the_embedded_database_both_finish(tmp_path):
         for seed in (1, 2)
     ]
     outputs = [p.communicate(timeout=300) for p in procs]
-    for proc, (out, err) in zip(procs, outputs, strict=True):
+    for proc, (_out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err
         assert "database is locked" not in err and "Traceback" not in err
     db = sqlite3.connect(ENV["DATABASE_URL"].removeprefix("sqlite:///"))
