@@ -47,6 +47,7 @@ def run_header(run: Run) -> dict:
         "target": run.target,
         "strategy": run.strategy,
         "status": run.status,
+        "cancelling": run.cancel_requested and not run.is_final,
         "stop_reason": run.stop_reason,
         "trials_done": run.trials_done,
         "budget": run.budget.to_dict(),

@@ -194,6 +194,13 @@ def resume_run(run_id: int, *, enqueue: bool = True) -> None:
         run = Run.objects.select_for_update().get(pk=run_id)
         if run.status == Run.Status.SUCCEEDED and run.trials_done >= run.budget.trials:
             raise RunStateError(f"run {run_id} already finished its trial budget")
+        if run.status == Run.Status.QUEUED and not run.cancel_requested:
+            raise RunStateError(f"run {run_id} is already queued")
+        if run.status == Run.Status.RUNNING and run.heartbeat_at is not None:
+            age = (timezone.now() - run.heartbeat_at).total_seconds()
+            if age < STALE_AFTER_S:  # a worker is on it: a second task would run it twice
+                what = "is stopping" if run.cancel_requested else "is running"
+                raise RunStateError(f"run {run_id} {what} (last event {age:.0f} s ago); resume it once it has stopped")
         run.status = Run.Status.QUEUED
         run.cancel_requested = False
         run.finished_at = None

@@ -310,7 +310,16 @@ class MCTSSearch:
         picks = self._pick_batch()
         if not picks:
             return 0
-        results: list[MeasureResult] = self.measurer.measure([n.candidate.trace_json() for n in picks])
+        # one candidate at a time, so a cancel or the wall-clock takes effect between candidates
+        # (the rest of the batch stays unmeasured in the tree, for a resumed run)
+        results: list[MeasureResult] = []
+        for node in picks:
+            if self.stop.interrupt() is not None:
+                picks = picks[: len(results)]
+                break
+            results += self.measurer.measure([node.candidate.trace_json()])
+        if not picks:
+            return 0
         for node, res in zip(picks, results, strict=True):
             self.trials += 1
             node.status = res.status

@@ -39,6 +39,8 @@
     switch (e.kind) {
       case "run_started":
         S.trialsBudget = e.budget.trials; break;
+      case "run_resumed":
+        S.status = "running"; S.stopReason = ""; break;
       case "baseline_measured":
         S.baseline = e.latency_s; break;
       case "node_created":
@@ -96,7 +98,8 @@
   }
 
   function setHeader(h) {
-    S.header = h; S.status = S.status || h.status;
+    // the header is read from the database: its status is the truth (events may lag a resume)
+    S.header = h; S.status = h.cancelling ? "cancelling…" : h.status;
     S.trialsBudget = S.trialsBudget || h.budget.trials;
     if (h.fleet.length) S.largest = h.fleet.reduce((a, b) => (b.params > a.params ? b : a)).name;
     S.dirty = true;

@@ -151,6 +151,26 @@ def test_cancel_request_stops_within_one_iteration(gemm128, gemm_measurer):
     assert sink.of(ev.RunFinished)[-1].status == "cancelled"
 
 
+def test_a_cancel_takes_effect_between_the_candidates_of_a_batch(gemm128, gemm_measurer):
+    flag = {"stop": False}
+
+    class StopAfterFirst:
+        def measure(self, traces, config=None):
+            results = gemm_measurer.measure(traces, config)
+            if traces != [None]:
+                flag["stop"] = True  # the cancel arrives while the first candidate is timed
+            return results
+
+        def close(self):
+            pass
+
+    outcome, sink = run(gemm128, StopAfterFirst(), trials=50, should_stop=lambda: flag["stop"])
+    assert outcome.result.stop_reason == "cancelled" and outcome.result.trials == 1  # not the batch of 4
+    assert len(sink.of(ev.NodeMeasured)) == 1
+    pending = [n for n in outcome.result.tree.nodes[1:] if n.status is None]
+    assert len(pending) >= 3  # the rest of the batch stays in the tree, unmeasured, for a resume
+
+
 def test_unknown_strategy_and_empty_budget_are_refused(gemm128):
     # refused when the request is checked, before anything is measured
     with pytest.raises(RequestError, match="unknown strategy") as err:

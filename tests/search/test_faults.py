@@ -63,11 +63,12 @@ def test_a_wrong_result_is_detected_by_the_numpy_check(monkeypatch, gemm128, gem
 
 class FaultyMeasurer:
     """The real measurer with faults injected through the Measurer interface: every third
-    candidate's trace is corrupted before it is built (TVM really fails to build it), and the
-    fastest correct candidate of each batch comes back 'wrong', as a miscompile would."""
+    candidate's trace is corrupted before it is built (TVM really fails to build it), and every
+    fourth correct candidate comes back 'wrong', as a miscompile would (the search measures one
+    candidate per call, so a cancel stops between candidates)."""
 
     def __init__(self, inner):
-        self.inner, self.count, self.injected = inner, 0, {"build": 0, "wrong": 0}
+        self.inner, self.count, self.ok_seen, self.injected = inner, 0, 0, {"build": 0, "wrong": 0}
 
     def measure(self, traces, config=None):
         sent = []
@@ -79,11 +80,12 @@ class FaultyMeasurer:
                     self.injected["build"] += 1
             sent.append(trace)
         results = self.inner.measure(sent, config)
-        ok = [r for t, r in zip(traces, results, strict=True) if t is not None and r.ok]
-        if len(ok) > 1:
-            fastest = min(ok, key=lambda r: r.latency_s)
-            fastest.status, fastest.latency_s, fastest.error = M.WRONG, None, "injected miscompile"
-            self.injected["wrong"] += 1
+        for trace, res in zip(traces, results, strict=True):
+            if trace is not None and res.ok:
+                self.ok_seen += 1
+                if self.ok_seen % 4 == 0:
+                    res.status, res.latency_s, res.error = M.WRONG, None, "injected miscompile"
+                    self.injected["wrong"] += 1
         return results
 
     def close(self):

@@ -27,15 +27,15 @@ def queued(monkeypatch):
 
 
 class DyingMeasurer:
-    """A real measurer whose worker 'dies' (raises) on the n-th batch, like a killed process."""
+    """A real measurer whose worker 'dies' (raises) on the n-th candidate, like a killed process."""
 
-    def __init__(self, inner, die_on_batch):
-        self.inner, self.batches, self.die_on_batch = inner, 0, die_on_batch
+    def __init__(self, inner, die_on):
+        self.inner, self.candidates, self.die_on = inner, 0, die_on
 
     def measure(self, traces, config=None):
         if traces != [None]:
-            self.batches += 1
-            if self.batches == self.die_on_batch:
+            self.candidates += len(traces)
+            if self.candidates >= self.die_on:
                 raise RuntimeError("worker lost")
         return self.inner.measure(traces, config)
 
@@ -100,7 +100,7 @@ def test_resume_after_the_worker_dies_loses_and_duplicates_nothing(queued, gemm1
         spec=gemm128, strategy="colt", budget=Budget(trials=12), settings=SETTINGS, fleet=fake_fleet, timing=FAST
     )
     with pytest.raises(RuntimeError, match="worker lost"):
-        services.execute_run(run.pk, measurer=DyingMeasurer(gemm_measurer, die_on_batch=2))
+        services.execute_run(run.pk, measurer=DyingMeasurer(gemm_measurer, die_on=5))
     run.refresh_from_db()
     assert run.status == Run.Status.FAILED and run.trials_done == 4
     before_nodes, before_calls = run.nodes.count(), run.llm_calls_made.count()
@@ -117,7 +117,7 @@ def test_resume_after_the_worker_dies_loses_and_duplicates_nothing(queued, gemm1
     assert run.events.filter(kind="baseline_measured").count() == 1  # not measured again
 
 
-def test_cancel_a_queued_run_at_once_and_a_running_one_within_an_iteration(queued, gemm128, gemm_measurer):
+def test_cancel_a_queued_run_at_once_and_a_running_one_between_candidates(queued, gemm128, gemm_measurer):
     run = create_run(spec=gemm128, budget=Budget(trials=4), settings=SETTINGS, timing=FAST)
     services.cancel_run(run.pk)
     run.refresh_from_db()
@@ -127,7 +127,7 @@ def test_cancel_a_queued_run_at_once_and_a_running_one_within_an_iteration(queue
 
     run = create_run(spec=gemm128, budget=Budget(trials=400), settings=SETTINGS, timing=FAST)
 
-    class CancelOnFirstBatch:
+    class CancelOnFirstCandidate:
         def measure(self, traces, config=None):
             if traces != [None]:
                 services.cancel_run(run.pk)
@@ -136,10 +136,10 @@ def test_cancel_a_queued_run_at_once_and_a_running_one_within_an_iteration(queue
         def close(self):
             pass
 
-    services.execute_run(run.pk, measurer=CancelOnFirstBatch())
+    services.execute_run(run.pk, measurer=CancelOnFirstCandidate())
     run.refresh_from_db()
     assert run.status == Run.Status.CANCELLED and run.stop_reason == "cancelled"
-    assert run.trials_done == 4  # the batch in flight finished, then the loop stopped
+    assert run.trials_done == 1  # the candidate in flight finished; the rest of its batch was not timed
     assert_consistent(run)
 
 
@@ -200,3 +200,27 @@ def test_run_list_launch_page_and_node_api(client, team, queued, gemm128, gemm_m
     assert new.team == team and new.owner.username == "ada"
     assert client.get(f"/runs/{new.pk}/cancel").status_code == 405
     assert client.post(f"/runs/{new.pk}/cancel").status_code == 302
+
+
+def test_resume_is_refused_while_a_worker_is_on_the_run(queued, client, team, gemm128):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    run = create_run(spec=gemm128, team=team, budget=Budget(trials=4), settings=SETTINGS, timing=FAST)
+    with pytest.raises(services.RunStateError, match="already queued"):
+        services.resume_run(run.pk)  # a second task for a queued run would run it twice
+    Run.objects.filter(pk=run.pk).update(status=Run.Status.RUNNING, heartbeat_at=timezone.now(), worker="w:1")
+    with pytest.raises(services.RunStateError, match="is running"):
+        services.resume_run(run.pk)
+    response = client.post(f"/runs/{run.pk}/resume")
+    assert response.status_code == 400 and b"is running" in response.content
+    services.cancel_run(run.pk)
+    assert client.get(f"/api/runs/{run.pk}").json()["run"]["cancelling"] is True
+    with pytest.raises(services.RunStateError, match="is stopping"):
+        services.resume_run(run.pk)
+    sent = len(queued)
+    stale = timezone.now() - timedelta(seconds=services.STALE_AFTER_S + 5)
+    Run.objects.filter(pk=run.pk).update(heartbeat_at=stale)  # its worker died
+    services.resume_run(run.pk)
+    assert len(queued) == sent + 1 and Run.objects.get(pk=run.pk).status == Run.Status.QUEUED
