@@ -7,6 +7,7 @@ DATABASE_URL (PostgreSQL), REDIS_URL, COLT_SECRET_KEY, COLT_DEBUG=0 and COLT_ALL
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -41,6 +42,7 @@ INSTALLED_APPS = [
     "search",
     "channels",
     "dashboard",
+    "axes",  # login throttling
 ]
 
 MIDDLEWARE = [
@@ -52,7 +54,17 @@ MIDDLEWARE = [
     "accounts.middleware.LoginRequired",  # every view needs a login unless marked otherwise
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: answers a locked-out login with 429
 ]
+
+#: Login throttling (django-axes): after COLT_LOGIN_FAILURE_LIMIT wrong passwords in a row for
+#: one user name from one address, that pair is locked out for COLT_LOGIN_COOLOFF_MIN minutes
+#: (429); a correct login resets the count. `manage.py axes_reset` lifts every lockout.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = int(os.environ.get("COLT_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("COLT_LOGIN_COOLOFF_MIN", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -52,3 +52,20 @@ def test_events_after_a_sequence_out_of_range_is_a_bad_request(client, team, gem
     assert client.get(f"/api/runs/{run.pk}?after={HUGE}").status_code == 400
     assert client.get(f"/api/runs/{run.pk}?after=-1").status_code == 400
     assert client.get(f"/api/runs/{run.pk}?after=0").status_code == 200
+
+
+def test_logins_are_throttled_after_repeated_wrong_passwords(member, settings):
+    from django.core.management import call_command
+    from django.test import Client
+
+    from tests.conftest import PASSWORD, make_user
+
+    c = Client()
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        assert c.post("/accounts/login/", {"username": "ada", "password": "wrong"}).status_code == 200
+    locked = c.post("/accounts/login/", {"username": "ada", "password": PASSWORD})
+    assert locked.status_code == 429  # even the right password, until the cool-off
+    make_user("bob")
+    assert c.post("/accounts/login/", {"username": "bob", "password": PASSWORD}).status_code == 302  # others not
+    call_command("axes_reset", verbosity=0)
+    assert Client().post("/accounts/login/", {"username": "ada", "password": PASSWORD}).status_code == 302
