@@ -168,7 +168,9 @@ class MCTSSearch:
                 return cand, [proposal.move.label], ""
         trace, applied = self._apply(leaf.candidate.trace, proposal.mutators)
         if trace is None:
-            self.policy.record_failure(proposal.model, "no mutator applied")
+            if proposal.mutators:  # an empty proposal (a failed call) was counted when it was made
+                self.policy.record_failure(proposal.model, "no mutator applied")
+            proposal.fallback = True  # the child is a random move, not the model's
             fallback = random_mutator(self.space.mutator_probs, self.rng)
             trace, applied = self._apply(leaf.candidate.trace, [fallback])
             if trace is None:
@@ -252,7 +254,7 @@ class MCTSSearch:
             proposal = self.policy.propose(request)
         cand, applied, reason = self._child_of(leaf, proposal)
         if cand is None:
-            self._fail(leaf, proposal.model, reason)
+            self._fail(leaf, None if proposal.fallback else proposal.model, reason)
             return None
         # child and parent scored by the same cost model, so "above its parent" (hit rate,
         # course alteration) compares like with like after the model retrains
@@ -270,7 +272,7 @@ class MCTSSearch:
         child = self._add(
             leaf,
             cand,
-            created_by=proposal.model,
+            created_by=None if proposal.fallback else proposal.model,
             expand_model=proposal.next_model,
             mutators=applied,
             score=score,

@@ -9,6 +9,7 @@ alteration through :meth:`ExpansionPolicy.review`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ class Proposal:
     escalation: bool = False
     call_id: int | None = None  # the accounting record of the call that made it
     move: Any = None  # a directed move (compiler.DirectedMove) tried before the mutators
+    fallback: bool = False  # the child came from a random mutator instead (nothing of the model's applied)
 
 
 @dataclass
@@ -129,6 +131,7 @@ class ModelStats:
     latency_s: float = 0.0
     escalations: int = 0
     consecutive_failures: int = 0  # calls in a row that got no reply (timeout, server down)
+    failed_at: float = 0.0  # time.monotonic() of the last such call
 
     @property
     def hit_rate(self) -> float:
@@ -162,6 +165,7 @@ class LLMPolicy(ExpansionPolicy):
     """
 
     UNHEALTHY_AFTER = 3  # consecutive failed calls before a model is routed around
+    RETRY_AFTER_S = 60.0  # ... until this long after its last failure, when it is tried again
     uses_llm = True
 
     def __init__(
@@ -291,7 +295,12 @@ class LLMPolicy(ExpansionPolicy):
         return [{"role": "system", "content": self._system}, {"role": "user", "content": user}]
 
     def _healthy(self, name: str) -> bool:
-        return self.stats[name].consecutive_failures < self.UNHEALTHY_AFTER
+        """False while the model's server is down: UNHEALTHY_AFTER calls in a row got no reply;
+        after RETRY_AFTER_S it gets one call again (and is routed around again if it fails)."""
+        s = self.stats[name]
+        if s.consecutive_failures < self.UNHEALTHY_AFTER:
+            return True
+        return time.monotonic() - s.failed_at >= self.RETRY_AFTER_S
 
     def _fallback_model(self, current: str) -> str:
         """Best hit rate among models with scored calls, then the current model, then the largest."""
@@ -343,6 +352,7 @@ class LLMPolicy(ExpansionPolicy):
             proposal.move = parsed.move if self.directed else None
         else:
             stats.consecutive_failures += 1
+            stats.failed_at = time.monotonic()
             stats.error(reply.outcome)
         if len(self.fleet.models) == 1:
             proposal.next_model = model_name
@@ -378,6 +388,8 @@ class LLMPolicy(ExpansionPolicy):
         return self._ask(model, request)
 
     def record_failure(self, model: str | None, reason: str) -> None:
+        """A proposal that made no child. A call that got no reply (timeout, server down) or no
+        parsable one was counted when it was made, so only a proposal of real mutators counts."""
         if model in self.stats:
             self.stats[model].error("invalid_move" if reason.startswith("directed move") else "no_child")
 
@@ -387,8 +399,8 @@ class LLMPolicy(ExpansionPolicy):
         """Hit-rate bookkeeping, and course alteration on every k-th small-model regression."""
         from .prompting import correction_note
 
-        if proposal.model not in self.stats:
-            return None
+        if proposal.model not in self.stats or proposal.fallback:
+            return None  # a random fallback child is not the model's: no hit, no miss, no escalation
         stats = self.stats[proposal.model]
         stats.scored += 1
         stats.hits += int(child_score > parent_score)
@@ -399,8 +411,8 @@ class LLMPolicy(ExpansionPolicy):
             self.streak = 0
             return None
         self.streak += 1
-        if self.streak % self.k != 0 or self.exhausted():
-            return None
+        if self.streak % self.k != 0 or self.exhausted() or not self._healthy(largest):
+            return None  # (a largest model whose server is down is routed around, not escalated to)
         self.escalations += 1
         note = correction_note(proposal.model, proposal.mutators, parent_score, child_score, self.streak)
         self._pending_escalation = (proposal.model, self.streak, child_score)

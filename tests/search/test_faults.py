@@ -17,6 +17,7 @@ import pytest
 from search import services
 from search.engine import measure as M
 from search.engine.llm import Fleet, ModelSpec
+from search.engine.policy import LLMPolicy
 from search.engine.request import Budget, SearchSettings
 from search.models import Event, LLMCall, Node, Run
 from tests.conftest import FAST
@@ -189,7 +190,7 @@ def test_slow_garbage_and_killed_model_servers_cost_outcomes_not_the_run(
         team=team,
         settings=SearchSettings.paper(measure_batch=2, expansions_per_round=4, seed=9),
     )
-    services.execute_run(run.pk, measurer=gemm_measurer, serve_local=False)
+    outcome = services.execute_run(run.pk, measurer=gemm_measurer, serve_local=False)
     killer.join(timeout=5)
     run.refresh_from_db()
     assert proc.poll() is not None  # the large model's server is gone
@@ -205,6 +206,14 @@ def test_slow_garbage_and_killed_model_servers_cost_outcomes_not_the_run(
     assert "timeout" in {c.outcome for c in by_model.get("small", [])} or "small" not in by_model
     assert {"server_error"} < {c.outcome for c in calls}  # more than one kind of failure recorded
     assert {c.outcome for c in calls} <= {"ok", "parse_error", "timeout", "server_error", "escalation", "invalid_model"}
+    # each failed call is counted once (no second 'no_child' for the same call)
+    large = outcome.llm_summary["models"]["large"]
+    assert large["errors"] == len(by_model["large"]) and large["errors_by_kind"] == {"server_error": large["errors"]}
+    # a dead server is routed around: no more calls (escalations included) once it failed in a row
+    assert len(by_model["large"]) <= LLMPolicy.UNHEALTHY_AFTER
+    # a child made by the random fallback after a failed call is a random move, not the model's
+    failed = [c.call_id for c in calls if c.outcome in ("server_error", "timeout", "parse_error")]
+    assert failed and not Node.objects.filter(run=run, call_id__in=failed).exclude(created_by=None).exists()
 
 
 # --- the database drops the worker's connections ------------------------------------------------
