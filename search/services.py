@@ -297,11 +297,12 @@ def execute_run(
             run.save(update_fields=["status", "stop_reason", "finished_at"])
             return None
         run.status = Run.Status.RUNNING
+        run.stop_reason = ""  # e.g. "database unavailable; retrying" from an earlier attempt
         run.attempts += 1
         run.worker = worker
         run.started_at = run.started_at or timezone.now()
         run.heartbeat_at = timezone.now()
-        run.save(update_fields=["status", "attempts", "worker", "started_at", "heartbeat_at"])
+        run.save(update_fields=["status", "stop_reason", "attempts", "worker", "started_at", "heartbeat_at"])
     sink = DatabaseSink(run)
     if extra_sink is not None:
         sink = ev.FanOutSink(sink, extra_sink)
@@ -326,6 +327,7 @@ def execute_run(
                 baseline_latency=run.baseline_latency,
                 rpc=rpc or measurement_rpc(),
                 warm=warm_start_for(run) if request.settings.warm_start and state is None else None,
+                transient=(OperationalError, InterfaceError),  # retried below: not the run's end
             )
     except (OperationalError, InterfaceError) as exc:  # the database went away: retry, don't fail
         _release_after_database_error(run_id, exc)

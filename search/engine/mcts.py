@@ -375,7 +375,7 @@ class MCTSSearch:
             return
         # (the tree node it descends from, candidate, mutators applied since that node, score)
         pool: list[tuple[Node, Candidate, list[str], float]] = []
-        parents = [(n, n.candidate, [], n.predicted) for n in fastest]
+        parents: list[tuple[Node, Candidate, list[str], float]] = [(n, n.candidate, [], n.predicted) for n in fastest]
         seen = set(self.tree.hashes)
         generations = max(1, self.s.refine_generations)
         for g in range(generations):

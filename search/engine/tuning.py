@@ -106,6 +106,18 @@ class TuneOutcome:
         return paths
 
 
+class _TrialCount:
+    """The run's sink, counting measured trials (for the run_finished of a run that failed)."""
+
+    def __init__(self, inner: ev.EventSink, trials: int):
+        self.inner, self.trials = inner, trials
+
+    def emit(self, event: ev.Event) -> None:
+        self.inner.emit(event)
+        if isinstance(event, ev.NodeMeasured):
+            self.trials = max(self.trials, event.trial)
+
+
 def tune(
     request: RunRequest,
     *,
@@ -117,16 +129,19 @@ def tune(
     baseline_latency: float | None = None,
     rpc: RPCConfig | None = None,
     warm: WarmStart | None = None,
+    transient: tuple[type[BaseException], ...] = (),
 ) -> TuneOutcome:
     """Run ``request``; with ``resume``, go on from a saved state (and its known baseline).
     The parts that differ between a test, a CLI and a worker are passed in: the event sink,
     the measurer (default: this host, or ``rpc``, a measure-only host over TVM RPC), the LLM
     client and the cancel flag. ``warm``: earlier runs' records, used by a new run whose
-    settings ask for a warm start (``settings.warm_start``), ignored otherwise."""
+    settings ask for a warm start (``settings.warm_start``), ignored otherwise. ``transient``:
+    errors the caller retries (a database that went away): they propagate without a
+    ``run_finished``, since the run goes on; any other error ends it as failed."""
     stop = StopRule(request.budget, should_stop)
     strategy_cls = get_strategy(request.strategy)
     spec, target = request.kernel, request.target
-    sink = sink or ev.NullSink()
+    sink = _TrialCount(sink or ev.NullSink(), resume.trials if resume else 0)
     if resume is None:
         sink.emit(
             ev.RunStarted(
@@ -166,9 +181,13 @@ def tune(
             report = strategy.warm(warm)
             sink.emit(ev.WarmStarted(**report.to_dict()))
         result = strategy.run()
+    except transient:
+        raise
     except BaseException as exc:
         sink.emit(
-            ev.RunFinished("failed", f"{type(exc).__name__}: {exc}"[:500], 0, None, None, baseline, stop.elapsed())
+            ev.RunFinished(
+                "failed", f"{type(exc).__name__}: {exc}"[:500], sink.trials, None, None, baseline, stop.elapsed()
+            )
         )
         raise
     finally:

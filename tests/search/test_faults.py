@@ -264,6 +264,10 @@ def test_the_task_retries_when_the_database_drops_its_connections(gemm128, team,
     assert "database unavailable" in log or "retry" in log.lower()
     assert run.status == Run.Status.SUCCEEDED and run.trials_done == 16 and run.attempts >= 2, run.error
     assert_consistent(run)
+    # a transient failure is not a finish: one run_finished, the last event, and no stale reason
+    finished = list(Event.objects.filter(run=run, kind="run_finished").values_list("seq", "data"))
+    assert len(finished) == 1 and finished[0][0] == run.last_seq and finished[0][1]["status"] == "succeeded"
+    assert run.stop_reason == "trial budget spent"
 
 
 # --- Redis restarted during a run ---------------------------------------------------------------
