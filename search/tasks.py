@@ -14,6 +14,7 @@ import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from celery.signals import worker_ready
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
@@ -59,6 +60,15 @@ def run_search(self, run_id: int) -> None:
         # a redelivered message while the run looks alive: look again once it could be stale
         # (its worker died) and take over then; if it finishes meanwhile, the retry does nothing
         raise self.retry(exc=exc, countdown=max(1.0, STALE_AFTER_S), max_retries=None) from None
+
+
+@worker_ready.connect
+def _start_watchdog(**kwargs) -> None:
+    """Every worker watches for runs nobody would otherwise finish (search/watchdog.py)."""
+    if settings.REDIS_URL:
+        from .watchdog import start
+
+        start(settings.REDIS_URL)
 
 
 # --- the embedded default: no Redis, an in-process executor ------------------------------------

@@ -221,3 +221,57 @@ def test_two_workers_on_two_queues_take_only_their_targets_runs(workers, gemm128
     # can resume it)
     assert gpu_run.status == Run.Status.FAILED and "no cuda device" in gpu_run.error
     assert gpu_run.trials_done == 0
+
+
+def test_a_killed_worker_is_replaced_by_the_watchdog_without_a_resume(workers, gemm128):
+    """SIGKILL the worker mid-run and start another: nobody types resume, the message the dead
+    worker reserved stays away for Redis's hour-long visibility timeout, and the new worker's
+    watchdog sees the stale heartbeat and dispatches the run again; it finishes, once."""
+    w = workers("w1", COLT_WATCHDOG_S="1")
+    run = create(gemm128, 16)
+    wait_for(lambda: refreshed(run).trials_done >= 4, what="the first measurements")
+    w.kill()
+    workers("w2", COLT_WATCHDOG_S="1")
+    wait_for(lambda: refreshed(run).is_final, timeout=120, what="the watchdog to bring the run back")
+    assert run.status == Run.Status.SUCCEEDED, run.error
+    assert run.worker.startswith("w2@") and run.attempts >= 2 and run.trials_done == 16
+    assert not run.events.filter(kind="run_finished", data__status="failed").exists()
+    assert_consistent(run)
+
+
+def test_a_queued_run_whose_message_was_lost_is_dispatched_again(workers, gemm128):
+    """Redis restarted without persistence: the queue is empty, the run says queued. A worker's
+    watchdog finds no message for it (queued nor reserved) and dispatches it again."""
+    import redis
+
+    run = create(gemm128, 4)
+    client = redis.Redis.from_url(REDIS_TEST_URL)
+    wait_for(lambda: client.llen("llvm") == 1, timeout=10, what="the task message")
+    client.flushdb()  # what a restart without persistence leaves
+    workers("w1", COLT_WATCHDOG_S="1", COLT_QUEUE_LOST_AFTER_S="1")
+    wait_for(lambda: refreshed(run).is_final, timeout=120, what="the watchdog to requeue the run")
+    assert run.status == Run.Status.SUCCEEDED and run.trials_done == 4 and run.attempts == 1, run.error
+    assert_consistent(run)
+
+
+def test_the_watchdog_leaves_runs_with_a_message_or_a_live_worker_alone(gemm128):
+    from datetime import timedelta
+
+    import redis
+    from django.utils import timezone
+
+    from search.watchdog import recover, runs_with_a_message
+
+    client = redis.Redis.from_url(REDIS_TEST_URL)
+    waiting = create(gemm128, 4)  # its message is in the queue
+    wait_for(lambda: client.llen("llvm") == 1, timeout=10, what="the task message")
+    assert runs_with_a_message(client, ["llvm"]) == {waiting.pk}
+    alive = create(gemm128, 4)
+    Run.objects.filter(pk=alive.pk).update(status=Run.Status.RUNNING, heartbeat_at=timezone.now())
+    later = timezone.now() + timedelta(seconds=120)  # long after both were created
+    assert alive.pk not in recover(client, now=timezone.now())
+    client.delete("llvm")  # both messages gone now
+    Run.objects.filter(pk=alive.pk).update(heartbeat_at=later)  # still beating
+    sent = recover(client, now=later)
+    assert sent == [waiting.pk]  # the queued one, once
+    assert recover(client, now=later) == []  # dispatched already in this stale period
