@@ -7,6 +7,7 @@ DATABASE_URL (PostgreSQL), REDIS_URL, COLT_SECRET_KEY, COLT_DEBUG=0 and COLT_ALL
 from __future__ import annotations
 
 import os
+import secrets
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,12 +23,15 @@ def env_bool(name: str, default: bool) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
-DEBUG = env_bool("COLT_DEBUG", True)
+#: Production-safe by default: development mode (debug pages, a fixed development key, static
+#: files from static/) only when asked for with COLT_DEBUG=1, as scripts/run and scripts/test do.
+DEBUG = env_bool("COLT_DEBUG", False)
 SECRET_KEY = os.environ.get("COLT_SECRET_KEY", "")
+#: True when production mode has no COLT_SECRET_KEY: commands that serve no page (`tune`, a
+#: Celery worker) run with a throwaway key; the web server refuses to start (colt_site/asgi.py)
+COLT_NO_SECRET_KEY = not SECRET_KEY and not DEBUG
 if not SECRET_KEY:
-    if not DEBUG:
-        raise RuntimeError("COLT_SECRET_KEY must be set when COLT_DEBUG is off")
-    SECRET_KEY = "colt-development-only-key-not-for-production"
+    SECRET_KEY = "colt-development-only-key-not-for-production" if DEBUG else secrets.token_urlsafe(50)
 ALLOWED_HOSTS = [h for h in os.environ.get("COLT_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
 
 INSTALLED_APPS = [
@@ -55,6 +59,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # last: answers a locked-out login with 429
+    "colt_site.middleware.content_security_policy",
 ]
 
 #: Login throttling (django-axes): after COLT_LOGIN_FAILURE_LIMIT wrong passwords in a row for
@@ -157,7 +162,7 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("COLT_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("COLT_SECURE_COOKIES", True)
     SECURE_SSL_REDIRECT = env_bool("COLT_SSL_REDIRECT", False)  # usually the proxy's job
-    SECURE_HSTS_SECONDS = int(os.environ.get("COLT_HSTS_SECONDS", "0"))
+    SECURE_HSTS_SECONDS = int(os.environ.get("COLT_HSTS_SECONDS", str(365 * 86400)))
     SECURE_REFERRER_POLICY = "same-origin"
     X_FRAME_OPTIONS = "DENY"
     SESSION_COOKIE_AGE = int(os.environ.get("COLT_SESSION_AGE_S", str(12 * 3600)))

@@ -1,3 +1,9 @@
+import os
+
+# development mode unless a test asks otherwise (scripts/test exports it too): every process the
+# tests start (Daphne, Celery workers, the CLI) shares the development key and serves static/
+os.environ.setdefault("COLT_DEBUG", "1")
+
 import pytest
 
 from search.engine.measure import MeasureConfig

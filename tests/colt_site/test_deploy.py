@@ -132,6 +132,10 @@ def test_the_compose_commands_serve_the_app_in_production_settings(tmp_path, set
         assert status == 200
         assert headers["X-Frame-Options"] == "DENY" and headers["X-Content-Type-Options"] == "nosniff"
         assert headers["Referrer-Policy"] == "same-origin"
+        assert "script-src 'self'" in headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+        _, proxied, _ = fetch(base + "/accounts/login/", {"X-Forwarded-Proto": "https"})  # behind the TLS proxy
+        assert proxied["Strict-Transport-Security"] == "max-age=31536000"
         cookie = headers["Set-Cookie"]
         assert "csrftoken=" in cookie and "Secure" in cookie
         opener = urllib.request.build_opener(NoRedirect)
@@ -172,3 +176,22 @@ def test_the_compose_commands_serve_the_app_in_production_settings(tmp_path, set
                 os.killpg(p.pid, 9)
         for f in logs.values():
             f.close()
+
+
+def test_the_default_is_production_and_serving_without_a_secret_key_refuses_to_start():
+    plain = {k: v for k, v in os.environ.items() if k not in ("COLT_DEBUG", "COLT_SECRET_KEY")}
+    plain["DJANGO_SETTINGS_MODULE"] = "colt_site.settings"
+
+    def python(code):
+        return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=plain, capture_output=True, text=True,
+                              timeout=120)  # fmt: skip
+
+    debug = python("import django; django.setup(); from django.conf import settings; print(settings.DEBUG)")
+    assert debug.returncode == 0 and debug.stdout.strip() == "False", debug.stderr
+    serve = python("import colt_site.asgi")
+    assert serve.returncode != 0 and "COLT_SECRET_KEY is not set" in serve.stderr
+    cli = subprocess.run(
+        [sys.executable, "manage.py", "tune", "--list-kernels"], cwd=ROOT, env=plain, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert cli.returncode == 0 and "gemm-128" in cli.stdout  # commands that serve no page still work
