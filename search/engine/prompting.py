@@ -58,7 +58,7 @@ def response_schema(mutators: Sequence[str], models: Sequence[str], *, directed:
         },
     }
     if directed:
-        properties["set"] = {"type": "string", "pattern": MOVE_PATTERN, "maxLength": 48}
+        properties["set"] = {"type": "string", "pattern": MOVE_PATTERN}  # bounded by the pattern
     return {
         "type": "object",
         "properties": properties,
