@@ -61,8 +61,9 @@ def test_logins_are_throttled_after_repeated_wrong_passwords(member, settings):
     from tests.conftest import PASSWORD, make_user
 
     c = Client()
-    for _ in range(settings.AXES_FAILURE_LIMIT):
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
         assert c.post("/accounts/login/", {"username": "ada", "password": "wrong"}).status_code == 200
+    assert c.post("/accounts/login/", {"username": "ada", "password": "wrong"}).status_code == 429  # the limit
     locked = c.post("/accounts/login/", {"username": "ada", "password": PASSWORD})
     assert locked.status_code == 429  # even the right password, until the cool-off
     make_user("bob")

@@ -181,8 +181,9 @@ def test_a_trusted_origin_and_a_tls_proxy_are_honoured(settings):
 def test_a_socket_from_another_origin_is_refused_at_the_handshake(run, member, redis_layer):
     from colt_site.asgi import application
 
+    headers = [(b"origin", b"http://localhost:4444"), (b"host", b"localhost"), (b"cookie", session_cookie(member))]
+
     async def scenario():
-        headers = [(b"origin", b"http://localhost:4444"), (b"host", b"localhost"), (b"cookie", session_cookie(member))]
         ws = WebsocketCommunicator(application, f"/ws/runs/{run.pk}/", headers=headers)
         connected, _ = await ws.connect()
         assert not connected
@@ -193,8 +194,10 @@ def test_a_socket_from_another_origin_is_refused_at_the_handshake(run, member, r
 def test_frames_that_are_not_json_get_errors_then_a_clean_close(run, member, redis_layer, caplog):
     from colt_site.asgi import application
 
+    headers = ws_headers(member)
+
     async def scenario():
-        ws = WebsocketCommunicator(application, f"/ws/runs/{run.pk}/", headers=ws_headers(member))
+        ws = WebsocketCommunicator(application, f"/ws/runs/{run.pk}/", headers=headers)
         assert (await ws.connect())[0]
         await ws.receive_json_from()  # hello
         for frame in ("not json", '{"after": 99999999999999999999999}'):
@@ -211,8 +214,10 @@ def test_frames_that_are_not_json_get_errors_then_a_clean_close(run, member, red
 def test_a_member_removed_from_the_team_is_disconnected_at_once(run, member, team, redis_layer):
     from colt_site.asgi import application
 
+    headers = ws_headers(member)
+
     async def scenario():
-        ws = WebsocketCommunicator(application, f"/ws/runs/{run.pk}/", headers=ws_headers(member))
+        ws = WebsocketCommunicator(application, f"/ws/runs/{run.pk}/", headers=headers)
         assert (await ws.connect())[0]
         await ws.receive_json_from()  # hello
         await sync_to_async(team.members.remove)(member)

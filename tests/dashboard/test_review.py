@@ -11,6 +11,7 @@ import zipfile
 import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
+from django.http import HttpRequest
 from django.test import Client
 
 from accounts.models import Team
@@ -173,7 +174,7 @@ def test_createadmin_and_team_commands(db, monkeypatch, capsys):
     call_command("team", "list")
     assert "kernels: boss" in capsys.readouterr().out
     c = Client()
-    assert c.login(username="boss", password=PASSWORD)
+    assert c.login(request=HttpRequest(), username="boss", password=PASSWORD)  # axes needs the request
     assert c.get("/").status_code == 200
 
 
@@ -347,4 +348,4 @@ def test_a_fresh_machine_gets_a_first_admin_whose_password_is_only_in_a_file(db,
     call_command("createadmin", "admin", "--if-none", "--password-file", str(tmp_path / "again"))
     assert not (tmp_path / "again").exists()  # an administrator exists: nothing done
     c = Client()
-    assert c.login(username="admin", password=password)
+    assert c.login(request=HttpRequest(), username="admin", password=password)

@@ -8,6 +8,7 @@ import math
 
 import pytest
 
+from search.engine.request import PRESETS, SearchSettings
 from search.models import Run
 from tests.helpers import LAUNCH_FORM
 from tests.search.test_tune_command import cli_database, tune  # noqa: F401 - the CLI's own database
@@ -146,4 +147,8 @@ def test_the_form_sets_the_levers_beyond_the_papers(client, team, monkeypatch):
     settings = Run.objects.get().run_request.settings
     assert settings.variants == 8 and settings.measured_reward is True
     client.post("/runs/new", {**FORM, "team": team.pk})
-    assert Run.objects.order_by("-pk").first().run_request.settings.variants == 1  # the papers by default
+    defaults = Run.objects.order_by("-pk").first().run_request.settings
+    assert (defaults.variants, defaults.refine) == (SearchSettings().variants, SearchSettings().refine)
+    client.post("/runs/new", {**FORM, "team": team.pk, "preset": "paper", "variants": "8", "refine": "64"})
+    paper = Run.objects.order_by("-pk").first().run_request.settings
+    assert {k: getattr(paper, k) for k in PRESETS["paper"]} == PRESETS["paper"]  # the preset governs the levers
