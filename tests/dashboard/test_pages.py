@@ -79,7 +79,10 @@ def page(monkeypatch):
                 "--no-first-run",
             ],
         )
-        pg = browser.new_page(viewport={"width": 1400, "height": 950})
+        # the tests' own probes (wait_for_function) evaluate strings, which the app's CSP forbids;
+        # test_the_pages_run_under_their_content_security_policy checks the pages with it on
+        pg = browser.new_page(viewport={"width": 1400, "height": 950}, bypass_csp=True)
+        pg.context.browser_for_csp = browser
         yield pg
         browser.close()
 
@@ -108,6 +111,7 @@ def test_launch_a_run_and_watch_it_grow_live(server, member, page, tmp_path):
     # expansions, so at least one regression (and its escalation) is all but certain
     page.fill("#id_trials", "48")
     page.fill("#id_course_alteration_k", "1")
+    page.select_option("#id_preset", "paper")  # course alteration as the papers run it (no screening)
     page.click("#launch")
     page.wait_for_url("**/runs/*")
     run_id = int(page.url.rstrip("/").split("/")[-1])
@@ -136,6 +140,26 @@ def test_launch_a_run_and_watch_it_grow_live(server, member, page, tmp_path):
     assert page.evaluate("window.coltState.lastSeq") == run.last_seq  # every event reached the page
     page.wait_for_function("document.querySelector('#status').textContent === 'succeeded'")
     shot(page, "run-page.png", tmp_path)
+
+
+def test_the_pages_run_under_their_content_security_policy(server, member, team, page, gemm128):
+    """The app's scripts and styles load and run with the CSP enforced: no violation on the
+    pages, and run.js has drawn the run page (its text is set by the script)."""
+    from tests.helpers import create_run
+
+    run = create_run(spec=gemm128, team=team, enqueue=False)
+    strict = page.context.browser_for_csp.new_page(viewport={"width": 1400, "height": 950})
+    violations = []
+    strict.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    log_in(strict, server)
+    for path in ("/runs/new", "/", f"/runs/{run.pk}", "/costs"):
+        strict.goto(server + path)
+        strict.wait_for_load_state("networkidle")
+    strict.goto(server + f"/runs/{run.pk}")
+    strict.wait_for_timeout(1500)  # run.js: fetch the header, open the websocket, draw
+    assert "nodes" in (strict.text_content("#node-count") or "")
+    assert not violations, violations
+    strict.close()
 
 
 def test_a_form_with_bad_input_shows_errors_and_creates_nothing(server, member, page):

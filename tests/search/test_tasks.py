@@ -145,7 +145,8 @@ def test_a_real_worker_runs_a_run_end_to_end(workers, gemm128):
     assert_consistent(run)
 
 
-def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(workers, gemm128, fake_fleet):
+def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(workers, gemm128, fake_fleet, monkeypatch):
+    monkeypatch.setattr(services, "STALE_AFTER_S", 2.0)  # as the workers' COLT_STALE_AFTER_S
     w = workers("w1")
     run = create(gemm128, 24, strategy="colt", fleet=fake_fleet)
     wait_for(lambda: refreshed(run).trials_done >= 4 and run.llm_calls > 0, what="measurements and LLM calls")
