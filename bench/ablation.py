@@ -172,7 +172,8 @@ def run_rows(args, fleet) -> None:
                 for seed in args.seeds:
                     k = key(host, layer, strategy, config, args.trials, seed, args.wall_clock)
                     settings = settings_for(config, seed)
-                    if k in load() or same_run(load(), host, layer, strategy, settings, args, seed):
+                    stored = load()
+                    if k in stored or same_run(stored, host, layer, strategy, settings, args, seed):
                         continue
                     request = RunRequest(
                         kernel=get_kernel(layer),

@@ -30,15 +30,23 @@ class ScoreSpy:
         return getattr(self.model, name)
 
 
-def trained_search(space, measurer, **settings):
+def new_search(space, measurer, settings: SearchSettings, trials: int = 64):
+    """A search with a random policy and a sink that keeps its events; nothing done yet."""
     sink = ev.ListSink()
     search = MCTSSearch(
         space=space,
         policy=RandomPolicy(),
         measurer=measurer,
         sink=sink,
-        settings=SearchSettings.paper(measure_batch=4, expansions_per_round=4, seed=3, **settings),
-        budget=Budget(trials=64),
+        settings=settings,
+        budget=Budget(trials=trials),
+    )
+    return search, sink
+
+
+def trained_search(space, measurer, **settings):
+    search, sink = new_search(
+        space, measurer, SearchSettings.paper(measure_batch=4, expansions_per_round=4, seed=3, **settings)
     )
     search._init_population()
     for _ in range(4):
@@ -117,14 +125,21 @@ def test_without_fresh_samples_the_root_keeps_its_first_population(gemm_space, g
     assert len(search.tree.root.children) == before == 3
 
 
-def test_refine_adds_the_best_scored_mutants_of_the_fastest_measured_nodes(gemm_space, gemm_measurer):
-    search, sink = trained_search(gemm_space, gemm_measurer, refine=40)
+def refined(search):
+    """Run one refine step with a spy on the cost model: (the spy, the two fastest measured
+    nodes, whose mutants may join, the nodes added)."""
     spy = ScoreSpy(search.cost_model)
     search.cost_model = spy
     fastest = sorted((n for n in search.tree.nodes[1:] if n.latency), key=lambda n: n.latency)[:2]
     before = set(search.tree.nodes)
     search._refine()
-    added = [n for n in search.tree.nodes if n not in before]
+    return spy, fastest, [n for n in search.tree.nodes if n not in before]
+
+
+def test_refine_adds_the_best_scored_mutants_of_the_fastest_measured_nodes(gemm_space, gemm_measurer):
+    search, sink = trained_search(gemm_space, gemm_measurer, refine=40)
+    before = set(search.tree.nodes)
+    spy, fastest, added = refined(search)
     hashes, scores = spy.batches[-1]
     assert len(hashes) > 8 and len(set(hashes)) == len(hashes)  # many distinct mutants, one batched call
     assert not set(hashes) & {n.shash for n in before}  # none already in the tree
@@ -143,12 +158,7 @@ def test_without_refine_a_round_adds_no_mutants(gemm_space, gemm_measurer):
 
 def test_refine_generations_climb_from_the_best_scored_mutants(gemm_space, gemm_measurer):
     search, _ = trained_search(gemm_space, gemm_measurer, refine=60, refine_generations=3)
-    spy = ScoreSpy(search.cost_model)
-    search.cost_model = spy
-    fastest = sorted((n for n in search.tree.nodes[1:] if n.latency), key=lambda n: n.latency)[:2]
-    before = set(search.tree.nodes)
-    search._refine()
-    added = [n for n in search.tree.nodes if n not in before]
+    spy, fastest, added = refined(search)
     assert len(spy.batches) == 3  # one batched call per generation
     scored = {h: s for hashes, scores in spy.batches for h, s in zip(hashes, scores, strict=True)}
     top = sorted(scored.values(), reverse=True)[:4]  # the best of all generations join

@@ -7,14 +7,13 @@ import pytest
 
 from search.engine import events as ev
 from search.engine.compiler import SearchSpace
-from search.engine.mcts import MCTSSearch
 from search.engine.measure import LocalMeasurer
-from search.engine.policy import RandomPolicy
 from search.engine.request import Budget, RunRequest, SearchSettings
 from search.engine.tuning import tune
 from search.engine.warm import Record, WarmStart
 from search.engine.workloads import KernelSpec
 from tests.conftest import FAST
+from tests.engine.test_mcts import new_search as mcts_search
 
 pytestmark = pytest.mark.slow
 
@@ -39,16 +38,7 @@ def records(gemm128):
 
 
 def new_search(space, measurer, **settings):
-    sink = ev.ListSink()
-    search = MCTSSearch(
-        space=space,
-        policy=RandomPolicy(),
-        measurer=measurer,
-        sink=sink,
-        settings=SearchSettings(measure_batch=4, expansions_per_round=4, seed=5, **settings),
-        budget=Budget(trials=4),
-    )
-    return search, sink
+    return mcts_search(space, measurer, SearchSettings(measure_batch=4, expansions_per_round=4, seed=5, **settings), 4)
 
 
 def test_a_warm_start_pretrains_the_cost_model_and_seeds_this_kernels_fastest(gemm_space, gemm_measurer, records):
