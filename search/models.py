@@ -22,12 +22,14 @@ class Kernel(models.Model):
     op = models.CharField(max_length=32)
     shape = models.JSONField()
     dtype = models.CharField(max_length=16, default="float32")
-    key = models.CharField(max_length=255, unique=True)  # canonical op|dtype|dims
+    key = models.CharField(max_length=255, unique=True)  # canonical op|dtype|dims (or module hash)
+    #: a kernel brought as a TVM IRModule (op "tir"): its JSON, the only source of its shapes
+    module = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     @property
     def spec(self) -> KernelSpec:
-        return KernelSpec(self.op, dict(self.shape), self.dtype, self.name)
+        return KernelSpec(self.op, dict(self.shape), self.dtype, self.name, module=self.module)
 
     def __str__(self) -> str:
         return self.spec.label

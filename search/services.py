@@ -125,7 +125,7 @@ def create_run(request: RunRequest, *, owner=None, team=None, enqueue: bool = Tr
     with transaction.atomic():
         kernel, _ = Kernel.objects.get_or_create(
             key=spec.key,
-            defaults=dict(name=spec.name, op=spec.op, shape=dict(spec.shape), dtype=spec.dtype),
+            defaults=dict(name=spec.name, op=spec.op, shape=dict(spec.shape), dtype=spec.dtype, module=spec.module),
         )
         run = Run.objects.create(kernel=kernel, owner=owner, team=team, **Run.request_fields(request))
         if enqueue:

@@ -86,14 +86,14 @@ def _worker_init(root: str) -> None:
 def _kernel_data(spec_dict: dict, target_name: str):
     """Per-process cache of the kernel's module, inputs and reference output."""
     from .compiler import make_target
-    from .workloads import build_module, make_inputs, reference
+    from .workloads import build_module, make_inputs, references
 
-    key = (repr(sorted(spec_dict["shape"].items())), spec_dict["op"], spec_dict["dtype"], target_name)
+    spec = KernelSpec(spec_dict["op"], spec_dict["shape"], spec_dict["dtype"], module=spec_dict.get("module", ""))
+    key = (spec.key, target_name)
     if key not in _CACHE:
-        spec = KernelSpec(spec_dict["op"], spec_dict["shape"], spec_dict["dtype"])
         inputs = make_inputs(spec)
         _CACHE.clear()
-        _CACHE[key] = (spec, build_module(spec), make_target(target_name), inputs, reference(spec, inputs))
+        _CACHE[key] = (spec, build_module(spec), make_target(target_name), inputs, references(spec, inputs))
     return _CACHE[key]
 
 
@@ -106,7 +106,7 @@ def measure_in_worker(
     import numpy as np
 
     from .tvmenv import tvm as _tvm
-    from .workloads import check_output, output_shape
+    from .workloads import check_outputs, output_buffers
 
     tvm = _tvm()
     spec, mod, target, inputs, want = _kernel_data(spec_dict, target_name)
@@ -142,12 +142,13 @@ def measure_in_worker(
         return MeasureResult(RUN_ERROR, build_s=build_s, error=_one_line(exc)).to_dict()
     try:
         args = [tvm.runtime.tensor(a, dev) for a in inputs]
-        args.append(tvm.runtime.tensor(np.zeros(output_shape(spec), spec.dtype), dev))
+        outs = [tvm.runtime.tensor(np.zeros(shape, dtype), dev) for shape, dtype in output_buffers(spec)]
+        args += outs
         fn["main"](*args)
         dev.sync()
         max_error = None
         if cfg.get("check", True):
-            ok, max_error = check_output(spec, args[-1].numpy(), want)
+            ok, max_error = check_outputs(spec, [o.numpy() for o in outs], want)
             if not ok:
                 return MeasureResult(
                     WRONG, build_s=build_s, max_error=max_error, error="output differs from the numpy reference"

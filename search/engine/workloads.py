@@ -11,6 +11,11 @@ TVM is imported lazily so that validating a spec (a web form, the CLI) stays che
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
+import hashlib
+import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -21,7 +26,11 @@ import numpy as np
 MAX_DIM = 1 << 16
 MAX_BYTES = 512 << 20  # inputs + output
 MAX_FLOPS = 50e9  # above this, one measurement takes many seconds on a CPU
-SUPPORTED_DTYPES = ("float32",)
+SUPPORTED_DTYPES = ("float32",)  # the built-in operators
+TIR_OP = "tir"  # a kernel brought as a TVM IRModule (JSON)
+#: buffer dtypes a brought kernel may use, and how closely its output must match the reference
+TIR_DTYPES = ("float32", "float16", "int8", "uint8", "int32", "int64", "bool")
+MAX_MODULE_CHARS = 4 << 20
 
 
 class SpecError(ValueError):
@@ -351,15 +360,24 @@ OPERATORS: dict[str, OpDef] = {
 
 @dataclass(frozen=True)
 class KernelSpec:
-    """A kernel: an operator name, its shape parameters and a dtype. Plain data."""
+    """A kernel: an operator name, its shape parameters and a dtype. Plain data.
+
+    ``op == "tir"`` is a kernel brought as a TVM IRModule in TVM's JSON form (``module``: what
+    ``tvm.ir.save_json`` writes, what MetaSchedule stores in ``database_workload.json``, what
+    a model's task extraction yields); its shapes and dtypes are the PrimFunc's buffers.
+    """
 
     op: str
     shape: Mapping[str, int]
     dtype: str = "float32"
     name: str = ""
+    module: str = field(default="", repr=False)
 
     def to_dict(self) -> dict:
-        return {"op": self.op, "shape": dict(self.shape), "dtype": self.dtype, "name": self.name}
+        data = {"op": self.op, "shape": dict(self.shape), "dtype": self.dtype, "name": self.name}
+        if self.module:
+            data["module"] = self.module
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping) -> KernelSpec:
@@ -374,12 +392,15 @@ class KernelSpec:
                 shape=dict(shape),
                 dtype=str(data.get("dtype", "float32")),
                 name=str(data.get("name", "")),
+                module=data.get("module") or "",
             )
         )
 
     @property
     def key(self) -> str:
         """Canonical identity: operator, dtype and dimensions (not the display name)."""
+        if self.op == TIR_OP:
+            return f"{TIR_OP}|{self.dtype}|{hashlib.sha256(self.module.encode()).hexdigest()[:32]}"
         dims = ",".join(f"{k}={self.shape[k]}" for k in sorted(self.shape))
         return f"{self.op}|{self.dtype}|{dims}"
 
@@ -387,6 +408,8 @@ class KernelSpec:
     def label(self) -> str:
         if self.name:
             return self.name
+        if self.op == TIR_OP:
+            return f"{TIR_OP}:{self.key.rsplit('|', 1)[1][:8]}"
         dims = ",".join(f"{k}={v}" for k, v in self.shape.items())
         return f"{self.op}({dims})"
 
@@ -412,6 +435,10 @@ _INT_TEXT = re.compile(r"-?[0-9]{1,12}")
 
 def validate(spec: KernelSpec) -> KernelSpec:
     """Return a normalized copy of ``spec`` or raise :class:`SpecError` with a clear message."""
+    if spec.op == TIR_OP:
+        return _validate_tir(spec)
+    if spec.module:
+        raise SpecError(f"a module is given only with op {TIR_OP!r}")
     op = OPERATORS.get(spec.op)
     if op is None:
         raise SpecError(f"unknown operator {spec.op!r}; known: {', '.join(sorted(OPERATORS))}")
@@ -455,38 +482,101 @@ def validate(spec: KernelSpec) -> KernelSpec:
 
 
 def flops(spec: KernelSpec) -> float:
+    if spec.op == TIR_OP:
+        return _tir_info(spec.module).flops
     return OPERATORS[spec.op].flops(spec.shape)
 
 
 def input_shapes(spec: KernelSpec) -> list[tuple[str, tuple[int, ...]]]:
+    if spec.op == TIR_OP:
+        return [(b.name, b.shape) for b in _tir_info(spec.module).inputs]
     return OPERATORS[spec.op].inputs(spec.shape)
 
 
 def output_shape(spec: KernelSpec) -> tuple[int, ...]:
-    return OPERATORS[spec.op].output(spec.shape)
+    return output_buffers(spec)[0][0]
+
+
+def output_buffers(spec: KernelSpec) -> list[tuple[tuple[int, ...], str]]:
+    """(shape, dtype) of each output, in parameter order (built-in operators have one)."""
+    if spec.op == TIR_OP:
+        return [(b.shape, b.dtype) for b in _tir_info(spec.module).outputs]
+    return [(OPERATORS[spec.op].output(spec.shape), spec.dtype)]
 
 
 def make_inputs(spec: KernelSpec, seed: int = 0) -> list[np.ndarray]:
-    """Deterministic inputs in [-1, 1): the same for every candidate of a kernel."""
+    """Deterministic inputs, the same for every candidate of a kernel: floats in [-1, 1) for the
+    built-in operators; for a brought module floats in [0.25, 1) (a model's tasks take variances,
+    square roots and logarithms), 8-bit integers in [-4, 4], wider integers zero (they are often
+    indices: zero is in bounds)."""
     rng = np.random.default_rng(seed)
-    return [rng.uniform(-1.0, 1.0, size=shp).astype(spec.dtype) for _, shp in input_shapes(spec)]
+    if spec.op != TIR_OP:
+        return [rng.uniform(-1.0, 1.0, size=shp).astype(spec.dtype) for _, shp in input_shapes(spec)]
+    arrays = []
+    for b in _tir_info(spec.module).inputs:
+        if b.dtype.startswith("float"):
+            arrays.append(rng.uniform(0.25, 1.0, size=b.shape).astype(b.dtype))
+        elif b.dtype in ("int8", "uint8"):
+            low = 0 if b.dtype == "uint8" else -4
+            arrays.append(rng.integers(low, 5, size=b.shape).astype(b.dtype))
+        else:
+            arrays.append(np.zeros(b.shape, b.dtype))
+    return arrays
 
 
 def reference(spec: KernelSpec, inputs: list[np.ndarray]) -> np.ndarray:
-    return OPERATORS[spec.op].reference(spec.shape, *inputs)
+    return references(spec, inputs)[0]
+
+
+def references(spec: KernelSpec, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """The expected outputs: numpy for the built-in operators; for a brought module, the
+    unscheduled module itself compiled for this host's CPU (its semantics are the reference)."""
+    if spec.op != TIR_OP:
+        return [OPERATORS[spec.op].reference(spec.shape, *inputs)]
+    import tvm
+
+    executable = tvm.compile(_tir_info(spec.module).mod, target=tvm.target.Target({"kind": "llvm"}))
+    dev = tvm.cpu(0)
+    args = [tvm.runtime.tensor(a, dev) for a in inputs]
+    outs = [tvm.runtime.tensor(np.zeros(shp, dt), dev) for shp, dt in output_buffers(spec)]
+    executable.jit()["main"](*args, *outs)
+    return [o.numpy() for o in outs]
+
+
+#: largest relative error accepted, by output dtype (integers must match exactly)
+TOLERANCE = {"float32": 1e-3, "float64": 1e-6, "float16": 2e-2}
 
 
 def check_output(spec: KernelSpec, got: np.ndarray, want: np.ndarray) -> tuple[bool, float]:
     """Compare a kernel's output with the reference; returns (ok, max relative error)."""
-    if got.shape != want.shape or not np.all(np.isfinite(got)):
+    if got.shape != want.shape:
         return False, float("inf")
-    scale = max(1.0, float(np.abs(want).max()))
-    err = float(np.abs(got.astype(np.float64) - want).max()) / scale
-    return err <= 1e-3, err
+    if got.dtype.kind in "iub":
+        err = float(np.abs(got.astype(np.float64) - want.astype(np.float64)).max(initial=0.0))
+        return err == 0.0, err
+    tolerance = TOLERANCE.get(str(got.dtype), 1e-3)
+    finite = np.isfinite(want)
+    if not np.array_equal(np.isfinite(got), finite):  # a reference's inf/nan must be reproduced
+        return False, float("inf")
+    got, want = got[finite].astype(np.float64), want[finite].astype(np.float64)
+    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
+    err = float(np.abs(got - want).max(initial=0.0)) / scale
+    return err <= tolerance, err
+
+
+def check_outputs(spec: KernelSpec, gots: list[np.ndarray], wants: list[np.ndarray]) -> tuple[bool, float]:
+    """:func:`check_output` over every output; the worst error."""
+    worst, ok = 0.0, len(gots) == len(wants)
+    for got, want in zip(gots, wants, strict=False):
+        good, err = check_output(spec, got, want)
+        ok, worst = ok and good, max(worst, err)
+    return ok, worst
 
 
 def build_primfunc(spec: KernelSpec):
     """The unscheduled TVM PrimFunc of a validated spec."""
+    if spec.op == TIR_OP:
+        return _tir_info(spec.module).mod["main"]
     from tvm import te
 
     spec = validate(spec)
@@ -495,9 +585,145 @@ def build_primfunc(spec: KernelSpec):
 
 
 def build_module(spec: KernelSpec):
+    if spec.op == TIR_OP:
+        return _tir_info(spec.module).mod
     import tvm
 
     return tvm.IRModule({"main": build_primfunc(spec)})
+
+
+# --- kernels brought as TVM IRModules (JSON) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TirBuffer:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class TirInfo:
+    mod: object  # tvm.IRModule with one PrimFunc, "main"
+    inputs: tuple[TirBuffer, ...]
+    outputs: tuple[TirBuffer, ...]
+    flops: float
+    dtype: str  # the first output's
+
+
+def module_text(data: str) -> str:
+    """The module JSON from what a user may bring: ``tvm.ir.save_json``'s text, one line of
+    MetaSchedule's ``database_workload.json`` (``["<hash>", "<base64>"]``), or that file with
+    exactly one line. Raises :class:`SpecError`; never evaluates anything."""
+    if not isinstance(data, str) or not data.strip():
+        raise SpecError("the module is empty")
+    if len(data) > MAX_MODULE_CHARS:
+        raise SpecError(f"the module is {len(data) >> 10} KiB; the limit is {MAX_MODULE_CHARS >> 20} MiB")
+    lines = [line for line in data.strip().splitlines() if line.strip()]
+    if len(lines) > 1 and all(line.lstrip().startswith("[") for line in lines):
+        raise SpecError(f"the workload file holds {len(lines)} workloads; bring one line of it")
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        raise SpecError(f"the module is not JSON: {exc}") from None
+    if isinstance(doc, list):
+        if len(doc) != 2 or not all(isinstance(x, str) for x in doc):
+            raise SpecError('a workload line is ["<structural hash>", "<base64 module>"]')
+        try:
+            return base64.b64decode(doc[1], validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise SpecError("the workload line's module is not base64 JSON") from None
+    if not isinstance(doc, dict) or "nodes" not in doc or not ({"root", "root_index"} & set(doc)):
+        raise SpecError("the module is not in TVM's JSON form (an object with a root and nodes)")
+    return data
+
+
+def _validate_tir(spec: KernelSpec) -> KernelSpec:
+    text = module_text(spec.module)
+    if not isinstance(spec.name, str) or not _KERNEL_NAME.fullmatch(spec.name):
+        raise SpecError("a kernel name is 0-64 letters, digits, '.', '_' or '-'")
+    if spec.shape:
+        raise SpecError("a brought module's shapes are its buffers'; give no dimensions")
+    info = _tir_info(text)
+    return KernelSpec(op=TIR_OP, shape={}, dtype=info.dtype, name=spec.name, module=text)
+
+
+@functools.lru_cache(maxsize=64)
+def _tir_info(text: str) -> TirInfo:
+    import tvm
+    from tvm import s_tir
+
+    try:
+        obj = tvm.ir.load_json(text)
+    except Exception as exc:  # noqa: BLE001 - any loader failure: not a module
+        raise SpecError(f"TVM cannot load the module: {str(exc).splitlines()[0][:200]}") from None
+    if isinstance(obj, tvm.tirx.PrimFunc):
+        funcs = [obj]
+    elif isinstance(obj, tvm.IRModule):
+        funcs = [f for _, f in obj.functions.items()]
+    else:
+        raise SpecError(f"the JSON holds a {type(obj).__name__}, not an IRModule")
+    prims = [f for f in funcs if isinstance(f, tvm.tirx.PrimFunc)]
+    if len(prims) != 1 or len(funcs) != 1:
+        raise SpecError(f"the module must hold exactly one TIR PrimFunc; it holds {len(funcs)} function(s)")
+    func = prims[0].with_attr("global_symbol", "main")
+    mod = tvm.IRModule({"main": func})
+    buffers = []
+    for param in func.params:
+        ty = getattr(param, "ty", None)
+        if not isinstance(ty, tvm.tirx.BufferType):
+            raise SpecError(f"parameter {param.name} is not a buffer")
+        shape = []
+        for dim in ty.shape:
+            if not isinstance(dim, tvm.tirx.IntImm):
+                raise SpecError(
+                    f"buffer {param.name} has a dynamic dimension ({dim}); give the kernel with fixed shapes"
+                )
+            shape.append(int(dim))
+        if any(d <= 0 or d > MAX_DIM * MAX_DIM for d in shape):
+            raise SpecError(f"buffer {param.name} has shape {tuple(shape)}")
+        if str(ty.dtype) not in TIR_DTYPES:
+            raise SpecError(f"buffer {param.name} is {ty.dtype}; supported: {', '.join(TIR_DTYPES)}")
+        buffers.append(TirBuffer(str(param.name), tuple(shape), str(ty.dtype)))
+    written = _written_params(mod, func)
+    outputs = tuple(b for i, b in enumerate(buffers) if i in written)
+    inputs = tuple(b for i, b in enumerate(buffers) if i not in written)
+    if not outputs:
+        raise SpecError("the PrimFunc writes none of its parameters: it has no output")
+    if buffers[len(inputs):] != list(outputs):
+        raise SpecError("the outputs (the parameters the PrimFunc writes) must be its last parameters")
+    nbytes = sum(math.prod(b.shape) * np.dtype(b.dtype).itemsize for b in buffers)
+    if nbytes > MAX_BYTES:
+        raise SpecError(f"tensors take {nbytes / 2**20:.0f} MiB; the limit is {MAX_BYTES >> 20} MiB")
+    try:
+        work = float(s_tir.analysis.estimate_tir_flops(mod))
+    except Exception:  # noqa: BLE001 - an estimate only; count one operation per output element
+        work = float(sum(math.prod(b.shape) for b in outputs))
+    work = max(work, float(sum(math.prod(b.shape) for b in outputs)))
+    if work > MAX_FLOPS:
+        raise SpecError(f"{work / 1e9:.1f} GFLOP per call is too much to measure; the limit is {MAX_FLOPS / 1e9:.0f}")
+    return TirInfo(mod, inputs, outputs, work, outputs[0].dtype)
+
+
+def _written_params(mod, func) -> set[int]:
+    """Indices of the parameters some block writes: the outputs."""
+    from tvm import s_tir
+
+    try:
+        sch = s_tir.Schedule(mod)
+        todo = list(sch.get_child_blocks(sch.get_sblock("root")))
+    except Exception as exc:  # noqa: BLE001
+        raise SpecError(f"the PrimFunc is not schedulable: {str(exc).splitlines()[0][:200]}") from None
+    written: set[int] = set()
+    while todo:
+        block_rv = todo.pop()
+        block = sch.get(block_rv)
+        for region in block.writes:
+            for i, param in enumerate(func.params):
+                if region.source.same_as(param):
+                    written.add(i)
+        todo.extend(sch.get_child_blocks(block_rv))
+    return written
 
 
 # --- the library: the papers' layers, scaled for a 2-core CPU, plus references -------------
