@@ -75,6 +75,12 @@ class Run(models.Model):
     usd = models.FloatField(default=0.0)
     escalations = models.PositiveIntegerField(default=0)
     last_seq = models.PositiveIntegerField(default=0)
+    #: a task of a model run: which model, the task's name and how often the model calls it
+    model_run = models.ForeignKey(
+        "ModelRun", null=True, blank=True, on_delete=models.CASCADE, related_name="task_runs"
+    )
+    task_name = models.CharField(max_length=128, blank=True)
+    task_weight = models.PositiveIntegerField(default=1)
 
     class Meta:
         indexes = [
@@ -216,3 +222,48 @@ class Event(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "seq"], name="event_unique_seq")]
+
+
+class ModelRun(models.Model):
+    """A whole model tuned: its ONNX file, its tasks (each searched as a :class:`Run`) sharing
+    one trial budget, and the compiled model's end-to-end figures."""
+
+    Status = Run.Status
+    FINAL = Run.FINAL
+
+    name = models.CharField(max_length=64)
+    onnx = models.BinaryField()
+    onnx_sha256 = models.CharField(max_length=64)
+    target = models.CharField(max_length=32)
+    strategy = models.CharField(max_length=32)
+    #: the run request every task's run shares (budget.trials: the total across tasks)
+    request = models.JSONField(default=dict)
+    input_shapes = models.JSONField(default=dict)
+    #: inputs, outputs, operators, and per task: name, weight, FLOPs, kernel key, baseline,
+    #: share of the untuned latency, trials allocated, its run's id
+    summary = models.JSONField(default=dict)
+    #: end to end: untuned / tuned / onnxruntime latencies, speedup, output difference
+    results = models.JSONField(default=dict)
+    #: (seconds since start, estimated end-to-end latency) after each task's search
+    history = models.JSONField(default=list)
+    status = models.CharField(max_length=16, choices=Run.Status.choices, default=Run.Status.QUEUED)
+    phase = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    owner = models.ForeignKey(django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    team = models.ForeignKey("accounts.Team", null=True, blank=True, on_delete=models.PROTECT, related_name="model_runs")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL
+
+    @property
+    def total_trials(self) -> int:
+        return int(self.request.get("budget", {}).get("trials") or 0)
+
+    def __str__(self) -> str:
+        return f"model run {self.pk} {self.name} ({self.status})"

@@ -62,6 +62,24 @@ def run_search(self, run_id: int) -> None:
         raise self.retry(exc=exc, countdown=max(1.0, STALE_AFTER_S), max_retries=None) from None
 
 
+@app.task(
+    name="search.tasks.run_model",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=8,
+)
+def run_model(self, model_run_id: int) -> None:
+    """A model run: its tasks one after another, then the end-to-end build (search/modelruns.py)."""
+    from .modelruns import execute_model_run
+
+    close_old_connections()
+    execute_model_run(model_run_id)
+
+
 @worker_ready.connect
 def _start_watchdog(**kwargs) -> None:
     """Every worker watches for runs nobody would otherwise finish (search/watchdog.py)."""
@@ -115,3 +133,27 @@ def dispatch(run_id: int, target: str) -> None:
         if _executor is None:
             _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="colt-run")
     _executor.submit(_in_process, run_id)
+
+
+def _model_in_process(model_run_id: int) -> None:
+    from .modelruns import execute_model_run
+
+    try:
+        execute_model_run(model_run_id)
+    except Exception:  # noqa: BLE001 - the model run is marked failed; keep the executor alive
+        log.exception("model run %s failed", model_run_id)
+    finally:
+        connection.close()
+
+
+def dispatch_model(model_run_id: int, target: str) -> None:
+    """Like :func:`dispatch`, for a model run (the same queue, the same one-at-a-time executor)."""
+    global _executor
+    if settings.REDIS_URL:
+        with app.connection_for_write(settings.REDIS_URL) as conn:
+            run_model.apply_async(args=[model_run_id], queue=target, connection=conn)
+        return
+    with _lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="colt-run")
+    _executor.submit(_model_in_process, model_run_id)

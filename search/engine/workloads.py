@@ -666,8 +666,11 @@ def _tir_info(text: str) -> TirInfo:
     prims = [f for f in funcs if isinstance(f, tvm.tirx.PrimFunc)]
     if len(prims) != 1 or len(funcs) != 1:
         raise SpecError(f"the module must hold exactly one TIR PrimFunc; it holds {len(funcs)} function(s)")
-    func = prims[0].with_attr("global_symbol", "main")
-    mod = tvm.IRModule({"main": func})
+    func = prims[0]
+    if isinstance(obj, tvm.IRModule) and [gv.name_hint for gv in obj.get_global_vars()] == ["main"]:
+        mod = obj  # unchanged: its structural hash is what a MetaSchedule database is keyed by
+    else:
+        mod = tvm.IRModule({"main": func})
     buffers = []
     for param in func.params:
         ty = getattr(param, "ty", None)

@@ -44,6 +44,24 @@ class Command(BaseCommand):
         kernel.add_argument("--shape", default="", help="a custom kernel's dimensions, e.g. M=256,N=256,K=512")
         kernel.add_argument("--dtype", default="float32")
         kernel.add_argument("--list-kernels", action="store_true", help="list the library and exit")
+        kernel.add_argument(
+            "--module",
+            metavar="FILE",
+            help="bring your own kernel: a TVM IRModule in TVM's JSON form (tvm.ir.save_json, or one line of "
+            "MetaSchedule's database_workload.json)",
+        )
+        model = parser.add_argument_group("a whole model")
+        model.add_argument(
+            "--onnx", metavar="FILE", help="tune an ONNX model: its tasks share --trials (the total across tasks)"
+        )
+        model.add_argument(
+            "--input-shape",
+            action="append",
+            default=[],
+            metavar="NAME=D0,D1,...",
+            help="a fixed shape for a model input with dynamic dimensions (repeatable)",
+        )
+        model.add_argument("--name", default=None, help="the model's name (default: the file's)")
         parser.add_argument("--target", default="llvm", help="llvm, cuda or cuda-smXY (default llvm)")
         parser.add_argument("--strategy", default="mcts-random", help=", ".join(STRATEGIES))
         parser.add_argument("--trials", type=int, default=64, help="measured trials (default 64)")
@@ -147,8 +165,15 @@ class Command(BaseCommand):
         parser.add_argument("--verbose-trials", action="store_true", help="print every measured candidate")
 
     def _kernel(self, opts):
-        if opts["kernel"] and opts["op"]:
-            raise CommandError("give either --kernel or --op with --shape, not both", returncode=2)
+        if sum(bool(opts[k]) for k in ("kernel", "op", "module")) > 1:
+            raise CommandError("give one of --kernel, --op with --shape, or --module", returncode=2)
+        if opts["module"]:
+            path = Path(opts["module"])
+            try:
+                text = path.read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise CommandError(f"cannot read {path}: {exc}", returncode=2) from None
+            return {"op": "tir", "shape": {}, "name": path.stem[:64], "module": text}
         if opts["kernel"]:
             return opts["kernel"]
         if opts["op"]:
@@ -165,6 +190,17 @@ class Command(BaseCommand):
             raise CommandError(str(exc), returncode=2) from None
         if opts["model"] and opts["strategy"] != "single-llm":
             raise CommandError("--model picks the one model of single-llm; colt uses the whole fleet", returncode=2)
+        fleet, doc = self._doc(opts)
+        doc["kernel"] = kernel
+        try:
+            return build_request(doc, offered_fleet=fleet)
+        except RequestError as exc:
+            raise CommandError("\n".join(exc.errors.values()), returncode=2) from None
+
+    def _doc(self, opts):
+        """The run request document without its kernel, and the fleet offered."""
+        from search.services import FleetUnavailable, load_fleet
+
         fleet = None
         if opts["strategy"] in ("colt", "single-llm"):
             try:
@@ -172,7 +208,6 @@ class Command(BaseCommand):
             except (FleetError, FleetUnavailable, OSError, ValueError) as exc:
                 raise CommandError(str(exc), returncode=2) from None
         doc = {
-            "kernel": kernel,
             "target": opts["target"],
             "strategy": opts["strategy"],
             "budget": {
@@ -186,10 +221,7 @@ class Command(BaseCommand):
             "timing": {name: opts[name] for name in ("number", "repeat", "min_repeat_ms")},
             "models": [opts["model"]] if opts["model"] else None,
         }
-        try:
-            return build_request(doc, offered_fleet=fleet)
-        except RequestError as exc:
-            raise CommandError("\n".join(exc.errors.values()), returncode=2) from None
+        return fleet, doc
 
     def handle(self, *args, **opts):
         if opts["list_kernels"]:
@@ -197,6 +229,8 @@ class Command(BaseCommand):
                 dims = ", ".join(f"{k}={v}" for k, v in spec.shape.items())
                 self.stdout.write(f"{name:22s} {spec.op}({dims}) {spec.dtype}")
             return
+        if opts["onnx"]:
+            return self._model(opts)
         request = self._request(opts)
         from search.engine.measure import MeasurementHostError
         from search.services import FleetUnavailable, tune_and_write
@@ -241,3 +275,61 @@ class Command(BaseCommand):
             return RPCConfig.parse(text)
         except ValueError as exc:
             raise CommandError(str(exc), returncode=2) from None
+
+    def _model(self, opts):
+        """``--onnx``: import, tune every task within the shared budget, build and compare."""
+        from accounts.access import ensure_team
+        from search.engine.onnxmodel import ModelError
+        from search.modelruns import create_model_run, execute_model_run, write_artifacts
+
+        if opts["kernel"] or opts["op"] or opts["module"]:
+            raise CommandError("give either --onnx or a kernel, not both", returncode=2)
+        path = Path(opts["onnx"])
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise CommandError(f"cannot read {path}: {exc}", returncode=2) from None
+        shapes = {}
+        for text in opts["input_shape"]:
+            name, sep, dims = text.rpartition("=")
+            try:
+                shapes[name] = [int(d) for d in dims.split(",")]
+            except ValueError:
+                shapes[name] = None
+            if not sep or not name or shapes[name] is None or any(d <= 0 for d in shapes[name]):
+                raise CommandError(f"--input-shape takes NAME=D0,D1,... with positive integers, got {text!r}", 2)
+        if opts["model"] and opts["strategy"] != "single-llm":
+            raise CommandError("--model picks the one model of single-llm; colt uses the whole fleet", returncode=2)
+        fleet, doc = self._doc(opts)
+        try:
+            model_run = create_model_run(
+                data,
+                doc,
+                name=opts["name"] or path.stem,
+                input_shapes=shapes or None,
+                team=ensure_team(opts["team"]) if opts["team"] else None,
+                offered_fleet=fleet,
+                enqueue=False,
+            )
+        except ModelError as exc:
+            raise CommandError(f"{path.name}: {exc}", returncode=2) from None
+        except RequestError as exc:
+            raise CommandError("\n".join(exc.errors.values()), returncode=2) from None
+        out = Path(opts["out"] or django_settings.COLT_OUTPUT_DIR / f"{model_run.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        self.stdout.write(f"model run #{model_run.pk}: {model_run.name}, {len(model_run.summary['tasks'])} tasks")
+        model_run = execute_model_run(
+            model_run.pk,
+            progress=self.stdout.write,
+            serve_local=opts["fleet"] == "local" and not opts["no_serve"],
+        )
+        if model_run.status != "succeeded":
+            raise CommandError(f"model run #{model_run.pk} {model_run.status}: {model_run.error}", returncode=1)
+        r = model_run.results
+        self.stdout.write(
+            f"end to end on {r['threads']} thread(s), {r['cpu']}: untuned {r['untuned_s'][0] * 1e3:.1f} ms, "
+            f"tuned {r['tuned_s'][0] * 1e3:.1f} ms (speedup {r['speedup']:.2f}x), "
+            f"onnxruntime {r['onnxruntime_s'][0] * 1e3:.1f} ms (tuned at {r['vs_onnxruntime']:.2f}x its speed)"
+        )
+        self.stdout.write(f"largest absolute difference from onnxruntime's outputs: {r['max_abs_diff']:.3g}")
+        for kind, p in write_artifacts(model_run, out).items():
+            self.stdout.write(f"  {kind:<16}  {p}")
