@@ -8,9 +8,21 @@ from django import forms
 
 from search.engine.request import LIMITS, PRESETS, RequestError, RunRequest, SearchSettings, build_request
 from search.engine.strategies import descriptions
-from search.engine.workloads import LIBRARY, OPERATORS, SUPPORTED_DTYPES, SpecError, parse_shape
+from search.engine.workloads import (
+    LIBRARY,
+    MAX_MODULE_CHARS,
+    OPERATORS,
+    SUPPORTED_DTYPES,
+    TIR_OP,
+    SpecError,
+    parse_shape,
+)
 
 CUSTOM = "custom"
+MODULE = "module"  # a TVM IRModule in JSON form, uploaded
+MODEL = "onnx"  # a whole model, uploaded
+#: the largest upload the form reads (ONNX models; the engine's own limits apply after)
+MAX_UPLOAD_BYTES = 64 << 20
 
 #: request section of each numeric form field (its name is the request's own)
 SECTIONS = {
@@ -67,6 +79,22 @@ class LaunchForm(forms.Form):
     op = forms.ChoiceField(required=False, label="operator", choices=[(o, o) for o in OPERATORS])
     shape = forms.CharField(required=False, help_text="custom kernel: e.g. M=256,N=256,K=256")
     dtype = forms.ChoiceField(choices=[(d, d) for d in SUPPORTED_DTYPES], initial="float32")
+    module_file = forms.FileField(
+        required=False,
+        label="TVM IRModule (JSON)",
+        help_text="bring your own kernel: what tvm.ir.save_json writes, or one line of MetaSchedule's "
+        "database_workload.json",
+    )
+    onnx_file = forms.FileField(
+        required=False,
+        label="ONNX model",
+        help_text=f"a whole model (at most {MAX_UPLOAD_BYTES >> 20} MiB): its tasks share the trial budget",
+    )
+    input_shapes = forms.CharField(
+        required=False,
+        label="input shapes",
+        help_text="only for inputs with dynamic dimensions: name=1,3,224,224; other=1,128",
+    )
     target = forms.ChoiceField()
     # a choice in the page, checked by the run request (its message, as on the CLI and the API)
     strategy = forms.CharField(
@@ -144,7 +172,11 @@ class LaunchForm(forms.Form):
         self.fields["team"].queryset = teams
         if not teams.exists():
             self.fields["team"].help_text = "you are in no team yet: an administrator adds you to one"
-        self.fields["kernel"].choices = [(n, n) for n in LIBRARY] + [(CUSTOM, "custom spec…")]
+        self.fields["kernel"].choices = [(n, n) for n in LIBRARY] + [
+            (CUSTOM, "custom spec…"),
+            (MODULE, "upload a TVM IRModule (JSON)…"),
+            (MODEL, "upload a whole ONNX model…"),
+        ]
         self.fields["target"].choices = targets
         self.fields["models"].choices = (
             [
@@ -161,7 +193,28 @@ class LaunchForm(forms.Form):
         if fleet is not None:
             self.fields["models"].initial = fleet.names
 
+    def _upload(self, name: str, limit: int) -> bytes | None:
+        upload = self.cleaned_data.get(name)
+        if upload is None:
+            self.add_error(name, "choose a file to upload")
+            return None
+        if upload.size > limit:
+            self.add_error(name, f"the file is {upload.size / 2**20:.1f} MiB; the limit is {limit / 2**20:.0f} MiB")
+            return None
+        return upload.read()
+
     def _kernel(self, data):
+        if data.get("kernel") == MODULE:
+            raw = self._upload("module_file", MAX_MODULE_CHARS)
+            if raw is None:
+                return None
+            try:
+                text = raw.decode()
+            except UnicodeDecodeError:
+                self.add_error("module_file", "the module is not text (UTF-8 JSON)")
+                return None
+            stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in self.cleaned_data["module_file"].name)
+            return {"op": TIR_OP, "shape": {}, "name": stem.rsplit(".", 1)[0][:64], "module": text}
         if data.get("kernel") != CUSTOM:
             return data.get("kernel")
         if not data.get("op"):
@@ -173,9 +226,29 @@ class LaunchForm(forms.Form):
             self.add_error("shape", str(exc))
             return None
 
+    def _shapes(self, text: str) -> dict | None:
+        shapes = {}
+        for part in filter(None, (p.strip() for p in text.split(";"))):
+            name, sep, dims = part.rpartition("=")
+            try:
+                values = [int(d) for d in dims.split(",")] if sep and name.strip() else []
+            except ValueError:
+                values = []
+            if not values or any(v <= 0 or v > 1 << 20 for v in values):
+                self.add_error("input_shapes", f"write each shape as name=1,3,224,224; got {part[:60]!r}")
+                return None
+            shapes[name.strip()] = values
+        return shapes
+
     def clean(self):
         data = super().clean()
-        kernel = self._kernel(data)
+        model = data.get("kernel") == MODEL
+        if model:
+            data["onnx"] = self._upload("onnx_file", MAX_UPLOAD_BYTES)
+            data["shapes"] = self._shapes(data.get("input_shapes") or "")
+            kernel = None
+        else:
+            kernel = self._kernel(data)
         if self.errors:
             return data
         doc: dict = {
@@ -195,6 +268,10 @@ class LaunchForm(forms.Form):
         if data.get("preset") in PRESETS and data["preset"] != "default":
             doc["settings"] = {k: v for k, v in doc["settings"].items() if k not in LEVERS}
             doc["settings"]["preset"] = data["preset"]
+        if model:  # checked with the model's first task as kernel by modelruns.create_model_run
+            doc.pop("kernel")
+            data["model_doc"] = doc
+            return data
         try:
             data["request"] = build_request(doc, offered_fleet=self.fleet)
         except RequestError as exc:
@@ -208,6 +285,20 @@ class LaunchForm(forms.Form):
     @property
     def request(self) -> RunRequest:
         return self.cleaned_data["request"]
+
+    @property
+    def is_model(self) -> bool:
+        return "model_doc" in self.cleaned_data
+
+    def model_errors(self, exc) -> None:
+        """Show a model launch's errors (ModelError, RequestError) on the form."""
+        errors = getattr(exc, "errors", None)
+        if errors is None:
+            self.add_error("onnx_file", str(exc))
+            return
+        for key, message in errors.items():
+            name = key.rsplit(".", 1)[-1]
+            self.add_error(name if name in self.fields and name != "kernel" else None, message)
 
 
 class CostFilterForm(forms.Form):

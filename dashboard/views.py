@@ -14,7 +14,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.access import teams_of
 from colt_site.converters import parse_id
-from search import exports, reports, selectors, services
+from search import exports, modelruns, reports, selectors, services
+from search.engine.onnxmodel import ModelError
 from search.engine.request import RequestError
 from search.models import Run
 from search.selectors import run_for, visible_runs
@@ -39,8 +40,24 @@ def launch(request):
     fleet = services.configured_fleet()
     form_kwargs = dict(targets=services.available_targets(), fleet=fleet, teams=teams_of(request.user))
     if request.method == "POST":
-        form = LaunchForm(request.POST, **form_kwargs)
-        if form.is_valid():
+        form = LaunchForm(request.POST, request.FILES, **form_kwargs)
+        if form.is_valid() and form.is_model:
+            data = form.cleaned_data
+            try:
+                model_run = modelruns.create_model_run(
+                    data["onnx"],
+                    data["model_doc"],
+                    name=data["onnx_file"].name.rsplit(".", 1)[0],
+                    input_shapes=data["shapes"] or None,
+                    owner=request.user,
+                    team=data["team"],
+                    offered_fleet=fleet,
+                )
+            except (ModelError, RequestError) as exc:
+                form.model_errors(exc)
+            else:
+                return redirect("model-page", model_run_id=model_run.pk)
+        elif form.is_valid():
             run = services.create_run(form.request, owner=request.user, team=form.cleaned_data["team"])
             return redirect("run-page", run_id=run.pk)
     else:
@@ -49,8 +66,76 @@ def launch(request):
 
 
 def run_page(request, run_id: int):
-    run = run_for(request.user, run_id, Run.objects.select_related("kernel", "team"))
+    run = run_for(request.user, run_id, Run.objects.select_related("kernel", "team", "model_run"))
     return render(request, "dashboard/run.html", {"run": run})
+
+
+# --- model runs ------------------------------------------------------------------------------
+
+
+def model_list(request):
+    model_runs = selectors.visible_model_runs(request.user).select_related("owner", "team").order_by("-created_at")
+    page = Paginator(model_runs.defer("onnx"), 20).get_page(request.GET.get("page"))
+    return render(request, "dashboard/model_list.html", {"page": page})
+
+
+def model_page(request, model_run_id: int):
+    model_run = selectors.model_run_for(request.user, model_run_id)
+    return render(
+        request, "dashboard/model.html", {"model_run": model_run, "overview": modelruns.overview(model_run)}
+    )
+
+
+@require_GET
+def model_api(request, model_run_id: int):
+    """The model page's live figures (it polls this): status, phase, tasks, budgets, estimate."""
+    model_run = selectors.model_run_for(request.user, model_run_id)
+    return JsonResponse(modelruns.overview(model_run))
+
+
+@require_POST
+def model_cancel(request, model_run_id: int):
+    selectors.model_run_for(request.user, model_run_id)
+    modelruns.cancel_model_run(model_run_id)
+    return redirect("model-page", model_run_id=model_run_id)
+
+
+@require_POST
+def model_resume(request, model_run_id: int):
+    selectors.model_run_for(request.user, model_run_id)
+    try:
+        modelruns.resume_model_run(model_run_id)
+    except modelruns.ModelRunStateError as exc:
+        return HttpResponseBadRequest(str(exc))
+    return redirect("model-page", model_run_id=model_run_id)
+
+
+MODEL_DOWNLOADS = {
+    "so": ("application/octet-stream", "model.so", modelruns.library_bytes),
+    "zip": ("application/zip", "artifacts.zip", modelruns.artifact_zip),
+    "onnx": ("application/octet-stream", "model.onnx", lambda m: bytes(m.onnx)),
+}
+
+
+async def model_download(request, model_run_id: int, what: str):
+    """The compiled library, the artifacts (database, library, schedules, README) or the ONNX
+    file; built in a thread (compiling takes seconds)."""
+    return await sync_to_async(_model_download, thread_sensitive=False)(request, model_run_id, what)
+
+
+def _model_download(request, model_run_id: int, what: str):
+    try:
+        if what not in MODEL_DOWNLOADS:
+            raise Http404("no such download")
+        model_run = selectors.model_run_for(request.user, model_run_id)
+        if what != "onnx" and not modelruns.has_tuned_tasks(model_run):
+            return HttpResponseBadRequest("no task of this model has a measured schedule yet")
+        content_type, filename, build = MODEL_DOWNLOADS[what]
+        response = HttpResponse(build(model_run), content_type=content_type)
+        response["Content-Disposition"] = f'attachment; filename="colt-model{model_run.pk}-{model_run.name}-{filename}"'
+        return response
+    finally:
+        connection.close()
 
 
 @require_POST

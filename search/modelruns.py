@@ -479,6 +479,12 @@ def artifact_zip(model_run) -> bytes:
         return buffer.getvalue()
 
 
+def has_tuned_tasks(model_run) -> bool:
+    from .models import Run
+
+    return Run.objects.filter(model_run=model_run, best_node_id__isnull=False).exists()
+
+
 def library_bytes(model_run) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         return write_artifacts(model_run, tmp)["library"].read_bytes()

@@ -10,7 +10,7 @@ from django.http import Http404
 
 from .engine.events import CALL_FIELDS, NODE_FIELDS
 from .live import wire
-from .models import Event, Run
+from .models import Event, ModelRun, Run
 
 MAX_EVENTS_PER_PAGE = 5000
 
@@ -32,6 +32,23 @@ def run_for(user, run_id: int, queryset=None) -> Run:
     if run is None:
         raise Http404("no such run")
     return run
+
+
+def visible_model_runs(user):
+    """Model runs ``user`` may see: the same rule as for runs."""
+    qs = ModelRun.objects.defer("onnx")
+    if not user.is_authenticated:
+        return qs.none()
+    if user.is_superuser:
+        return qs
+    return qs.filter(team__members=user)
+
+
+def model_run_for(user, model_run_id: int) -> ModelRun:
+    model_run = visible_model_runs(user).filter(pk=model_run_id).first()
+    if model_run is None:
+        raise Http404("no such model run")
+    return model_run
 
 
 def events_after(run_id: int, after: int = 0, limit: int = MAX_EVENTS_PER_PAGE) -> list[dict]:

@@ -15,3 +15,11 @@ def latency(seconds):
     if seconds >= 1e-3:
         return f"{seconds * 1e3:.3f} ms"
     return f"{seconds * 1e6:.1f} µs"
+
+
+@register.filter
+def gflop(flops):
+    """FLOPs as GFLOP with three decimals (``0.231``)."""
+    if flops is None or flops == "":
+        return "-"
+    return f"{float(flops) / 1e9:.3f}"
