@@ -236,31 +236,25 @@ def shares(tasks: Sequence[Task]) -> list[float]:
 
 
 def allocate(tasks: Sequence[Task], total: int) -> list[int]:
-    """Trials per task: proportional to its share of the untuned model's latency, at least
-    :data:`MIN_TASK_TRIALS` for a task that gets any, none for tasks under :data:`MIN_SHARE`
-    or for the smallest ones when the budget cannot give every task its minimum.
+    """Trials per task. Tasks under :data:`MIN_SHARE` of the untuned model's latency get none;
+    of the rest, the largest shares (as many as half the budget can give
+    :data:`MIN_TASK_TRIALS` each) get that minimum, and the other half is shared among them in
+    proportion to their share of the untuned latency.
 
     Where an end-to-end latency is the goal, a task's possible gain is bounded by its share:
     halving a 1% task saves 0.5%, so the budget goes where the time is."""
     share = shares(tasks)
     order = sorted(range(len(tasks)), key=lambda i: -share[i])
-    chosen = [i for i in order if share[i] >= MIN_SHARE][: max(1, total // MIN_TASK_TRIALS)]
-    if not chosen:
-        chosen = order[:1]
-    while True:
-        mass = sum(share[i] for i in chosen) or 1.0
-        trials = {i: max(MIN_TASK_TRIALS, math.floor(total * share[i] / mass)) for i in chosen}
-        if sum(trials.values()) <= total or len(chosen) == 1:
-            break
-        chosen.pop()
-    left = total - sum(trials.values())
-    for i in chosen:  # what rounding left goes to the largest tasks
-        if left <= 0:
-            break
-        trials[i] += 1
-        left -= 1
+    eligible = [i for i in order if share[i] >= MIN_SHARE] or order[:1]
+    chosen = eligible[: max(1, min(len(eligible), total // (2 * MIN_TASK_TRIALS)))]
     if len(chosen) == 1:
-        trials[chosen[0]] = total
+        return [total if i == chosen[0] else 0 for i in range(len(tasks))]
+    rest = total - MIN_TASK_TRIALS * len(chosen)
+    mass = sum(share[i] for i in chosen)
+    trials = {i: MIN_TASK_TRIALS + math.floor(rest * share[i] / mass) for i in chosen}
+    left = total - sum(trials.values())
+    for i in chosen[:left]:  # what rounding left goes to the largest shares
+        trials[i] += 1
     return [trials.get(i, 0) for i in range(len(tasks))]
 
 
