@@ -297,7 +297,7 @@ class Command(BaseCommand):
             except ValueError:
                 shapes[name] = None
             if not sep or not name or shapes[name] is None or any(d <= 0 for d in shapes[name]):
-                raise CommandError(f"--input-shape takes NAME=D0,D1,... with positive integers, got {text!r}", 2)
+                raise CommandError(f"--input-shape takes NAME=D0,D1,... with positive integers, got {text!r}", returncode=2)
         if opts["model"] and opts["strategy"] != "single-llm":
             raise CommandError("--model picks the one model of single-llm; colt uses the whole fleet", returncode=2)
         fleet, doc = self._doc(opts)
