@@ -18,8 +18,8 @@ def latency(seconds):
 
 
 @register.filter
-def gflop(flops):
-    """FLOPs as GFLOP with three decimals (``0.231``)."""
+def mflop(flops):
+    """FLOPs as MFLOP with one decimal (``231.2``)."""
     if flops is None or flops == "":
         return "-"
-    return f"{float(flops) / 1e9:.3f}"
+    return f"{float(flops) / 1e6:.1f}"

@@ -26,7 +26,10 @@ import numpy as np
 MAX_DIM = 1 << 16
 MAX_BYTES = 512 << 20  # inputs + output
 MAX_FLOPS = 50e9  # above this, one measurement takes many seconds on a CPU
-SUPPORTED_DTYPES = ("float32",)  # the built-in operators
+SUPPORTED_DTYPES = ("float32", "float16", "int8")  # the built-in operators (see LOW_PRECISION)
+#: the operators that also come in float16 (float16 accumulation) and int8 (int32 accumulation
+#: and output), as TVM's llvm target compiles them
+LOW_PRECISION = ("gemm", "batch_matmul", "batch_matmul_nt", "conv2d")
 TIR_OP = "tir"  # a kernel brought as a TVM IRModule (JSON)
 #: buffer dtypes a brought kernel may use, and how closely its output must match the reference
 TIR_DTYPES = ("float32", "float16", "int8", "uint8", "int32", "int64", "bool")
@@ -108,13 +111,18 @@ def _ref_softmax(s, x):
 # --- TE builders -----------------------------------------------------------------------
 
 
+def _acc(x, dtype):
+    """A product's factor in the accumulation type: int8 kernels accumulate in int32."""
+    return x.astype("int32") if dtype == "int8" else x
+
+
 def _te_gemm(s, dtype):
     from tvm import te
 
     a = te.placeholder((s["M"], s["K"]), dtype, name="A")
     b = te.placeholder((s["K"], s["N"]), dtype, name="B")
     k = te.reduce_axis((0, s["K"]), name="k")
-    c = te.compute((s["M"], s["N"]), lambda i, j: te.sum(a[i, k] * b[k, j], axis=k), name="C")
+    c = te.compute((s["M"], s["N"]), lambda i, j: te.sum(_acc(a[i, k], dtype) * _acc(b[k, j], dtype), axis=k), name="C")
     return [a, b, c]
 
 
@@ -126,7 +134,7 @@ def _te_batch_matmul_nt(s, dtype):
     k = te.reduce_axis((0, s["K"]), name="k")
     c = te.compute(
         (s["B"], s["M"], s["N"]),
-        lambda n, i, j: te.sum(a[n, i, k] * b[n, j, k], axis=k),
+        lambda n, i, j: te.sum(_acc(a[n, i, k], dtype) * _acc(b[n, j, k], dtype), axis=k),
         name="C",
     )
     return [a, b, c]
@@ -140,7 +148,7 @@ def _te_batch_matmul(s, dtype):
     k = te.reduce_axis((0, s["K"]), name="k")
     c = te.compute(
         (s["B"], s["M"], s["N"]),
-        lambda n, i, j: te.sum(a[n, i, k] * b[n, k, j], axis=k),
+        lambda n, i, j: te.sum(_acc(a[n, i, k], dtype) * _acc(b[n, k, j], dtype), axis=k),
         name="C",
     )
     return [a, b, c]
@@ -192,7 +200,7 @@ def _te_conv2d(s, dtype):
         lambda b, ci, y, z: tirx.if_then_else(
             tirx.all(y >= pad, y < h + pad, z >= pad, z < w + pad),
             x[b, ci, y - pad, z - pad],
-            tirx.const(0.0, dtype),
+            tirx.const(0, dtype),
         ),
         name="pad",
     )
@@ -202,7 +210,9 @@ def _te_conv2d(s, dtype):
     rx = te.reduce_axis((0, r), name="rx")
     out = te.compute(
         (n, k, oh, ow),
-        lambda b, ko, y, z: te.sum(xp[b, rc, y * st + ry, z * st + rx] * wt[ko, rc, ry, rx], axis=[rc, ry, rx]),
+        lambda b, ko, y, z: te.sum(
+            _acc(xp[b, rc, y * st + ry, z * st + rx], dtype) * _acc(wt[ko, rc, ry, rx], dtype), axis=[rc, ry, rx]
+        ),
         name="conv",
     )
     return [x, wt, out]
@@ -444,6 +454,8 @@ def validate(spec: KernelSpec) -> KernelSpec:
         raise SpecError(f"unknown operator {spec.op!r}; known: {', '.join(sorted(OPERATORS))}")
     if spec.dtype not in SUPPORTED_DTYPES:
         raise SpecError(f"dtype {spec.dtype!r} not supported; supported: {', '.join(SUPPORTED_DTYPES)}")
+    if spec.dtype != "float32" and spec.op not in LOW_PRECISION:
+        raise SpecError(f"{spec.op} is float32 only; {spec.dtype} is offered for {', '.join(LOW_PRECISION)}")
     shape: dict[str, int] = {}
     unknown = set(spec.shape) - set(op.params)
     if unknown:
@@ -472,7 +484,8 @@ def validate(spec: KernelSpec) -> KernelSpec:
             raise SpecError("conv2d pad must be smaller than the window R")
     if not isinstance(spec.name, str) or not _KERNEL_NAME.fullmatch(spec.name):
         raise SpecError("a kernel name is 0-64 letters, digits, '.', '_' or '-'")
-    nbytes = 4 * (sum(math.prod(s) for _, s in op.inputs(shape)) + math.prod(op.output(shape)))
+    width = np.dtype(spec.dtype).itemsize
+    nbytes = width * sum(math.prod(s) for _, s in op.inputs(shape)) + 4 * math.prod(op.output(shape))
     if nbytes > MAX_BYTES:
         raise SpecError(f"tensors take {nbytes / 2**20:.0f} MiB; the limit is {MAX_BYTES >> 20} MiB")
     work = op.flops(shape)
@@ -501,7 +514,7 @@ def output_buffers(spec: KernelSpec) -> list[tuple[tuple[int, ...], str]]:
     """(shape, dtype) of each output, in parameter order (built-in operators have one)."""
     if spec.op == TIR_OP:
         return [(b.shape, b.dtype) for b in _tir_info(spec.module).outputs]
-    return [(OPERATORS[spec.op].output(spec.shape), spec.dtype)]
+    return [(OPERATORS[spec.op].output(spec.shape), "int32" if spec.dtype == "int8" else spec.dtype)]
 
 
 def make_inputs(spec: KernelSpec, seed: int = 0) -> list[np.ndarray]:
@@ -511,6 +524,8 @@ def make_inputs(spec: KernelSpec, seed: int = 0) -> list[np.ndarray]:
     indices: zero is in bounds)."""
     rng = np.random.default_rng(seed)
     if spec.op != TIR_OP:
+        if spec.dtype == "int8":
+            return [rng.integers(-4, 5, size=shp).astype("int8") for _, shp in input_shapes(spec)]
         return [rng.uniform(-1.0, 1.0, size=shp).astype(spec.dtype) for _, shp in input_shapes(spec)]
     arrays = []
     for b in _tir_info(spec.module).inputs:

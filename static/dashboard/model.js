@@ -21,13 +21,17 @@
     const width = +svg.attr("width"), height = +svg.attr("height");
     const m = { top: 10, right: 12, bottom: 32, left: 64 };
     svg.selectAll("*").remove();
-    const points = history.filter((p) => p[1] !== null).map((p) => ({ t: p[0], y: p[1] * 1e3 }));
-    if (untuned) points.unshift({ t: 0, y: untuned * 1e3 });
-    if (!points.length) return;
+    const raw = history.filter((p) => p[1] !== null).map((p) => ({ t: p[0], s: p[1] }));
+    if (untuned) raw.unshift({ t: 0, s: untuned });
+    if (!raw.length) return;
+    // the unit that reads best for the largest value: ms, or µs for sub-millisecond models
+    const micro = d3.max(raw, (p) => p.s) < 1e-3;
+    const unit = micro ? " µs" : " ms", scale = micro ? 1e6 : 1e3;
+    const points = raw.map((p) => ({ t: p.t, y: p.s * scale }));
     const x = d3.scaleLinear().domain([0, d3.max(points, (p) => p.t) || 1]).range([m.left, width - m.right]);
     const y = d3.scaleLinear().domain([0, d3.max(points, (p) => p.y) * 1.05]).range([height - m.bottom, m.top]);
     svg.append("g").attr("transform", `translate(0,${height - m.bottom})`).call(d3.axisBottom(x).ticks(5));
-    svg.append("g").attr("transform", `translate(${m.left},0)`).call(d3.axisLeft(y).ticks(5).tickFormat((v) => v + " ms"));
+    svg.append("g").attr("transform", `translate(${m.left},0)`).call(d3.axisLeft(y).ticks(5).tickFormat((v) => d3.format("~g")(v) + unit));
     svg.append("text").attr("x", width - m.right).attr("y", height - 2).attr("text-anchor", "end")
       .attr("class", "axis-label").text("seconds since start");
     svg.append("path").datum(points).attr("fill", "none").attr("stroke", "#2a6fdb").attr("stroke-width", 2)

@@ -281,3 +281,42 @@ def test_a_run_started_from_the_command_line_streams_to_an_open_run_page(fake_ll
             if cli.poll() is None:
                 cli.kill()
             next(web, None)  # stop Daphne
+
+
+def test_upload_a_model_watch_its_page_open_a_task_and_download_the_library(server, member, page, tmp_path):
+    from search.engine import onnxgraphs
+    from search.models import ModelRun
+
+    model = tmp_path / "tiny_cnn.onnx"
+    model.write_bytes(onnxgraphs.small_cnn(size=12, channels=8))
+    log_in(page, server)
+    page.select_option("#id_kernel", "onnx")
+    page.set_input_files("#id_onnx_file", str(model))
+    page.select_option("#id_strategy", "mcts-random")
+    page.fill("#id_trials", "8")
+    page.select_option("#id_preset", "paper")
+    page.click("#launch")
+    page.wait_for_url("**/models/*")
+    model_run = ModelRun.objects.get()
+    # the tasks are listed at once, before any is searched
+    assert "conv2d" in page.text_content("#m-tasks")
+    assert page.locator("#m-tasks tbody tr").count() == len(model_run.summary["tasks"])
+    # the page follows the run without a reload: phases, then the end-to-end figures
+    page.wait_for_function("document.querySelector('#m-phase').textContent.length > 0")
+    page.wait_for_function("document.querySelector('#m-status').textContent === 'succeeded'", timeout=300_000)
+    page.wait_for_function("document.querySelector('#r-ort').textContent !== '-'")
+    assert "x" in page.text_content("#r-speedup")
+    assert page.locator("#m-plot path").count() >= 1
+    assert page.is_hidden("#m-cancel-form") and page.is_hidden("#m-resume-form")
+    shot(page, "model-page.png", tmp_path)
+    # one task's tree: a run page like any other, linking back
+    page.click("#m-tasks .c-run a >> nth=0")
+    page.wait_for_url("**/runs/*")
+    page.wait_for_function("window.coltState.nodes.size > 0", timeout=60_000)
+    assert "model run" in page.text_content("#model-run-link")
+    page.click("#model-run-link")
+    page.wait_for_url("**/models/*")
+    with page.expect_download(timeout=120_000) as download:
+        page.click("#dl-so")
+    path = download.value.path()
+    assert Path(path).read_bytes()[:4] == b"\x7fELF"  # a shared library

@@ -65,7 +65,7 @@ def test_library_has_the_five_paper_layers_and_references():
         (KernelSpec("gemm", {"M": "__import__('os')", "N": 4, "K": 4}), "must be an integer"),
         (KernelSpec("gemm", {"M": 1 << 20, "N": 4, "K": 4}), "larger than"),
         (KernelSpec("gemm", {"M": 65536, "N": 65536, "K": 8}), "MiB"),
-        (KernelSpec("gemm", {"M": 4096, "N": 4096, "K": 4096}, dtype="int8"), "not supported"),
+        (KernelSpec("gemm", {"M": 4096, "N": 4096, "K": 4096}, dtype="bfloat16"), "not supported"),
         (KernelSpec("gemm", {"M": 4096, "N": 4096, "K": 4096}), "too much"),
         (KernelSpec("conv2d", {"N": 1, "C": 3, "H": 2, "W": 2, "K": 4, "R": 7}), "window"),
     ],
@@ -90,3 +90,34 @@ def test_parse_shape_for_the_cli_and_the_form():
         W.parse_shape("M8")
     with pytest.raises(SpecError, match="give the dimensions"):
         W.parse_shape(" , ")
+
+
+@pytest.mark.parametrize("op", W.LOW_PRECISION)
+@pytest.mark.parametrize("dtype, out_dtype", [("float16", "float16"), ("int8", "int32")])
+def test_low_precision_kernels_match_their_reference_at_the_dtypes_tolerance(op, dtype, out_dtype):
+    """float16 accumulates in float16 (2e-2 relative), int8 in int32 (exactly)."""
+    from search.engine.tvmenv import tvm as _tvm
+
+    tvm = _tvm()
+    spec = validate(KernelSpec(op, SMALL[op], dtype=dtype))
+    ((shape, odt),) = W.output_buffers(spec)
+    assert odt == out_dtype
+    inputs = W.make_inputs(spec, seed=5)
+    assert all(a.dtype == np.dtype(dtype) for a in inputs)
+    lib = tvm.compile(W.build_module(spec), target="llvm")
+    dev = tvm.cpu()
+    out = tvm.runtime.tensor(np.zeros(shape, odt), dev)
+    lib["main"](*[tvm.runtime.tensor(a, dev) for a in inputs], out)
+    want = W.reference(spec, inputs)
+    ok, err = W.check_output(spec, out.numpy(), want)
+    assert ok, err
+    bad = out.numpy().copy()
+    bad.flat[0] += 1 if dtype == "int8" else 0.5
+    assert not W.check_output(spec, bad, want)[0]
+
+
+def test_low_precision_is_offered_only_where_it_is_built():
+    with pytest.raises(SpecError, match="softmax is float32 only"):
+        validate(KernelSpec("softmax", SMALL["softmax"], dtype="int8"))
+    with pytest.raises(SpecError, match="not supported"):
+        validate(KernelSpec("gemm", SMALL["gemm"], dtype="bfloat16"))
