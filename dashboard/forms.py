@@ -159,6 +159,12 @@ class LaunchForm(forms.Form):
         help_text="colt/single-llm: an LLM may set one decision (tile factors, unroll step, compute location), "
         "checked against its legal choices (off in the papers)",
     )
+    remeasure_baseline = forms.BooleanField(
+        required=False,
+        label="re-measure the unscheduled kernel",
+        help_text="the kernel's unscheduled latency is measured once per target and host and shared by its runs "
+        "(so speedups compare); tick to measure it again and share the new figure",
+    )
     warm_start = forms.BooleanField(
         required=False,
         label="warm start",

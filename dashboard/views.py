@@ -23,6 +23,11 @@ from search.selectors import run_for, visible_runs
 from .forms import CostFilterForm, LaunchForm
 
 
+def error_page(request, message: str, *, status: int = 400, title: str = "That did not work", back: str = ""):
+    """A styled error page (with the site's header), not a bare text response."""
+    return render(request, "error.html", {"title": title, "message": message, "back": back}, status=status)
+
+
 @login_not_required
 def healthz(request):
     return JsonResponse({"ok": True})
@@ -58,7 +63,12 @@ def launch(request):
             else:
                 return redirect("model-page", model_run_id=model_run.pk)
         elif form.is_valid():
-            run = services.create_run(form.request, owner=request.user, team=form.cleaned_data["team"])
+            run = services.create_run(
+                form.request,
+                owner=request.user,
+                team=form.cleaned_data["team"],
+                remeasure_baseline=form.cleaned_data.get("remeasure_baseline", False),
+            )
             return redirect("run-page", run_id=run.pk)
     else:
         form = LaunchForm(**form_kwargs)
@@ -81,9 +91,7 @@ def model_list(request):
 
 def model_page(request, model_run_id: int):
     model_run = selectors.model_run_for(request.user, model_run_id)
-    return render(
-        request, "dashboard/model.html", {"model_run": model_run, "overview": modelruns.overview(model_run)}
-    )
+    return render(request, "dashboard/model.html", {"model_run": model_run, "overview": modelruns.overview(model_run)})
 
 
 @require_GET
@@ -106,7 +114,7 @@ def model_resume(request, model_run_id: int):
     try:
         modelruns.resume_model_run(model_run_id)
     except modelruns.ModelRunStateError as exc:
-        return HttpResponseBadRequest(str(exc))
+        return error_page(request, str(exc), title="The model run cannot be resumed", back=f"/models/{model_run_id}")
     return redirect("model-page", model_run_id=model_run_id)
 
 
@@ -129,7 +137,12 @@ def _model_download(request, model_run_id: int, what: str):
             raise Http404("no such download")
         model_run = selectors.model_run_for(request.user, model_run_id)
         if what != "onnx" and not modelruns.has_tuned_tasks(model_run):
-            return HttpResponseBadRequest("no task of this model has a measured schedule yet")
+            return error_page(
+                request,
+                "no task of this model has a measured schedule yet",
+                title="Nothing to download yet",
+                back=f"/models/{model_run_id}",
+            )
         content_type, filename, build = MODEL_DOWNLOADS[what]
         response = HttpResponse(build(model_run), content_type=content_type)
         response["Content-Disposition"] = f'attachment; filename="colt-model{model_run.pk}-{model_run.name}-{filename}"'
@@ -151,7 +164,7 @@ def run_resume(request, run_id: int):
     try:
         services.resume_run(run_id)
     except services.RunStateError as exc:
-        return HttpResponseBadRequest(str(exc))
+        return error_page(request, str(exc), title="The run cannot be resumed", back=f"/runs/{run_id}")
     return redirect("run-page", run_id=run_id)
 
 
@@ -273,7 +286,7 @@ def team_ledger_csv(request):
 def compare(request):
     parsed = [parse_id(x) for x in request.GET.getlist("runs")]
     if None in parsed:
-        return HttpResponseBadRequest("runs must be run ids")
+        return error_page(request, "runs must be run ids", title="Cannot compare these runs")
     ids = sorted(set(parsed))
     runs = visible_runs(request.user).filter(pk__in=ids)
     if runs.count() != len(ids):

@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -50,11 +51,77 @@ def base_name(run: Run) -> str:
 
 def schedule_script(run: Run) -> str:
     node = best_node(run)
-    header = (
-        f"# COLT run {run.pk}: best schedule of {run.kernel} on {run.target} ({run.strategy})\n"
-        f"# node {node.node_id}, measured {node.latency * 1e3:.4f} ms; structural hash {node.shash}\n"
+    spec = run.kernel.spec
+    body = apply_trace_json(build_module(spec), node.trace).mod.script()
+    # TVMScript prints its imports as comments; this file is run with plain python
+    body = "\n".join(line[2:] if line.startswith("# from tvm") else line for line in body.splitlines())
+    from .engine.workloads import input_shapes, output_buffers
+
+    ins = [(list(shape), spec.dtype if spec.op != "tir" else None) for _, shape in input_shapes(spec)]
+    if spec.op == "tir":
+        from .engine.workloads import _tir_info
+
+        ins = [(list(b.shape), b.dtype) for b in _tir_info(spec.module).inputs]
+    outs = [(list(shape), dtype) for shape, dtype in output_buffers(spec)]
+    return _SCRIPT.format(
+        run=run.pk,
+        kernel=run.kernel,
+        target=run.target,
+        strategy=run.strategy,
+        node=node.node_id,
+        ms=node.latency * 1e3,
+        shash=node.shash,
+        body=body,
+        inputs=repr(ins),
+        outputs=repr(outs),
+        kind="cuda" if run.target.startswith("cuda") else "llvm",
     )
-    return header + apply_trace_json(build_module(run.kernel.spec), node.trace).mod.script()
+
+
+_SCRIPT = '''"""COLT run {run}: the best schedule of {kernel} on {target} ({strategy}).
+
+Node {node}, measured {ms:.4f} ms when tuned; structural hash {shash}.
+Run it with python: it builds the schedule for this machine and prints its latency here.
+"""
+
+import numpy as np
+import tvm
+
+{body}
+
+INPUTS = {inputs}  # (shape, dtype) of each input
+OUTPUTS = {outputs}
+
+
+def main():
+    from tvm.target import codegen
+
+    cpu = codegen.llvm_get_system_cpu()
+    if "{kind}" == "cuda":
+        target, dev = tvm.target.Target("cuda", host="llvm"), tvm.cuda(0)
+    else:
+        target, dev = tvm.target.Target({{"kind": "llvm", "mcpu": cpu, "num-cores": 1}}), tvm.cpu(0)
+    lib = tvm.compile(Module, target=target).jit()
+    rng = np.random.default_rng(0)
+    args = []
+    for shape, dtype in INPUTS:
+        if dtype in ("int8", "uint8"):
+            data = rng.integers(0, 5, size=shape)
+        elif dtype.startswith(("int", "uint", "bool")):  # often indices: zero is in bounds
+            data = np.zeros(shape)
+        else:
+            data = rng.uniform(-1, 1, size=shape)
+        args.append(tvm.runtime.tensor(data.astype(dtype), dev))
+    args += [tvm.runtime.tensor(np.zeros(shape, dtype), dev) for shape, dtype in OUTPUTS]
+    timer = lib.time_evaluator("main", dev, number=10, repeat=5, min_repeat_ms=50)
+    seconds = sorted(timer(*args).results)[2]
+    where = target.kind.name + (" " + cpu if target.kind.name == "llvm" else "")
+    print(f"{{seconds * 1e3:.4f}} ms (median of 5) on this machine ({{where}})")
+
+
+if __name__ == "__main__":
+    main()
+'''
 
 
 def trace_document(run: Run) -> dict:
@@ -86,6 +153,14 @@ def top_records(run: Run, k: int) -> list[dict]:
     ]
 
 
+def _add(zf: zipfile.ZipFile, name: str, data) -> None:
+    """A file readable by everyone once unpacked (0644), whatever the server's umask."""
+    info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
+    info.external_attr = 0o100644 << 16
+    info.compress_type = zipfile.ZIP_DEFLATED
+    zf.writestr(info, data)
+
+
 def database_zip(run: Run, top: int | None = None) -> bytes:
     """A zip of ``database_workload.json`` + ``database_tuning_record.json`` (the ``top`` fastest
     valid schedules, all of them by default) and ``top_k.json``, in a folder named for the run."""
@@ -100,9 +175,10 @@ def database_zip(run: Run, top: int | None = None) -> bytes:
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
             for name in (WORKLOAD_FILE, RECORD_FILE):
-                zf.write(Path(tmp) / name, f"{folder}/{name}")
-            zf.writestr(f"{folder}/top_k.json", json.dumps(top_records(run, min(len(nodes), 10)), indent=1))
-            zf.writestr(
+                _add(zf, f"{folder}/{name}", (Path(tmp) / name).read_bytes())
+            _add(zf, f"{folder}/top_k.json", json.dumps(top_records(run, min(len(nodes), 10)), indent=1))
+            _add(
+                zf,
                 f"{folder}/README.txt",
                 _DB_README.format(run=run.pk, kernel=run.kernel, target=run.target, n=len(nodes) - skipped),
             )

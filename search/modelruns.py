@@ -9,6 +9,7 @@ budget, the estimate over time and the end-to-end figures.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
@@ -174,6 +175,7 @@ def execute_model_run(
     llm_client=None,
     serve_local: bool = True,
     task_sink=None,
+    worker: str = "",
 ):
     """Run (or go on with) a model run here: baselines, allocation, each task's search, then
     the end-to-end build and comparison. What the worker task and the CLI call."""
@@ -188,7 +190,12 @@ def execute_model_run(
         if model_run.cancel_requested:
             _save(model_run, status=ModelRun.Status.CANCELLED, phase="cancelled", finished_at=timezone.now())
             return model_run
-        _save(model_run, status=ModelRun.Status.RUNNING, phase="importing the model", started_at=model_run.started_at or timezone.now())
+        _save(
+            model_run,
+            status=ModelRun.Status.RUNNING,
+            phase="importing the model",
+            started_at=model_run.started_at or timezone.now(),
+        )
     start = time.monotonic() - (model_run.history[-1][0] if model_run.history else 0.0)
     try:
         target = make_target(model_run.target, num_cores=1)
@@ -220,7 +227,14 @@ def execute_model_run(
                 _save(model_run, phase=f"searching task {k}/{len(todo)}: {row['name']}")
                 progress(f"task {k}/{len(todo)} {row['name']}: {row['trials']} trials (run #{run.pk})")
                 measurer = measurer_factory(imported.tasks[i].spec) if measurer_factory else None
-                execute_run(run.pk, measurer=measurer, llm_client=llm_client, serve_local=False, extra_sink=task_sink)
+                execute_run(
+                    run.pk,
+                    measurer=measurer,
+                    llm_client=llm_client,
+                    serve_local=False,
+                    extra_sink=task_sink,
+                    worker=worker,
+                )
                 run.refresh_from_db()
                 estimate = _estimate(model_run)
                 model_run.history = [*model_run.history, [round(time.monotonic() - start, 2), estimate]]
@@ -260,7 +274,11 @@ def _measure_baselines(model_run, imported, rows, request, progress, measurer_fa
             return
         task = imported.tasks[i]
         _save(model_run, phase=f"measuring unscheduled tasks {n}/{len(todo)}")
-        measurer = measurer_factory(task.spec) if measurer_factory else LocalMeasurer(task.spec, model_run.target, request.timing)
+        measurer = (
+            measurer_factory(task.spec)
+            if measurer_factory
+            else LocalMeasurer(task.spec, model_run.target, request.timing)
+        )
         try:
             result = measurer.measure([None], BASELINE_CONFIG)[0]
         finally:
@@ -297,11 +315,11 @@ def _allocate(model_run, imported, rows) -> None:
 
 
 def _print_tasks(rows, progress) -> None:
-    progress(f"{'task':<40} {'weight':>6} {'GFLOP':>8} {'unscheduled':>12} {'share':>6} {'trials':>6}")
+    progress(f"{'task':<40} {'weight':>6} {'GFLOP':>8} {'unscheduled':>12} {'share':>6} {'trials':>6}  shapes")
     for r in rows:
         progress(
             f"{r['name'][:40]:<40} {r['weight']:>6} {r['flops'] / 1e9:>8.3f} {_ms(r.get('baseline_s')):>12} "
-            f"{100 * r.get('share', 0):>5.1f}% {r.get('trials', '-'):>6}"
+            f"{100 * r.get('share', 0):>5.1f}% {r.get('trials', '-'):>6}  {r.get('shapes', '')}"
         )
 
 
@@ -370,9 +388,7 @@ def _largest_calls(model_run) -> int:
 
     runs = [r for r in Run.objects.filter(model_run=model_run) if r.fleet]
     largest = {r.pk: max(r.fleet, key=lambda m: m["params"])["name"] for r in runs}
-    return sum(
-        LLMCall.objects.filter(run_id=run_id, model=model).count() for run_id, model in largest.items()
-    )
+    return sum(LLMCall.objects.filter(run_id=run_id, model=model).count() for run_id, model in largest.items())
 
 
 # --- end to end ------------------------------------------------------------------------------
@@ -399,7 +415,9 @@ def end_to_end(model_run, imported, target, *, threads: int = 1, repeat: int = 5
     records = _best_records(model_run)
     tuned = om.compile_model(imported.mod, target, om.build_database(target, records))
     t_med, t_min, t_max, t_out = om.measure_model(tuned, arrays, repeat=repeat, threads=threads)
-    o_med, o_min, o_max, o_out = om.run_onnxruntime(bytes(model_run.onnx), imported.inputs, arrays, repeat=repeat, threads=threads)
+    o_med, o_min, o_max, o_out = om.run_onnxruntime(
+        bytes(model_run.onnx), imported.inputs, arrays, repeat=repeat, threads=threads
+    )
     return {
         "threads": threads,
         "host": socket.gethostname(),
@@ -430,7 +448,9 @@ def write_artifacts(model_run, out_dir: str | Path) -> dict[str, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     target = make_target(model_run.target, num_cores=1)
-    imported = om.import_onnx(bytes(model_run.onnx), target, name=model_run.name, input_shapes=model_run.input_shapes or None)
+    imported = om.import_onnx(
+        bytes(model_run.onnx), target, name=model_run.name, input_shapes=model_run.input_shapes or None
+    )
     records = _best_records(model_run)
     db_dir = out / "database"
     if db_dir.exists():
@@ -444,10 +464,8 @@ def write_artifacts(model_run, out_dir: str | Path) -> dict[str, Path]:
     from .models import Run
 
     for run in Run.objects.filter(model_run=model_run).select_related("kernel"):
-        try:
+        with contextlib.suppress(NothingToExport):  # a task whose search measured nothing valid
             (schedules / f"{safe_name(run.task_name)}.py").write_text(schedule_script(run))
-        except NothingToExport:
-            pass
     paths["schedules"] = schedules
     snippet = om.loader_snippet(imported.inputs)
     paths["readme"].write_text(

@@ -35,6 +35,35 @@ class Kernel(models.Model):
         return self.spec.label
 
 
+class KernelBaseline(models.Model):
+    """The unscheduled kernel's latency on a target and host, measured once and shared by every
+    run of the kernel there, so that their speedups are comparable."""
+
+    kernel = models.ForeignKey(Kernel, on_delete=models.CASCADE, related_name="baselines")
+    target = models.CharField(max_length=32)
+    host = models.CharField(max_length=200)
+    latency = models.FloatField()  # seconds: the measurer's figure, the mean of the repeats
+    low = models.FloatField()
+    high = models.FloatField()
+    repeats = models.PositiveIntegerField(default=1)
+    measured_at = models.DateTimeField(auto_now=True)
+    run_id_measured = models.IntegerField(null=True, blank=True)  # the run that measured it
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kernel", "target", "host"], name="one_baseline_per_host")]
+
+    def to_dict(self) -> dict:
+        return {
+            "latency_s": self.latency,
+            "low_s": self.low,
+            "high_s": self.high,
+            "repeats": self.repeats,
+            "host": self.host,
+            "measured_at": self.measured_at.isoformat(),
+            "run": self.run_id_measured,
+        }
+
+
 class Run(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -53,9 +82,14 @@ class Run(models.Model):
     request = models.JSONField(default=dict)
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    #: what the worker is doing now, in words (queued, starting the model servers, measuring the
+    #: unscheduled kernel, searching, finished)
+    phase = models.CharField(max_length=64, default="queued: waiting for a worker")
     stop_reason = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)
+    #: measure the unscheduled kernel again instead of reusing the kernel's shared baseline
+    remeasure_baseline = models.BooleanField(default=False)
     owner = models.ForeignKey(django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     #: who may see the run: the team's members (and superusers); no team: superusers only
     team = models.ForeignKey("accounts.Team", null=True, blank=True, on_delete=models.PROTECT, related_name="runs")
@@ -76,9 +110,7 @@ class Run(models.Model):
     escalations = models.PositiveIntegerField(default=0)
     last_seq = models.PositiveIntegerField(default=0)
     #: a task of a model run: which model, the task's name and how often the model calls it
-    model_run = models.ForeignKey(
-        "ModelRun", null=True, blank=True, on_delete=models.CASCADE, related_name="task_runs"
-    )
+    model_run = models.ForeignKey("ModelRun", null=True, blank=True, on_delete=models.CASCADE, related_name="task_runs")
     task_name = models.CharField(max_length=128, blank=True)
     task_weight = models.PositiveIntegerField(default=1)
 
@@ -124,6 +156,13 @@ class Run(models.Model):
         if self.baseline_latency and self.best_latency:
             return self.baseline_latency / self.best_latency
         return None
+
+    @property
+    def gflops(self) -> float | None:
+        """Useful work per second at the best latency."""
+        from .engine.workloads import flops
+
+        return flops(self.kernel.spec) / self.best_latency / 1e9 if self.best_latency else None
 
     def __str__(self) -> str:
         return f"run {self.pk} {self.kernel} {self.strategy} ({self.status})"
@@ -251,7 +290,9 @@ class ModelRun(models.Model):
     error = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)
     owner = models.ForeignKey(django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    team = models.ForeignKey("accounts.Team", null=True, blank=True, on_delete=models.PROTECT, related_name="model_runs")
+    team = models.ForeignKey(
+        "accounts.Team", null=True, blank=True, on_delete=models.PROTECT, related_name="model_runs"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -15,14 +15,16 @@ from django.utils import timezone
 from .engine import events as ev
 from .engine.mcts import SavedState
 from .live import Publisher
-from .models import Escalation, Event, LLMCall, Measurement, Node, Run
+from .models import Escalation, Event, KernelBaseline, LLMCall, Measurement, Node, Run
 
 
 class DatabaseSink:
-    def __init__(self, run: Run):
+    def __init__(self, run: Run, host: str = ""):
         self.run_id = run.pk
         self.seq = run.last_seq
         self.live = Publisher(run.pk)
+        #: where the run measures: its baseline is shared with the kernel's other runs there
+        self.kernel_id, self.target, self.host = run.kernel_id, run.target, host
 
     def emit(self, event: ev.Event) -> None:
         data = event.to_dict()
@@ -39,8 +41,32 @@ class DatabaseSink:
         self.live.on_commit(seq, data)
 
     # -- one handler per event kind that changes a row ------------------------------------------
+    def _on_run_started(self, e: ev.RunStarted, seq, _):
+        known = Run.objects.filter(pk=self.run_id, baseline_latency__isnull=False).exists()
+        return {"phase": "searching" if known else "measuring the unscheduled kernel"}
+
+    def _on_run_resumed(self, e: ev.RunResumed, seq, _):
+        return {"phase": "searching"}
+
     def _on_baseline_measured(self, e: ev.BaselineMeasured, seq, _):
-        return {"baseline_latency": e.latency_s}
+        if e.status == "ok" and e.latency_s and self.host:
+            repeats = sorted(e.repeats_s) or [e.latency_s]
+            KernelBaseline.objects.update_or_create(
+                kernel_id=self.kernel_id,
+                target=self.target,
+                host=self.host,
+                defaults=dict(
+                    latency=e.latency_s,  # the measurer's figure (the mean), as the run's own
+                    low=repeats[0],
+                    high=repeats[-1],
+                    repeats=len(repeats),
+                    run_id_measured=self.run_id,
+                ),
+            )
+        return {"baseline_latency": e.latency_s, "phase": "searching"}
+
+    def _on_run_finished(self, e: ev.RunFinished, seq, _):
+        return {"phase": e.status}
 
     def _on_node_created(self, e: ev.NodeCreated, seq, trace):
         Node.objects.create(run_id=self.run_id, seq=seq, **{f: getattr(e, f) for f in ev.NODE_FIELDS})

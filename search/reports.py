@@ -10,6 +10,7 @@ from collections import defaultdict
 
 from django.db.models import Avg, Count, F, Q, Sum
 
+from .engine.workloads import flops
 from .models import Escalation, Event, LLMCall, Node, Run
 
 #: outcomes that are not errors
@@ -182,6 +183,12 @@ def compare(runs) -> dict:
         raise CompareError("runs of different kernels cannot be compared: " + "; ".join(labels))
     series = progress_series([r.pk for r in runs])
     shares = largest_shares(runs)
+    bests: dict[int, list] = {r.pk: [] for r in runs}
+    for run_id, data in (
+        Event.objects.filter(run_id__in=list(bests), kind="best_improved").order_by("seq").values_list("run_id", "data")
+    ):
+        bests[run_id].append([data["trial"], data["latency_s"]])
+    work = flops(runs[0].kernel.spec)
     rows = []
     for r in runs:
         s = series[r.pk]
@@ -194,7 +201,10 @@ def compare(runs) -> dict:
                 "status": r.status,
                 "trials": r.trials_done,
                 "best_latency_s": r.best_latency,
+                "gflops": work / r.best_latency / 1e9 if r.best_latency else None,
                 "baseline_latency_s": r.baseline_latency,
+                # the best latency steps at the trial that improved it, as on the run page
+                "best_series": bests[r.pk] + ([[r.trials_done, r.best_latency]] if r.best_latency else []),
                 "speedup": r.speedup,
                 "usd": r.usd,
                 "llm_calls": r.llm_calls,

@@ -64,6 +64,7 @@ def run_header(run: Run) -> dict:
         "target": run.target,
         "strategy": run.strategy,
         "status": run.status,
+        "phase": run.phase,
         "cancelling": run.cancel_requested and not run.is_final,
         "stop_reason": run.stop_reason,
         "trials_done": run.trials_done,
@@ -71,12 +72,26 @@ def run_header(run: Run) -> dict:
         "llm_calls": run.llm_calls,
         "usd": run.usd,
         "baseline_latency": run.baseline_latency,
+        "baseline": shared_baseline(run),
         "best_latency": run.best_latency,
         "best_node_id": run.best_node_id,
         "escalations": run.escalations,
         "last_seq": run.last_seq,
         "fleet": [{k: m.get(k) for k in ("name", "params", "usd_per_m_input", "usd_per_m_output")} for m in run.fleet],
     }
+
+
+def shared_baseline(run: Run) -> dict | None:
+    """The kernel's shared baseline the run's speedup is against (its spread, where and when it
+    was measured), when the run's baseline is that one."""
+    from .models import KernelBaseline
+
+    if run.baseline_latency is None:
+        return None
+    row = KernelBaseline.objects.filter(
+        kernel_id=run.kernel_id, target=run.target, latency=run.baseline_latency
+    ).first()
+    return row.to_dict() if row else None
 
 
 def largest_shares(runs) -> dict[int, float | None]:
@@ -108,6 +123,19 @@ def node_detail(run: Run, node_id: int, *, script: bool = False) -> dict | None:
     if node.call_id is not None:
         call = LLMCall.objects.filter(run=run, call_id=node.call_id).values(*CALL_FIELDS).first()
         data["call"] = call
+    # the path from the root: each step's node, who made it, its mutators and latency
+    parents = dict(Node.objects.filter(run=run).values_list("node_id", "parent_id")) if node.depth > 1 else {}
+    ids, at = [], node.node_id
+    while at and len(ids) < 1000:  # node 0 is the root (the unscheduled kernel)
+        ids.append(at)
+        at = node.parent_id if at == node.node_id else parents.get(at)
+    rows = {
+        n["node_id"]: n
+        for n in Node.objects.filter(run=run, node_id__in=ids).values(
+            "node_id", "created_by", "mutators", "latency", "status", "predicted"
+        )
+    }
+    data["path"] = [rows[i] for i in reversed(ids) if i in rows]
     if script and node.trace:
         from .engine.compiler import apply_trace_json
         from .engine.workloads import build_module

@@ -117,7 +117,7 @@ def local_servers(enabled: bool, log=print):
 # --- runs ---------------------------------------------------------------------------------------
 
 
-def create_run(request: RunRequest, *, owner=None, team=None, enqueue: bool = True):
+def create_run(request: RunRequest, *, owner=None, team=None, enqueue: bool = True, remeasure_baseline=False):
     """Save a validated run request as a Run; enqueue its search once the row is committed."""
     from .models import Kernel, Run
 
@@ -127,7 +127,13 @@ def create_run(request: RunRequest, *, owner=None, team=None, enqueue: bool = Tr
             key=spec.key,
             defaults=dict(name=spec.name, op=spec.op, shape=dict(spec.shape), dtype=spec.dtype, module=spec.module),
         )
-        run = Run.objects.create(kernel=kernel, owner=owner, team=team, **Run.request_fields(request))
+        run = Run.objects.create(
+            kernel=kernel,
+            owner=owner,
+            team=team,
+            remeasure_baseline=bool(remeasure_baseline),
+            **Run.request_fields(request),
+        )
         if enqueue:
             transaction.on_commit(lambda: enqueue_run(run.pk, run.target))
     return run
@@ -180,9 +186,10 @@ def cancel_run(run_id: int) -> None:
         run.cancel_requested = True
         if run.status == Run.Status.QUEUED and not run.nodes.exists():
             run.status = Run.Status.CANCELLED
+            run.phase = "cancelled"
             run.stop_reason = "cancelled before it started"
             run.finished_at = timezone.now()
-        run.save(update_fields=["cancel_requested", "status", "stop_reason", "finished_at"])
+        run.save(update_fields=["cancel_requested", "status", "phase", "stop_reason", "finished_at"])
 
 
 def resume_run(run_id: int, *, enqueue: bool = True) -> None:
@@ -202,9 +209,10 @@ def resume_run(run_id: int, *, enqueue: bool = True) -> None:
                 what = "is stopping" if run.cancel_requested else "is running"
                 raise RunStateError(f"run {run_id} {what} (last event {age:.0f} s ago); resume it once it has stopped")
         run.status = Run.Status.QUEUED
+        run.phase = "queued: waiting for a worker"
         run.cancel_requested = False
         run.finished_at = None
-        run.save(update_fields=["status", "cancel_requested", "finished_at"])
+        run.save(update_fields=["status", "phase", "cancel_requested", "finished_at"])
         if enqueue:
             transaction.on_commit(lambda: enqueue_run(run.pk, run.target))
 
@@ -230,8 +238,21 @@ def mark_run_failed(run_id: int, error: str) -> None:
     from .models import Run
 
     Run.objects.filter(pk=run_id).exclude(status__in=Run.FINAL).update(
-        status=Run.Status.FAILED, error=error[:2000], finished_at=timezone.now()
+        status=Run.Status.FAILED, phase="failed", error=error[:2000], finished_at=timezone.now()
     )
+
+
+def measurement_host(rpc=None) -> str:
+    """Where candidates are timed: the RPC host, or this machine and its CPU. A kernel's shared
+    baseline is per measurement host."""
+    if rpc is not None:
+        return f"rpc {rpc.label()}"
+    from .engine.tvmenv import tvm as _tvm
+
+    _tvm()
+    from tvm.target import codegen
+
+    return f"{socket.gethostname()} ({codegen.llvm_get_system_cpu()})"
 
 
 def measurement_rpc():
@@ -277,7 +298,7 @@ def execute_run(
     rpc=None,
 ) -> TuneOutcome | None:
     """Run (or go on with) a run's search here: what the worker task (and the CLI) calls."""
-    from .models import Run
+    from .models import KernelBaseline, Run
     from .persistence import DatabaseSink, saved_state
 
     worker = worker or f"{socket.gethostname()}:{os.getpid()}"
@@ -297,13 +318,22 @@ def execute_run(
             run.save(update_fields=["status", "stop_reason", "finished_at"])
             return None
         run.status = Run.Status.RUNNING
+        run.phase = "starting"
         run.stop_reason = ""  # e.g. "database unavailable; retrying" from an earlier attempt
         run.attempts += 1
         run.worker = worker
         run.started_at = run.started_at or timezone.now()
         run.heartbeat_at = timezone.now()
-        run.save(update_fields=["status", "stop_reason", "attempts", "worker", "started_at", "heartbeat_at"])
-    sink = DatabaseSink(run)
+        run.save(update_fields=["status", "phase", "stop_reason", "attempts", "worker", "started_at", "heartbeat_at"])
+    rpc = rpc or measurement_rpc()
+    host = measurement_host(rpc)
+    shared = None
+    if run.baseline_latency is None and not run.remeasure_baseline and not run.events.exists():
+        shared = KernelBaseline.objects.filter(kernel_id=run.kernel_id, target=run.target, host=host).first()
+        if shared is not None:  # the kernel's baseline on this host: every run's speedup is against it
+            run.baseline_latency = shared.latency
+            Run.objects.filter(pk=run_id).update(baseline_latency=shared.latency)
+    sink = DatabaseSink(run, host=host)
     if extra_sink is not None:
         sink = ev.FanOutSink(sink, extra_sink)
 
@@ -316,7 +346,10 @@ def execute_run(
         if run.attempts > 1:  # a resumed run draws new random numbers, reproducibly
             request = request.with_seed(request.settings.seed + 1000 * (run.attempts - 1))
         fleet = request.fleet
-        with local_servers(serve_local and fleet is not None and fleet_is_local(fleet), log=log.info):
+        serving = serve_local and fleet is not None and fleet_is_local(fleet)
+        if serving:
+            Run.objects.filter(pk=run_id).update(phase="starting the model servers")
+        with local_servers(serving, log=log.info):
             outcome = tune(
                 request,
                 sink=sink,
@@ -325,7 +358,7 @@ def execute_run(
                 should_stop=should_stop,
                 resume=state,
                 baseline_latency=run.baseline_latency,
-                rpc=rpc or measurement_rpc(),
+                rpc=rpc,
                 warm=warm_start_for(run) if request.settings.warm_start and state is None else None,
                 transient=(OperationalError, InterfaceError),  # retried below: not the run's end
             )
@@ -340,7 +373,7 @@ def execute_run(
         "cancelled": Run.Status.CANCELLED,
     }.get(outcome.status, Run.Status.FAILED)
     Run.objects.filter(pk=run_id).update(
-        status=final, stop_reason=outcome.stop_reason[:200], finished_at=timezone.now()
+        status=final, phase=final, stop_reason=outcome.stop_reason[:200], finished_at=timezone.now()
     )
     return outcome
 
@@ -364,12 +397,15 @@ def tune_and_write(
     log=print,
     team: str | None = "default",
     rpc=None,
+    remeasure_baseline: bool = False,
 ) -> CliRun:
     """A tuning from the command line: a Run like any other (one history for CLI and web,
     streamed live to open run pages), executed here, its best schedule written to ``out_dir``."""
     from accounts.access import ensure_team
 
-    run = create_run(request, team=ensure_team(team) if team else None, enqueue=False)
+    run = create_run(
+        request, team=ensure_team(team) if team else None, enqueue=False, remeasure_baseline=remeasure_baseline
+    )
     with local_servers(serve_local and request.fleet is not None, log=log):
         outcome = execute_run(run.pk, extra_sink=sink, serve_local=False, rpc=rpc)
     return CliRun(run.pk, outcome, outcome.write(out_dir))

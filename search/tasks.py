@@ -77,7 +77,7 @@ def run_model(self, model_run_id: int) -> None:
     from .modelruns import execute_model_run
 
     close_old_connections()
-    execute_model_run(model_run_id)
+    execute_model_run(model_run_id, worker=f"{self.request.hostname or socket.gethostname()}:{os.getpid()}")
 
 
 @worker_ready.connect

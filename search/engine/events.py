@@ -48,6 +48,7 @@ class BaselineMeasured(Event):
     status: str
     latency_s: float | None
     error: str = ""
+    repeats_s: tuple = ()  # each repeat's latency: the spread of the baseline
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,7 @@ def _init(name: str, array: np.ndarray):
     return numpy_helper.from_array(array.astype(np.float32), name)
 
 
-def transformer_block(
-    *, seq: int = 128, hidden: int = 768, heads: int = 12, ffn: int = 3072, seed: int = 0
-) -> bytes:
+def transformer_block(*, seq: int = 128, hidden: int = 768, heads: int = 12, ffn: int = 3072, seed: int = 0) -> bytes:
     """One BERT encoder layer: LayerNorm(x + Attention(x)) then LayerNorm(h + MLP(h)), with
     the attention as MatMul / Reshape / Transpose / MatMul / Softmax / MatMul (as exported
     from PyTorch at opset 17). Input ``x``: (1, seq, hidden); output ``y``: the same."""

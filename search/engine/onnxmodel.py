@@ -65,8 +65,27 @@ class Task:
     #: the unscheduled task's latency, once measured (seconds)
     baseline_s: float | None = None
 
+    @property
+    def shapes(self) -> str:
+        """``1x2048x7x7, 512x2048x1x1 -> 1x512x7x7``: the buffers in, then out."""
+        from .workloads import input_shapes, output_buffers
+
+        def dims(shape):
+            return "x".join(map(str, shape)) or "scalar"
+
+        ins = ", ".join(dims(s) for _, s in input_shapes(self.spec))
+        outs = ", ".join(dims(s) for s, _ in output_buffers(self.spec))
+        return f"{ins} -> {outs}"
+
     def to_dict(self) -> dict:
-        return {"name": self.name, "weight": self.weight, "flops": self.flops, "baseline_s": self.baseline_s}
+        return {
+            "name": self.name,
+            "weight": self.weight,
+            "flops": self.flops,
+            "shapes": self.shapes,
+            "dtype": self.spec.dtype,
+            "baseline_s": self.baseline_s,
+        }
 
 
 @dataclass
@@ -185,10 +204,9 @@ def import_onnx(
     data: bytes, target, *, name: str = "model", input_shapes: dict[str, Sequence[int]] | None = None
 ) -> ImportedModel:
     """The model's tasks (see the module's docstring). ``target`` is a TVM Target."""
+    import tvm
     from tvm.relax.frontend.onnx import from_onnx
     from tvm.s_tir import meta_schedule as ms
-
-    import tvm
 
     model = load_onnx(data, input_shapes)
     initializers = {t.name for t in model.graph.initializer}
@@ -292,9 +310,7 @@ def build_database(target, records: Sequence[tuple[KernelSpec, list, float]], wo
         mod = build_module(spec)
         sch = apply_trace_json(mod, trace_json)
         workload = db.commit_workload(mod)
-        db.commit_tuning_record(
-            ms.database.TuningRecord(sch.trace, workload, run_secs=[float(latency)], target=target)
-        )
+        db.commit_tuning_record(ms.database.TuningRecord(sch.trace, workload, run_secs=[float(latency)], target=target))
     return db
 
 

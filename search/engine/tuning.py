@@ -164,7 +164,7 @@ def tune(
         if baseline is None:
             base = measurer.measure([None], BASELINE_CONFIG)[0]
             baseline = base.latency_s if base.ok else None
-            sink.emit(ev.BaselineMeasured(base.status, baseline, base.error))
+            sink.emit(ev.BaselineMeasured(base.status, baseline, base.error, tuple(base.repeats_s)))
         strategy = strategy_cls(
             request,
             space=space,

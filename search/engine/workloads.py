@@ -20,6 +20,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -619,7 +620,7 @@ class TirBuffer:
 
 @dataclass(frozen=True)
 class TirInfo:
-    mod: object  # tvm.IRModule with one PrimFunc, "main"
+    mod: Any  # tvm.IRModule with one PrimFunc, "main"
     inputs: tuple[TirBuffer, ...]
     outputs: tuple[TirBuffer, ...]
     flops: float
@@ -708,7 +709,7 @@ def _tir_info(text: str) -> TirInfo:
     inputs = tuple(b for i, b in enumerate(buffers) if i not in written)
     if not outputs:
         raise SpecError("the PrimFunc writes none of its parameters: it has no output")
-    if buffers[len(inputs):] != list(outputs):
+    if buffers[len(inputs) :] != list(outputs):
         raise SpecError("the outputs (the parameters the PrimFunc writes) must be its last parameters")
     nbytes = sum(math.prod(b.shape) * np.dtype(b.dtype).itemsize for b in buffers)
     if nbytes > MAX_BYTES:

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('search', '0005_remove_run_budget_columns'),
+        ("search", "0005_remove_run_budget_columns"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='kernel',
-            name='module',
-            field=models.TextField(blank=True, default=''),
+            model_name="kernel",
+            name="module",
+            field=models.TextField(blank=True, default=""),
         ),
     ]

@@ -6,53 +6,85 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0001_initial'),
-        ('search', '0006_kernel_module'),
+        ("accounts", "0001_initial"),
+        ("search", "0006_kernel_module"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='run',
-            name='task_name',
+            model_name="run",
+            name="task_name",
             field=models.CharField(blank=True, max_length=128),
         ),
         migrations.AddField(
-            model_name='run',
-            name='task_weight',
+            model_name="run",
+            name="task_weight",
             field=models.PositiveIntegerField(default=1),
         ),
         migrations.CreateModel(
-            name='ModelRun',
+            name="ModelRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=64)),
-                ('onnx', models.BinaryField()),
-                ('onnx_sha256', models.CharField(max_length=64)),
-                ('target', models.CharField(max_length=32)),
-                ('strategy', models.CharField(max_length=32)),
-                ('request', models.JSONField(default=dict)),
-                ('input_shapes', models.JSONField(default=dict)),
-                ('summary', models.JSONField(default=dict)),
-                ('results', models.JSONField(default=dict)),
-                ('history', models.JSONField(default=list)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='queued', max_length=16)),
-                ('phase', models.CharField(blank=True, max_length=64)),
-                ('error', models.TextField(blank=True)),
-                ('cancel_requested', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('team', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='model_runs', to='accounts.team')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=64)),
+                ("onnx", models.BinaryField()),
+                ("onnx_sha256", models.CharField(max_length=64)),
+                ("target", models.CharField(max_length=32)),
+                ("strategy", models.CharField(max_length=32)),
+                ("request", models.JSONField(default=dict)),
+                ("input_shapes", models.JSONField(default=dict)),
+                ("summary", models.JSONField(default=dict)),
+                ("results", models.JSONField(default=dict)),
+                ("history", models.JSONField(default=list)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("phase", models.CharField(blank=True, max_length=64)),
+                ("error", models.TextField(blank=True)),
+                ("cancel_requested", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "team",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="model_runs",
+                        to="accounts.team",
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='run',
-            name='model_run',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='task_runs', to='search.modelrun'),
+            model_name="run",
+            name="model_run",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="task_runs",
+                to="search.modelrun",
+            ),
         ),
     ]

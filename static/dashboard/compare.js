@@ -4,12 +4,14 @@
   const runs = JSON.parse(document.getElementById("compare-data").textContent);
   const colour = d3.scaleOrdinal(d3.schemeTableau10).domain(runs.map((r) => r.id));
 
-  function chart(id, value, format) {
+  function chart(id, value, format, seriesOf) {
     const svg = d3.select("#" + id);
-    const width = +svg.attr("width"), height = +svg.attr("height");
-    const m = { top: 12, right: 110, bottom: 32, left: 64 };
+    const width = Math.max(280, Math.min(720, Math.round(svg.node().parentNode.parentNode.getBoundingClientRect().width) - 10));
+    svg.attr("width", width);
+    const height = +svg.attr("height");
+    const m = { top: 12, right: 110, bottom: 32, left: 72 };
     const lines = runs.map((r) => ({
-      run: r, points: r.series.filter((p) => value(p) !== null && value(p) !== undefined),
+      run: r, points: seriesOf(r).filter((p) => value(p) !== null && value(p) !== undefined),
     }));
     const all = lines.flatMap((l) => l.points);
     if (!all.length) {
@@ -19,7 +21,7 @@
     const x = d3.scaleLinear().domain([0, d3.max(all, (p) => p.trials) || 1]).range([m.left, width - m.right]);
     const y = d3.scaleLinear().domain([0, d3.max(all, value) || 1]).nice().range([height - m.bottom, m.top]);
     svg.append("g").attr("transform", `translate(0,${height - m.bottom})`).call(d3.axisBottom(x).ticks(6));
-    svg.append("g").attr("transform", `translate(${m.left},0)`).call(d3.axisLeft(y).ticks(5).tickFormat(y.tickFormat(5, format)));
+    svg.append("g").attr("transform", `translate(${m.left},0)`).call(d3.axisLeft(y).ticks(5).tickFormat(format));
     svg.append("text").attr("x", (m.left + width - m.right) / 2).attr("y", height - 2)
       .attr("text-anchor", "middle").attr("class", "axis-label").text("trials");
     const line = d3.line().curve(d3.curveStepAfter).x((p) => x(p.trials)).y((p) => y(value(p)));
@@ -32,7 +34,11 @@
     });
   }
 
-  // tick labels: d3 picks one precision for all ticks from their step ("$0.00005", "$0.00010")
-  chart("chart-latency", (p) => (p.best_latency_s === null ? null : p.best_latency_s * 1e3), ",f");
-  chart("chart-usd", (p) => p.usd, "$,f");
+  // the latency steps at the trial that improved it (best_improved), as on the run page; the
+  // unit is ms, or µs when every run is under a millisecond
+  const micro = runs.every((r) => !r.best_latency_s || r.best_latency_s < 1e-3);
+  const scale = micro ? 1e6 : 1e3, unit = micro ? " µs" : " ms";
+  chart("chart-latency", (p) => (p.latency === null ? null : p.latency * scale), (v) => d3.format("~r")(+v.toPrecision(3)) + unit,
+    (r) => r.best_series.map(([trials, latency]) => ({ trials, latency })));
+  chart("chart-usd", (p) => p.usd, (v) => "$" + d3.format("~g")(v), (r) => r.series);
 })();

@@ -38,11 +38,13 @@
     if (e.sent_ms) S.pendingSent.push(e.sent_ms);
     switch (e.kind) {
       case "run_started":
-        S.trialsBudget = e.budget.trials; break;
+        S.trialsBudget = e.budget.trials;
+        if (!S.phaseFinal) S.phase = S.baseline || (S.header && S.header.baseline_latency) ? "searching" : "measuring the unscheduled kernel";
+        break;
       case "run_resumed":
-        S.status = "running"; S.stopReason = ""; break;
+        S.status = "running"; S.stopReason = ""; S.phase = "searching"; S.phaseFinal = false; break;
       case "baseline_measured":
-        S.baseline = e.latency_s; break;
+        S.baseline = e.latency_s; S.repeats = e.repeats_s || []; S.phase = "searching"; break;
       case "node_created":
         // a node is its node_created event: the node schema's fields (NodeRecord), nothing renamed
         S.nodes.set(e.node_id, Object.assign({visits: 0, status: null, latency: null}, e));
@@ -63,7 +65,7 @@
       case "progress":
         S.trials = e.trials; S.trialsBudget = e.trials_budget; S.evaluations = e.evaluations || 0; break;
       case "run_finished":
-        S.status = e.status; S.stopReason = e.reason; break;
+        S.status = e.status; S.stopReason = e.reason; S.phase = e.status; S.phaseFinal = true; break;
     }
     S.dirty = true;
   }
@@ -100,6 +102,7 @@
   function setHeader(h) {
     // the header is read from the database: its status is the truth (events may lag a resume)
     S.header = h; S.status = h.cancelling ? "cancelling…" : h.status;
+    S.phase = h.phase;
     S.trialsBudget = S.trialsBudget || h.budget.trials;
     if (h.fleet.length) S.largest = h.fleet.reduce((a, b) => (b.params > a.params ? b : a)).name;
     S.dirty = true;
@@ -125,6 +128,7 @@
     connect();
     setInterval(() => { if (S.dirty) { S.dirty = false; draw(); } }, 1000 / REDRAWS_PER_S);
     setInterval(refreshHeader, 5000);
+    window.addEventListener("resize", () => { S.dirty = true; });
   }
 
   // --- drawing ---------------------------------------------------------------------------------
@@ -188,6 +192,18 @@
   function drawPanels() {
     const h = S.header || {};
     document.getElementById("status").textContent = S.status || h.status || "";
+    document.getElementById("phase").textContent = S.phase || h.phase || "";
+    // actions only when they are valid: cancel while running, resume once stopped short
+    const final = ["succeeded", "failed", "cancelled"].includes(S.status);
+    document.getElementById("cancel-form").hidden = final || S.status === "cancelling…";
+    document.getElementById("resume-form").hidden = !final ||
+      (S.status === "succeeded" && S.trials >= (S.trialsBudget || Infinity));
+    const shared = h.baseline;
+    const baseText = shared
+      ? `unscheduled ${fmt(shared.latency_s)} (${fmt(shared.low_s)} – ${fmt(shared.high_s)} over ${shared.repeats} repeats), ` +
+        `shared by this kernel's runs on ${shared.host}`
+      : `unscheduled ${fmt(S.baseline || h.baseline_latency)}`;
+    document.getElementById("baseline").textContent = baseText;
     document.getElementById("stop-reason").textContent = S.stopReason || h.stop_reason || "";
     document.getElementById("last-seq").textContent = S.lastSeq;
     document.getElementById("node-count").textContent = `${S.nodes.size - 1} nodes`;
@@ -240,17 +256,51 @@
   }
 
   function drawPlot() {
-    const svg = d3.select("#plot"), w = +svg.attr("width"), hgt = +svg.attr("height"), m = 30;
+    const svg = d3.select("#plot");
+    // the plot fills its panel (it resizes with the window)
+    const w = Math.max(240, Math.round(svg.node().parentNode.getBoundingClientRect().width)), hgt = +svg.attr("height");
+    svg.attr("width", w);
+    const m = {left: 64, bottom: 34, top: 10, right: 12};
     svg.selectAll("*").remove();
     if (!S.bestSeries.length) return;
     const pts = S.bestSeries.concat([[Math.max(S.trials, S.bestSeries[S.bestSeries.length - 1][0]), S.best]]);
-    const x = d3.scaleLinear().domain([0, Math.max(1, S.trialsBudget, d3.max(pts, (p) => p[0]))]).range([m, w - 10]);
-    const y = d3.scaleLog().domain([d3.min(pts, (p) => p[1]) * 0.9, d3.max(pts, (p) => p[1]) * 1.1]).range([hgt - m, 10]);
-    svg.append("g").attr("transform", `translate(0,${hgt - m})`).call(d3.axisBottom(x).ticks(5));
-    svg.append("g").attr("transform", `translate(${m},0)`).call(d3.axisLeft(y).ticks(3, "~s"));
+    const micro = d3.max(pts, (p) => p[1]) < 1e-3, scale = micro ? 1e6 : 1e3, unit = micro ? " µs" : " ms";
+    const x = d3.scaleLinear().domain([0, Math.max(1, S.trialsBudget, d3.max(pts, (p) => p[0]))]).range([m.left, w - m.right]);
+    const y = d3.scaleLog().domain([d3.min(pts, (p) => p[1]) * 0.9, d3.max(pts, (p) => p[1]) * 1.1]).range([hgt - m.bottom, m.top]);
+    svg.append("g").attr("transform", `translate(0,${hgt - m.bottom})`).call(d3.axisBottom(x).ticks(5));
+    svg.append("g").attr("class", "y-axis").attr("transform", `translate(${m.left},0)`)
+      .call(d3.axisLeft(y).tickValues(d3.range(4).map((i) => y.domain()[0] * (y.domain()[1] / y.domain()[0]) ** (i / 3)))
+        .tickFormat((v) => +(v * scale).toPrecision(3) + unit));
+    svg.append("text").attr("x", w - m.right).attr("y", hgt - 2).attr("text-anchor", "end")
+      .attr("class", "axis-label").text("measured trials");
     svg.append("path").attr("id", "best-line").attr("fill", "none").attr("stroke", "#e45").attr("stroke-width", 2)
       .attr("d", d3.line().curve(d3.curveStepAfter).x((p) => x(p[0])).y((p) => y(p[1]))(pts));
     svg.attr("data-points", S.bestSeries.length);
+  }
+
+  function rows(tableId, pairs) {
+    document.querySelector(`#${tableId} tbody`).replaceChildren(...pairs.map(([k, v, title]) => {
+      const tr = el("tr"), th = el("th", k), td = el("td", v === null || v === undefined || v === "" ? "-" : String(v));
+      if (title) th.title = title;
+      tr.append(th, td);
+      return tr;
+    }));
+  }
+
+  // TVMScript with its keywords, strings and comments coloured: spans with textContent only
+  const TOKENS = /(#[^\n]*)|("(?:[^"\\]|\\.)*")|\b(def|for|in|with|if|else|return|import|from|as|class)\b|\b(T\.[A-Za-z_]+)|(\b\d+\b)/g;
+  function highlight(box, text) {
+    const parts = [];
+    let last = 0;
+    for (const m of text.matchAll(TOKENS)) {
+      if (m.index > last) parts.push(document.createTextNode(text.slice(last, m.index)));
+      const span = el("span", m[0]);
+      span.className = m[1] ? "tok-comment" : m[2] ? "tok-string" : m[3] ? "tok-keyword" : m[4] ? "tok-tir" : "tok-number";
+      parts.push(span);
+      last = m.index + m[0].length;
+    }
+    parts.push(document.createTextNode(text.slice(last)));
+    box.replaceChildren(...parts);
   }
 
   async function select(nodeId) {
@@ -261,14 +311,41 @@
     const box = document.getElementById("details");
     box.hidden = false;
     document.getElementById("d-id").textContent = nodeId;
+    rows("d-summary", [
+      ["made by", d.created_by || "random move", "the model whose proposal made this node"],
+      ["mutators", (d.mutators || []).join(", ")],
+      ["status", d.status || "not measured"],
+      ["latency", fmt(d.latency)],
+      ["score", d.predicted !== undefined ? d.predicted.toFixed(3) : null, "the cost model's score when the node was made (higher is faster)"],
+      ["parent score", d.parent_score !== null && d.parent_score !== undefined ? d.parent_score.toFixed(3) : null],
+      ["visits / value", `${d.visits} / ${(d.value || 0).toFixed(3)}`, "UCT statistics: times on a selected path, summed reward"],
+      ["next model", d.expand_model, "the model assigned to expand this node"],
+      ["subtree cost", d.subtree ? `$${d.subtree.usd.toFixed(6)} over ${d.subtree.calls} calls` : null],
+    ]);
+    const dec = d.decisions || {};
+    rows("d-decisions", Object.entries(dec).map(([k, v]) => [k, Array.isArray(v) ? JSON.stringify(v) : v]));
+    document.getElementById("d-path").replaceChildren(...(d.path || []).map((p) => {
+      const li = el("li", `#${p.node_id} ${p.created_by || "random"}: ${(p.mutators || []).join(", ") || "-"} → ${p.latency ? fmt(p.latency) : p.status || "not measured"}`);
+      li.onclick = () => select(p.node_id);
+      return li;
+    }));
+    const c = d.call;
+    rows("d-call", c ? [
+      ["model", c.model], ["outcome", c.outcome], ["tokens in / out", `${c.prompt_tokens} / ${c.completion_tokens}`],
+      ["latency", `${c.latency_s.toFixed(2)} s`], ["USD", `$${c.usd.toFixed(6)}`], ["proposed", (c.mutators || []).join(", ")],
+      ["next model", c.next_model], ["error", c.error],
+    ] : [["call", "none: a random move"]]);
     document.getElementById("d-body").textContent = JSON.stringify(d, null, 1);
     const scriptBox = document.getElementById("d-script-body");
     scriptBox.hidden = true;
     document.getElementById("d-script").onclick = async () => {
       const s = await (await fetch(`/api/runs/${runId}/nodes/${nodeId}?script=1`)).json();
-      scriptBox.textContent = s.script || "(no trace)"; scriptBox.hidden = false;
+      highlight(scriptBox, s.script || "(no trace)"); scriptBox.hidden = false;
     };
   }
+  document.getElementById("d-close").onclick = () => {
+    document.getElementById("details").hidden = true; S.selected = null; S.dirty = true;
+  };
 
   load();
 })();

@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from search.engine import onnxgraphs, onnxmodel as om
+from search.engine import onnxgraphs
+from search.engine import onnxmodel as om
 from search.engine import workloads as W
 from search.engine.compiler import SearchSpace, make_target
 from search.engine.workloads import KernelSpec, SpecError, validate
@@ -37,9 +38,7 @@ def te_module(dtype="float32", out_dtype=None, n=8):
     b = te.placeholder((n, n), dtype, name="B")
     k = te.reduce_axis((0, n), name="k")
     out_dtype = out_dtype or dtype
-    c = te.compute(
-        (n, n), lambda i, j: te.sum(a[i, k].astype(out_dtype) * b[k, j].astype(out_dtype), axis=k), name="C"
-    )
+    c = te.compute((n, n), lambda i, j: te.sum(a[i, k].astype(out_dtype) * b[k, j].astype(out_dtype), axis=k), name="C")
     return tvm.ir.save_json(tvm.IRModule({"main": te.create_prim_func([a, b, c])}))
 
 
@@ -154,9 +153,7 @@ def test_allocation_follows_the_share_of_untuned_latency():
     # a budget too small for every task's minimum goes to the largest shares first
     assert om.allocate(tasks, 6) == [6, 0, 0, 0]
     assert sum(om.allocate(tasks, 9)) == 9
-    assert om.estimated_latency(tasks, [0.010, None, None, None]) == pytest.approx(
-        2 * 0.010 + 0.015 + 0.004 + 10e-6
-    )
+    assert om.estimated_latency(tasks, [0.010, None, None, None]) == pytest.approx(2 * 0.010 + 0.015 + 0.004 + 10e-6)
 
 
 def test_the_database_of_best_traces_is_what_the_model_build_applies(imported, cnn, target):

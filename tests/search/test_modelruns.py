@@ -149,8 +149,18 @@ def test_tune_onnx_from_the_command_line(cnn, tmp_path, cli_env):
     model.write_bytes(cnn)
     out = tmp_path / "out"
     done = cli(
-        "--onnx", str(model), "--trials", "6", "--preset", "paper", "--measure-batch", "2", *FAST_CLI,
-        "--out", str(out), env=cli_env,
+        "--onnx",
+        str(model),
+        "--trials",
+        "6",
+        "--preset",
+        "paper",
+        "--measure-batch",
+        "2",
+        *FAST_CLI,
+        "--out",
+        str(out),
+        env=cli_env,
     )
     assert done.returncode == 0, done.stderr + done.stdout
     text = done.stdout
@@ -210,8 +220,9 @@ def test_upload_a_model_in_the_launch_form_and_see_its_page(client, cnn, team, o
     assert "choose a file to upload" in response.content.decode()
     assert ModelRun.objects.count() == 1
     # other teams do not see it
-    from django.test import Client
     from django.http import HttpRequest
+    from django.test import Client
+
     from tests.conftest import PASSWORD
 
     other = Client()

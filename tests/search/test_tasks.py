@@ -276,3 +276,21 @@ def test_the_watchdog_leaves_runs_with_a_message_or_a_live_worker_alone(gemm128)
     sent = recover(client, now=later)
     assert sent == [waiting.pk]  # the queued one, once
     assert recover(client, now=later) == []  # dispatched already in this stale period
+
+
+def test_a_real_worker_runs_a_model_run_and_its_tasks(workers):
+    """A model run goes through the broker like a run: the worker searches every task and
+    builds the model; cancel and resume reach it the same way."""
+    from search import modelruns
+    from search.engine import onnxgraphs
+    from search.models import ModelRun
+    from tests.search.test_modelruns import DOC
+
+    workers("w1")
+    model_run = modelruns.create_model_run(onnxgraphs.small_cnn(size=12, channels=8), DOC, name="cnn")
+    wait_for(lambda: ModelRun.objects.get(pk=model_run.pk).is_final, timeout=300, what="the model run to finish")
+    model_run.refresh_from_db()
+    assert model_run.status == "succeeded", model_run.error
+    runs = Run.objects.filter(model_run=model_run)
+    assert runs and all(r.worker.startswith("w1@") for r in runs)
+    assert model_run.results["max_abs_diff"] < 1e-4

@@ -163,6 +163,12 @@ class Command(BaseCommand):
         timing.add_argument("--repeat", type=int, default=5)
         timing.add_argument("--min-repeat-ms", type=int, default=100)
         parser.add_argument("--verbose-trials", action="store_true", help="print every measured candidate")
+        parser.add_argument(
+            "--remeasure-baseline",
+            action="store_true",
+            help="measure the unscheduled kernel again (default: the kernel's baseline on this host, shared by "
+            "its runs)",
+        )
 
     def _kernel(self, opts):
         if sum(bool(opts[k]) for k in ("kernel", "op", "module")) > 1:
@@ -182,7 +188,6 @@ class Command(BaseCommand):
 
     def _request(self, opts) -> RunRequest:
         """The run request from the options: the same document and checks as the form and the API."""
-        from search.services import FleetUnavailable, load_fleet
 
         try:
             kernel = self._kernel(opts)
@@ -249,6 +254,7 @@ class Command(BaseCommand):
                 log=self.stdout.write,
                 team=opts["team"],
                 rpc=self._rpc(opts["rpc"]),
+                remeasure_baseline=opts["remeasure_baseline"],
             )
         except FleetUnavailable as exc:
             raise CommandError(str(exc), returncode=2) from None
@@ -297,7 +303,9 @@ class Command(BaseCommand):
             except ValueError:
                 shapes[name] = None
             if not sep or not name or shapes[name] is None or any(d <= 0 for d in shapes[name]):
-                raise CommandError(f"--input-shape takes NAME=D0,D1,... with positive integers, got {text!r}", returncode=2)
+                raise CommandError(
+                    f"--input-shape takes NAME=D0,D1,... with positive integers, got {text!r}", returncode=2
+                )
         if opts["model"] and opts["strategy"] != "single-llm":
             raise CommandError("--model picks the one model of single-llm; colt uses the whole fleet", returncode=2)
         fleet, doc = self._doc(opts)
@@ -315,8 +323,17 @@ class Command(BaseCommand):
             raise CommandError(f"{path.name}: {exc}", returncode=2) from None
         except RequestError as exc:
             raise CommandError("\n".join(exc.errors.values()), returncode=2) from None
-        out = Path(opts["out"] or django_settings.COLT_OUTPUT_DIR / f"{model_run.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-        self.stdout.write(f"model run #{model_run.pk}: {model_run.name}, {len(model_run.summary['tasks'])} tasks")
+        out = Path(
+            opts["out"] or django_settings.COLT_OUTPUT_DIR / f"{model_run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        )
+        summary = model_run.summary
+        self.stdout.write(f"model run #{model_run.pk}: {model_run.name}, {len(summary['tasks'])} tasks")
+        ops = ", ".join(f"{op} x{n}" for op, n in summary["operators"].items())
+        self.stdout.write(f"  ONNX operators: {ops}")
+        for row in summary["tasks"]:
+            self.stdout.write(
+                f"  {row['name']:<40} x{row['weight']:<3} {row['flops'] / 1e9:8.3f} GFLOP  {row['shapes']}"
+            )
         model_run = execute_model_run(
             model_run.pk,
             progress=self.stdout.write,
