@@ -210,39 +210,44 @@ def execute_model_run(
         _measure_baselines(model_run, imported, rows, request, progress, measurer_factory)
         if _cancelled(model_run_id):
             return _stop(model_run, ModelRun.Status.CANCELLED, "cancelled")
-        if "trials" not in rows[0]:
-            _allocate(model_run, imported, rows)
-        _print_tasks(rows, progress)
         fleet = request.fleet
         with local_servers(serve_local and fleet is not None and fleet_is_local(fleet), log=progress):
-            todo = [(i, r) for i, r in enumerate(rows) if r.get("run")]
-            for k, (i, row) in enumerate(todo, 1):
+            # rounds: each allocates its part of the budget by the tasks' share of the model's
+            # latency as it is then (unscheduled at first, the best found later), and searches
+            while True:
+                round_no = summary.get("round", 0)
+                for k, (i, row) in enumerate(_pending(rows, round_no), 1):
+                    if _cancelled(model_run_id):
+                        return _stop(model_run, ModelRun.Status.CANCELLED, "cancelled")
+                    run = Run.objects.get(pk=row["run"])
+                    if run.is_final:  # cancelled, failed, or given more trials by this round
+                        resume_run(run.pk, enqueue=False)
+                    _save(model_run, phase=f"round {round_no}/{ROUNDS}: searching task {k}: {row['name']}")
+                    progress(f"task {k} of round {round_no}: {row['name']}, {row['trials']} trials (run #{run.pk})")
+                    measurer = measurer_factory(imported.tasks[i].spec) if measurer_factory else None
+                    execute_run(
+                        run.pk,
+                        measurer=measurer,
+                        llm_client=llm_client,
+                        serve_local=False,
+                        extra_sink=task_sink,
+                        worker=worker,
+                    )
+                    run.refresh_from_db()
+                    row["ran_round"] = round_no
+                    estimate = _estimate(model_run)
+                    model_run.history = [*model_run.history, [round(time.monotonic() - start, 2), estimate]]
+                    _save(model_run, history=model_run.history, summary=summary)
+                    progress(
+                        f"  best {_ms(run.best_latency)} (unscheduled {_ms(run.baseline_latency)}); "
+                        f"model estimate {_ms(estimate)}"
+                    )
                 if _cancelled(model_run_id):
                     return _stop(model_run, ModelRun.Status.CANCELLED, "cancelled")
-                run = Run.objects.get(pk=row["run"])
-                if run.is_final and (run.status == Run.Status.SUCCEEDED or run.trials_done >= run.budget.trials):
-                    continue
-                if run.is_final:  # cancelled or failed earlier: go on from its tree
-                    resume_run(run.pk, enqueue=False)
-                _save(model_run, phase=f"searching task {k}/{len(todo)}: {row['name']}")
-                progress(f"task {k}/{len(todo)} {row['name']}: {row['trials']} trials (run #{run.pk})")
-                measurer = measurer_factory(imported.tasks[i].spec) if measurer_factory else None
-                execute_run(
-                    run.pk,
-                    measurer=measurer,
-                    llm_client=llm_client,
-                    serve_local=False,
-                    extra_sink=task_sink,
-                    worker=worker,
-                )
-                run.refresh_from_db()
-                estimate = _estimate(model_run)
-                model_run.history = [*model_run.history, [round(time.monotonic() - start, 2), estimate]]
-                _save(model_run, history=model_run.history)
-                progress(
-                    f"  best {_ms(run.best_latency)} (unscheduled {_ms(run.baseline_latency)}); "
-                    f"model estimate {_ms(estimate)}"
-                )
+                if round_no >= ROUNDS or _allocated(rows) >= model_run.total_trials:
+                    break
+                _allocate(model_run, imported, rows, round_no + 1)
+                _print_tasks(rows, progress)
         if _cancelled(model_run_id):
             return _stop(model_run, ModelRun.Status.CANCELLED, "cancelled")
         _save(model_run, phase="compiling and timing the model")
@@ -289,21 +294,60 @@ def _measure_baselines(model_run, imported, rows, request, progress, measurer_fa
         progress(f"unscheduled {n}/{len(todo)} {task.name}: {_ms(rows[i]['baseline_s'])} x {task.weight}")
 
 
-def _allocate(model_run, imported, rows) -> None:
-    """Trials per task (onnxmodel.allocate) and a Run for each task that gets any."""
+#: the trial budget is allocated in this many rounds; each round's allocation sees the tasks'
+#: latencies as the earlier rounds left them
+ROUNDS = 2
+
+
+def _allocated(rows) -> int:
+    return sum(r.get("trials", 0) for r in rows)
+
+
+def _pending(rows, round_no: int) -> list[tuple[int, dict]]:
+    """The tasks this round still has to search (a resumed model run skips the done ones)."""
+    from .models import Run
+
+    out = []
+    for i, row in enumerate(rows):
+        if not row.get("run") or row.get("ran_round", 0) >= round_no:
+            continue
+        run = Run.objects.get(pk=row["run"])
+        if run.trials_done < run.budget.trials or not run.is_final:
+            out.append((i, row))
+    return out
+
+
+def _allocate(model_run, imported, rows, round_no: int) -> None:
+    """Round ``round_no``'s trials (onnxmodel.allocate over the tasks' current latencies: the
+    best found, else unscheduled), added to the tasks' runs or to new runs."""
     from .models import Run
     from .services import create_run
 
     tasks = imported.tasks
+    runs = {r.pk: r for r in Run.objects.filter(model_run=model_run)}
     for task, row in zip(tasks, rows, strict=True):
-        task.baseline_s = row.get("baseline_s")
-    trials = om.allocate(tasks, model_run.total_trials)
-    share = om.shares(tasks)
+        run = runs.get(row.get("run"))
+        task.baseline_s = (run.best_latency if run and run.best_latency else None) or row.get("baseline_s")
+    left = model_run.total_trials - _allocated(rows)
+    budget = left if round_no >= ROUNDS else min(left, max(1, model_run.total_trials // ROUNDS))
+    measured = [t for t, r in zip(tasks, rows, strict=True) if r.get("baseline_s") is not None]
+    share = dict(zip((t.name for t in measured), om.shares(measured), strict=True))
+    trials = dict(zip((t.name for t in measured), om.allocate(measured, budget), strict=True))
     with transaction.atomic():
-        for task, row, n, s in zip(tasks, rows, trials, share, strict=True):
-            row["trials"], row["share"] = n, s
-            if n <= 0 or row.get("baseline_s") is None:
-                row["trials"] = 0
+        for task, row in zip(tasks, rows, strict=True):
+            n = trials.get(task.name, 0)
+            row.setdefault("trials", 0)
+            row[f"share_{round_no}"] = share.get(task.name, 0.0)
+            if round_no == 1:
+                row["share"] = share.get(task.name, 0.0)  # of the untuned model's latency
+            if n <= 0:
+                continue
+            row["trials"] += n
+            if row.get("run"):
+                run = runs[row["run"]]
+                doc = dict(run.request)
+                doc["budget"] = dict(doc.get("budget") or {}, trials=row["trials"])
+                Run.objects.filter(pk=run.pk).update(request=doc)
                 continue
             request = build_request(_request_doc(model_run, task.spec, n), stored=True)
             run = create_run(request, owner=model_run.owner, team=model_run.team, enqueue=False)
@@ -311,7 +355,9 @@ def _allocate(model_run, imported, rows) -> None:
                 model_run=model_run, task_name=task.name, task_weight=task.weight, baseline_latency=row["baseline_s"]
             )
             row["run"] = run.pk
-        _save(model_run, summary=model_run.summary)
+        summary = model_run.summary
+        summary["round"] = round_no
+        _save(model_run, summary=summary)
 
 
 def _print_tasks(rows, progress) -> None:

@@ -320,3 +320,108 @@ def test_upload_a_model_watch_its_page_open_a_task_and_download_the_library(serv
         page.click("#dl-so")
     path = download.value.path()
     assert Path(path).read_bytes()[:4] == b"\x7fELF"  # a shared library
+
+
+SIZES = {"phone": (390, 844), "laptop": (1400, 900), "wide": (1920, 1080)}
+
+NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+#: every tick label of the plot inside the plot's box (no clipped "00m")
+TICKS_INSIDE = """(id) => {
+  const svg = document.querySelector(id).getBoundingClientRect();
+  return Array.from(document.querySelectorAll(id + ' text')).every((t) => {
+    const b = t.getBoundingClientRect();
+    return b.width > 0 && b.left >= svg.left - 1 && b.right <= svg.right + 1
+      && b.top >= svg.top - 1 && b.bottom <= svg.bottom + 1;
+  });
+}"""
+
+
+def finished_runs(spec, team, n=2):
+    """``n`` finished runs of one kernel (the second reuses the first's baseline)."""
+    from search import services
+    from search.engine.measure import MeasureConfig
+    from search.engine.request import Budget, SearchSettings
+    from tests.helpers import create_run
+
+    runs = []
+    for seed in range(n):
+        run = create_run(
+            spec=spec,
+            budget=Budget(trials=6),
+            settings=SearchSettings.paper(measure_batch=2, seed=seed),
+            timing=MeasureConfig(number=1, repeat=2, min_repeat_ms=0),
+            team=team,
+            enqueue=False,
+        )
+        services.execute_run(run.pk)
+        run.refresh_from_db()
+        runs.append(run)
+    return runs
+
+
+def test_the_pages_fit_phones_laptops_and_wide_screens(server, member, team, page, tmp_path, gemm128):
+    runs = finished_runs(gemm128, team)
+    assert runs[0].baseline_latency == runs[1].baseline_latency  # one shared baseline: comparable speedups
+    log_in(page, server)
+    compare = f"/compare?runs={runs[0].pk}&runs={runs[1].pk}"
+    urls = ["/", f"/runs/{runs[0].pk}", "/runs/new", "/models", "/costs", compare]
+    for name, (width, height) in SIZES.items():
+        page.set_viewport_size({"width": width, "height": height})
+        for url in urls:
+            page.goto(server + url)
+            page.wait_for_load_state("networkidle")
+            assert page.evaluate(NO_SIDEWAYS_SCROLL) <= 1, (name, url)
+        page.goto(f"{server}/runs/{runs[0].pk}")
+        page.wait_for_selector("#plot path")
+        page.wait_for_function("document.querySelector('#status').textContent === 'succeeded'")
+        assert page.evaluate(TICKS_INSIDE, "#plot"), name
+        assert " ms" in page.text_content("#plot") or " µs" in page.text_content("#plot")  # units on the axis
+        header = page.evaluate("document.querySelector('header').getBoundingClientRect().height")
+        assert header < 100  # the nav wraps to two lines at most
+        # a finished run offers no Cancel and no Resume
+        assert page.is_hidden("#resume-form") and page.is_hidden("#cancel-form")
+        assert "shared by this kernel's runs" in page.text_content("#baseline")
+        shot(page, f"run-page-{name}.png", tmp_path)
+        page.goto(server + compare)
+        page.wait_for_selector("#chart-latency path")
+        assert page.evaluate(TICKS_INSIDE, "#chart-latency"), name
+    # the node panel opens beside the tree, in view without scrolling (1400 x 900)
+    page.set_viewport_size({"width": 1400, "height": 900})
+    page.goto(f"{server}/runs/{runs[0].pk}")
+    page.wait_for_function("window.coltState.layout && window.coltState.nodes.size > 2")
+    point = page.evaluate(
+        """() => {
+        const S = window.coltState, c = document.querySelector('#tree'), r = c.getBoundingClientRect();
+        const d = S.layout.descendants().find((n) => n.data.node_id !== 0);
+        const [x, y] = S.transform.apply([d.x, d.y]);
+        return [r.left + x * r.width / c.width, r.top + y * r.height / c.height];
+    }"""
+    )
+    page.mouse.click(point[0], point[1])
+    page.wait_for_selector("#details:not([hidden])")
+    page.wait_for_function("document.querySelectorAll('#d-path li').length > 0")
+    box = page.locator("#details").bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 1401 and box["y"] < 900 and box["height"] > 300
+    assert page.evaluate("window.scrollY") == 0
+    assert page.locator("#d-summary tr").count() >= 5
+    page.click("#d-script")
+    page.wait_for_selector("#d-script-body .tok-keyword")
+    shot(page, "run-page-node-panel.png", tmp_path)
+
+
+def test_the_launch_form_has_one_k_and_the_phase_shows_at_once(server, member, page):
+    log_in(page, server)
+    assert page.locator("[name=course_alteration_k]").count() == 1 and page.locator("[name=k]").count() == 0
+    page.select_option("#id_kernel", "gemm-128")
+    page.select_option("#id_strategy", "mcts-random")
+    page.fill("#id_trials", "4")
+    page.select_option("#id_preset", "paper")
+    page.click("#launch")
+    page.wait_for_url("**/runs/*")
+    start = time.monotonic()
+    page.wait_for_function("document.querySelector('#phase').textContent.trim().length > 0", timeout=1000)
+    assert time.monotonic() - start < 1.0
+    phase = page.text_content("#phase")
+    assert any(word in phase for word in ("queued", "starting", "measuring", "searching", "succeeded"))
+    page.wait_for_function("document.querySelector('#status').textContent === 'succeeded'", timeout=120_000)
+    assert page.is_hidden("#resume-form")

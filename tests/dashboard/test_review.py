@@ -6,6 +6,9 @@ fleet over HTTP; runs on SQLite and again on PostgreSQL (scripts/test)."""
 import csv
 import io
 import json
+import re
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -315,7 +318,7 @@ def test_downloaded_database_loads_in_tvm_and_reproduces_the_best_schedule(clien
     assert client.get(f"/runs/{run.pk}/download/database.zip?top=0").status_code == 400
 
 
-def test_schedule_trace_top_k_and_node_history_downloads(client, colt_run, gemm128):
+def test_schedule_trace_top_k_and_node_history_downloads(client, colt_run, gemm128, tmp_path):
     from search.engine.compiler import apply_trace_json, structural_hash
     from search.engine.workloads import build_module
 
@@ -325,6 +328,14 @@ def test_schedule_trace_top_k_and_node_history_downloads(client, colt_run, gemm1
     assert script.status_code == 200 and "attachment" in script["Content-Disposition"]
     text = script.content.decode()
     assert "T.prim_func" in text and best.shash in text
+    # the download runs with plain python: it builds the schedule here and prints its latency
+    path = tmp_path / "schedule.py"
+    path.write_bytes(script.content)
+    done = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(r"\d+\.\d{4} ms \(median of 5\) on this machine \(llvm .*\)\n", done.stdout), done.stdout
+    archive = zipfile.ZipFile(io.BytesIO(client.get(f"/runs/{run.pk}/download/database.zip").content))
+    assert all((info.external_attr >> 16) & 0o777 == 0o644 for info in archive.infolist())
     trace = json.loads(client.get(f"/runs/{run.pk}/download/trace.json").content)
     assert trace["node_id"] == best.node_id and trace["latency_s"] == run.best_latency
     assert structural_hash(apply_trace_json(build_module(gemm128), trace["trace"]).mod) == best.shash

@@ -224,3 +224,47 @@ def test_resume_is_refused_while_a_worker_is_on_the_run(queued, client, team, ge
     Run.objects.filter(pk=run.pk).update(heartbeat_at=stale)  # its worker died
     services.resume_run(run.pk)
     assert len(queued) == sent + 1 and Run.objects.get(pk=run.pk).status == Run.Status.QUEUED
+
+
+def test_runs_of_one_kernel_share_its_baseline_and_a_remeasure_replaces_it(queued, gemm128, gemm_measurer, client):
+    from search.models import KernelBaseline
+
+    first = create_run(spec=gemm128, budget=Budget(trials=2), settings=SETTINGS, timing=FAST)
+    services.execute_run(first.pk, measurer=gemm_measurer)
+    first.refresh_from_db()
+    shared = KernelBaseline.objects.get(kernel=first.kernel, target="llvm")
+    assert shared.latency == first.baseline_latency and shared.run_id_measured == first.pk
+    assert shared.low <= shared.latency * 1.0001 and shared.high >= shared.low and shared.repeats == 3
+    assert first.events.filter(kind="baseline_measured").count() == 1
+    second = create_run(spec=gemm128, budget=Budget(trials=2), settings=SETTINGS, timing=FAST)
+    services.execute_run(second.pk, measurer=gemm_measurer)
+    second.refresh_from_db()
+    # not measured again: the same figure, so the two speedups are against one baseline
+    assert second.baseline_latency == first.baseline_latency
+    assert second.events.filter(kind="baseline_measured").count() == 0
+    header = client.get(f"/api/runs/{second.pk}").json()["run"]
+    assert header["baseline"]["latency_s"] == first.baseline_latency and header["baseline"]["run"] == first.pk
+    assert header["phase"] == "succeeded"
+    # on demand: measured again, and the new figure is the one shared from now on
+    third = services.create_run(second.run_request, team=None, enqueue=False, remeasure_baseline=True)
+    services.execute_run(third.pk, measurer=gemm_measurer)
+    third.refresh_from_db()
+    assert third.events.filter(kind="baseline_measured").count() == 1
+    assert KernelBaseline.objects.get(kernel=first.kernel).run_id_measured == third.pk
+    assert KernelBaseline.objects.count() == 1
+
+
+def test_the_run_phase_follows_the_run(queued, gemm128, gemm_measurer):
+    run = create_run(spec=gemm128, budget=Budget(trials=2), settings=SETTINGS, timing=FAST)
+    assert run.phase.startswith("queued")
+    phases = []
+
+    class Watch:
+        def emit(self, event):
+            phases.append((event.kind, Run.objects.get(pk=run.pk).phase))
+
+    services.execute_run(run.pk, measurer=gemm_measurer, extra_sink=Watch())
+    seen = dict(phases)
+    assert seen["run_started"] == "measuring the unscheduled kernel"
+    assert seen["baseline_measured"] == "searching"
+    assert seen["run_finished"] == "succeeded"
