@@ -88,11 +88,13 @@ def row_of(model_run, name: str, wall_s: float | None) -> dict:
         "wall_s": wall_s,
         "threads": r["threads"],
         "date": time.strftime("%Y-%m-%d"),
+        # allocation rounds (1: one allocation by the untuned latencies, before 2026-11-25 12:00)
+        "rounds": model_run.summary.get("round", 1),
     }
 
 
 def key(row: dict) -> str:
-    return "|".join(str(row[k]) for k in ("host", "model", "strategy", "trials", "seed"))
+    return "|".join(str(row.get(k, 1)) for k in ("host", "model", "strategy", "trials", "seed", "rounds"))
 
 
 def run(args) -> None:
@@ -139,22 +141,25 @@ def ms(seconds: float) -> str:
 
 
 def report() -> str:
-    rows = sorted(load().values(), key=lambda r: (r["host"], r["model"], r["strategy"], r["trials"], r["seed"]))
+    order = ("host", "model", "strategy", "trials", "seed", "rounds")
+    rows = sorted(load().values(), key=lambda r: tuple(r.get(k, 1) for k in order))
     lines = [
-        "| host | model | strategy | trials (total) | tasks tuned / all | untuned TVM ms | tuned TVM ms (min-max) "
-        "| onnxruntime ms | speedup vs untuned | tuned vs onnxruntime | max abs diff | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| host | model | strategy | trials (total) | allocation rounds | tasks tuned / all | untuned TVM ms "
+        "| tuned TVM ms (min-max) | onnxruntime ms | speedup vs untuned | tuned vs onnxruntime | max abs diff "
+        "| wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         tuned, ort, untuned = r["tuned_s"], r["onnxruntime_s"], r["untuned_s"]
         lines.append(
-            f"| {r['host']} | {r['model']} | {r['strategy']} | {r['trials']} | {r['tasks_tuned']} / {r['tasks']} "
+            f"| {r['host']} | {r['model']} | {r['strategy']} | {r['trials']} | {r.get('rounds', 1)} "
+            f"| {r['tasks_tuned']} / {r['tasks']} "
             f"| {ms(untuned[0])} | {ms(tuned[0])} ({ms(tuned[1])}-{ms(tuned[2])}) | {ms(ort[0])} "
             f"| {untuned[0] / tuned[0]:.2f}x | {ort[0] / tuned[0]:.2f}x | {r['max_abs_diff']:.2g} "
             f"| {r['wall_s']:.0f} |"
         )
     if not rows:
-        lines.append("| - | no rows yet | | | | | | | | | | |")
+        lines.append("| - | no rows yet | | | | | | | | | | | |")
     spread = [r["tuned_s"][2] / r["tuned_s"][1] for r in rows if r["tuned_s"][1]]
     note = (
         "\n\nTimings: median of 5 runs after a warm-up (untuned: 2); tuned spread max/min "

@@ -215,6 +215,13 @@ def main() -> None:
     parser.add_argument("--host", help="the CPU whose rows to report (default: the one with most rows)")
     parser.add_argument("--config", default="default", help="the tree strategies' search configuration")
     parser.add_argument("--no-docs", action="store_true")
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        default=["report", "wall-clock"],
+        choices=["report", "wall-clock"],
+        help="the docs/benchmarks.md sections to write (another host's wall-clock table alone: wall-clock)",
+    )
     args = parser.parse_args()
     store = json.loads(STORE.read_text())
     peers = json.loads(PEERS.read_text()) if PEERS.exists() else {}
@@ -265,8 +272,10 @@ def main() -> None:
     )
     print(body + "\n\n" + wall_body)
     if not args.no_docs:
-        write_section("report", body)
-        write_section("wall-clock", wall_body)
+        if "report" in args.sections:
+            write_section("report", body)
+        if "wall-clock" in args.sections:
+            write_section("wall-clock", wall_body)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@
 
   function chart(id, value, format, seriesOf) {
     const svg = d3.select("#" + id);
-    const width = Math.max(280, Math.min(720, Math.round(svg.node().parentNode.parentNode.getBoundingClientRect().width) - 10));
+    const box = document.querySelector(".charts").getBoundingClientRect().width;
+    const width = Math.max(240, Math.min(720, Math.round(box) - 4));
     svg.attr("width", width);
     const height = +svg.attr("height");
     const m = { top: 12, right: 110, bottom: 32, left: 72 };

@@ -12,6 +12,7 @@
     bestId: null, best: null, baseline: null, bestSeries: [], escalations: [], status: null,
     dirty: true, layout: null, selected: null, transform: d3.zoomIdentity, drawn: 0, live: 0, evaluations: 0,
     pendingSent: [], latencies: [],  // event-to-screen latency, for events that carry sent_ms
+    log: [], replaying: false, improvements: [],  // every event applied (for the replay), best improvements
   };
   window.coltState = S;  // for tests and benchmarks
 
@@ -34,6 +35,7 @@
     if (e.seq !== undefined) {
       if (e.seq <= S.lastSeq) return;
       S.lastSeq = e.seq;
+      if (!S.replaying) S.log.push(e);
     }
     if (e.sent_ms) S.pendingSent.push(e.sent_ms);
     switch (e.kind) {
@@ -57,7 +59,8 @@
         S.trials = Math.max(S.trials, e.trial); break;
       }
       case "best_improved":
-        S.bestId = e.node_id; S.best = e.latency_s; S.bestSeries.push([e.trial, e.latency_s]); break;
+        S.bestId = e.node_id; S.best = e.latency_s; S.bestSeries.push([e.trial, e.latency_s]);
+        S.improvements.push({node_id: e.node_id, trial: e.trial, latency: e.latency_s}); break;
       case "llm_call":
         S.calls += 1; S.usd += e.usd; S.perModel[e.model] = (S.perModel[e.model] || 0) + 1; break;
       case "escalation":
@@ -76,6 +79,7 @@
     const proto = location.protocol === "https:" ? "wss" : "ws";
     ws = new WebSocket(`${proto}://${location.host}/ws/runs/${runId}/`);
     ws.onmessage = (m) => {
+      if (S.replaying) return;  // only a finished run replays: nothing live is lost
       const msg = JSON.parse(m.data);
       if (msg.type === "hello") {
         if (msg.last_seq > S.lastSeq) ws.send(JSON.stringify({after: S.lastSeq}));
@@ -115,7 +119,7 @@
     setHeader(h);
     // the socket may be open but deaf (the channel layer restarted and forgot this page's
     // group): events stored since the last one applied are asked for again
-    if (h.last_seq > S.lastSeq && ws && ws.readyState === WebSocket.OPEN) {
+    if (!S.replaying && h.last_seq > S.lastSeq && ws && ws.readyState === WebSocket.OPEN) {
       ws.send(JSON.stringify({after: S.lastSeq}));
     }
   }
@@ -178,6 +182,14 @@
       ctx.fillStyle = n.node_id === 0 ? "#333" : colorOf(n.created_by);
       ctx.beginPath(); ctx.arc(d.x, d.y, r, 0, 2 * Math.PI); ctx.fill();
       if (n.node_id === S.selected) { ctx.strokeStyle = "#000"; ctx.lineWidth = 2; ctx.stroke(); }
+    }
+    // each improvement of the best latency: a ring in the colour of the model that proposed it
+    const byId = new Map(nodes.map((d) => [d.data.node_id, d]));
+    for (const imp of S.improvements) {
+      const d = byId.get(imp.node_id);
+      if (!d) continue;
+      ctx.strokeStyle = colorOf(d.data.created_by); ctx.lineWidth = 2.5;
+      ctx.beginPath(); ctx.arc(d.x, d.y, 12, 0, 2 * Math.PI); ctx.stroke();
     }
     S.drawn += 1;
     drawPanels();
@@ -252,8 +264,55 @@
         return li;
       }));
     }
+    const imps = document.getElementById("improvements");
+    if (imps.children.length !== S.improvements.length) {
+      imps.replaceChildren(...S.improvements.map((imp) => {
+        const n = S.nodes.get(imp.node_id) || {};
+        const li = el("li"), swatch = el("i");
+        swatch.style.background = colorOf(n.created_by);
+        li.append(swatch, ` trial ${imp.trial}: ${fmt(imp.latency)} by ${n.created_by || "a random move"} (node ${imp.node_id})`);
+        li.dataset.model = n.created_by || "";
+        li.onclick = () => select(imp.node_id);
+        return li;
+      }));
+    }
+    drawReplay();
     drawPlot();
   }
+
+  // --- replay: the tree as it was after any event of the log ------------------------------------
+  function reset() {
+    Object.assign(S, {
+      lastSeq: 0, nodes: new Map([[0, {node_id: 0, parent_id: null, created_by: null, visits: 0, depth: 0}]]),
+      trials: 0, calls: 0, usd: 0, perModel: {}, bestId: null, best: null, bestSeries: [], escalations: [],
+      evaluations: 0, layout: null, improvements: [],
+    });
+  }
+  function replayTo(seq) {
+    const log = S.log;
+    S.replaying = true;
+    reset();
+    for (const e of log) { if (e.seq > seq) break; apply(e); }
+    S.replaying = seq < (log.length ? log[log.length - 1].seq : 0);
+    S.log = log;
+    S.dirty = true;
+  }
+  function drawReplay() {
+    const bar = document.getElementById("replay-bar");
+    const final = ["succeeded", "failed", "cancelled"].includes(S.status);
+    bar.hidden = !final || !S.log.length;
+    if (bar.hidden) return;
+    const slider = document.getElementById("replay");
+    const last = S.log[S.log.length - 1].seq;
+    slider.max = last;
+    if (!S.replaying) slider.value = last;
+    const at = S.log.filter((e) => e.seq <= +slider.value);
+    const t = at.length ? at[at.length - 1] : null;
+    document.getElementById("replay-label").textContent =
+      `event ${slider.value} of ${last}${t ? ` (${t.kind}, trial ${S.trials})` : ""}`;
+  }
+  document.getElementById("replay").addEventListener("input", (ev) => replayTo(+ev.target.value));
+  document.getElementById("replay-live").addEventListener("click", () => replayTo(Infinity));
 
   function drawPlot() {
     const svg = d3.select("#plot");

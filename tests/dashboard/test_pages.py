@@ -425,3 +425,23 @@ def test_the_launch_form_has_one_k_and_the_phase_shows_at_once(server, member, p
     assert any(word in phase for word in ("queued", "starting", "measuring", "searching", "succeeded"))
     page.wait_for_function("document.querySelector('#status').textContent === 'succeeded'", timeout=120_000)
     assert page.is_hidden("#resume-form")
+
+
+def test_replay_a_finished_run_and_see_which_model_made_each_improvement(server, member, team, page, tmp_path, gemm128):
+    (run,) = finished_runs(gemm128, team, n=1)
+    log_in(page, server)
+    page.goto(f"{server}/runs/{run.pk}")
+    page.wait_for_function("document.querySelector('#status').textContent === 'succeeded'")
+    improvements = run.events.filter(kind="best_improved").count()
+    page.wait_for_function(f"document.querySelectorAll('#improvements li').length === {improvements}")
+    assert "by a random move" in page.text_content("#improvements li")  # mcts-random: no LLM proposed it
+    full = page.evaluate("window.coltState.nodes.size")
+    assert page.is_visible("#replay-bar")
+    # back to the first events: the tree shrinks; forward to the end: all of it again
+    slide = "(v) => { const r = document.querySelector('#replay'); r.value = v; r.dispatchEvent(new Event('input')); }"
+    page.evaluate(slide, 6)
+    assert page.evaluate("window.coltState.nodes.size") < full
+    assert "event 6 of" in page.text_content("#replay-label")
+    page.click("#replay-live")
+    assert page.evaluate("window.coltState.nodes.size") == full
+    assert page.evaluate("window.coltState.improvements.length") == improvements

@@ -64,12 +64,11 @@ def test_a_model_run_tunes_its_tasks_within_the_budget_and_compares_end_to_end(c
     assert results["tuned_s"][0] > 0 and results["untuned_s"][0] > 0 and results["onnxruntime_s"][0] > 0
     assert len(model_run.history) >= len(runs) and model_run.history[-1][1] > 0
     assert any("unscheduled" in line for line in lines) and any(line.startswith("task 1 of round 1") for line in lines)
-    # the second half of the budget went by the latencies after the first: round 1 gave all its
-    # trials to the larger conv; with that one tuned, the other conv's share grew and it got trials
+    # the second half of the budget went by the latencies after the first: with the larger conv
+    # tuned in round 1, the other conv's share of the model's latency grew
     assert model_run.summary["round"] == 2
-    convs = [r for r in model_run.summary["tasks"] if "conv2d" in r["name"]]
-    assert len(convs) == 2 and all(r.get("run") for r in convs)
-    assert min(r["share_2"] for r in convs) > min(r["share_1"] for r in convs)
+    convs = sorted((r for r in model_run.summary["tasks"] if "conv2d" in r["name"]), key=lambda r: r["share_1"])
+    assert len(convs) == 2 and convs[0]["share_2"] > convs[0]["share_1"]
     overview = modelruns.overview(model_run)
     assert overview["trials_done"] == sum(r.trials_done for r in runs)
     assert overview["estimate_s"] < overview["untuned_estimate_s"]  # tuning the tasks lowered the estimate

@@ -226,17 +226,19 @@ def test_resume_is_refused_while_a_worker_is_on_the_run(queued, client, team, ge
     assert len(queued) == sent + 1 and Run.objects.get(pk=run.pk).status == Run.Status.QUEUED
 
 
-def test_runs_of_one_kernel_share_its_baseline_and_a_remeasure_replaces_it(queued, gemm128, gemm_measurer, client):
+def test_runs_of_one_kernel_share_its_baseline_and_a_remeasure_replaces_it(
+    queued, gemm128, gemm_measurer, client, team
+):
     from search.models import KernelBaseline
 
-    first = create_run(spec=gemm128, budget=Budget(trials=2), settings=SETTINGS, timing=FAST)
+    first = create_run(spec=gemm128, budget=Budget(trials=2), settings=SETTINGS, timing=FAST, team=team)
     services.execute_run(first.pk, measurer=gemm_measurer)
     first.refresh_from_db()
     shared = KernelBaseline.objects.get(kernel=first.kernel, target="llvm")
     assert shared.latency == first.baseline_latency and shared.run_id_measured == first.pk
     assert shared.low <= shared.latency * 1.0001 and shared.high >= shared.low and shared.repeats == 3
     assert first.events.filter(kind="baseline_measured").count() == 1
-    second = create_run(spec=gemm128, budget=Budget(trials=2), settings=SETTINGS, timing=FAST)
+    second = create_run(spec=gemm128, budget=Budget(trials=2), settings=SETTINGS, timing=FAST, team=team)
     services.execute_run(second.pk, measurer=gemm_measurer)
     second.refresh_from_db()
     # not measured again: the same figure, so the two speedups are against one baseline
@@ -246,7 +248,7 @@ def test_runs_of_one_kernel_share_its_baseline_and_a_remeasure_replaces_it(queue
     assert header["baseline"]["latency_s"] == first.baseline_latency and header["baseline"]["run"] == first.pk
     assert header["phase"] == "succeeded"
     # on demand: measured again, and the new figure is the one shared from now on
-    third = services.create_run(second.run_request, team=None, enqueue=False, remeasure_baseline=True)
+    third = services.create_run(second.run_request, team=team, enqueue=False, remeasure_baseline=True)
     services.execute_run(third.pk, measurer=gemm_measurer)
     third.refresh_from_db()
     assert third.events.filter(kind="baseline_measured").count() == 1
