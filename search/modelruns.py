@@ -447,6 +447,8 @@ def _best_records(model_run) -> list[tuple[KernelSpec, list, float]]:
     for run in Run.objects.filter(model_run=model_run).select_related("kernel"):
         if run.best_node_id is None or not run.best_latency:
             continue
+        if run.baseline_latency and run.best_latency >= run.baseline_latency:
+            continue  # no schedule beat the unscheduled kernel: the build keeps the default
         node = Node.objects.filter(run=run, node_id=run.best_node_id).first()
         if node is not None and node.trace is not None:
             records.append((run.kernel.spec, node.trace, run.best_latency))
