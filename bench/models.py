@@ -29,7 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results" / "models.json"
-MODELS = ("resnet50", "shufflenet", "bert-block")
+MODELS = ("resnet50", "shufflenet", "bert-block", "llama3-attention-split", "flux-attention-split")
+#: the library's attention layers as three-stage graphs (the design-space lever of issue 13)
+SPLIT = {"llama3-attention-split": "llama3-8b-attention", "flux-attention-split": "flux-attention"}
 
 
 def model_bytes(name: str) -> bytes:
@@ -37,6 +39,11 @@ def model_bytes(name: str) -> bytes:
 
     if name == "bert-block":
         return onnxgraphs.transformer_block()
+    if name in SPLIT:
+        from search.engine.workloads import get_kernel
+
+        s = get_kernel(SPLIT[name]).shape
+        return onnxgraphs.attention(batch=s["B"], seq=s["S"], dim=s["D"])
     return onnxgraphs.light_model(f"light_{name}").read_bytes()
 
 

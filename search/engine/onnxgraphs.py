@@ -146,3 +146,31 @@ def light_model(name: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(path)
     return path
+
+
+def attention(*, batch: int, seq: int, dim: int) -> bytes:
+    """Scaled dot-product attention as three stages, the way a framework exports it:
+    MatMul(Q, K^T) / sqrt(D) -> Softmax -> MatMul(., V). Inputs Q, K, V: (batch, seq, dim).
+    The library's fused ``attention`` kernel is one PrimFunc; imported from this graph the same
+    computation is three tasks (batched matmuls and a softmax), each searched on its own."""
+    from onnx import TensorProto, helper
+
+    n = helper.make_node
+    shape = [batch, seq, dim]
+    nodes = [
+        n("Transpose", ["K"], ["Kt"], perm=[0, 2, 1]),
+        n("MatMul", ["Q", "Kt"], ["scores_raw"]),
+        n("Div", ["scores_raw", "sqrt_d"], ["scores"]),
+        n("Softmax", ["scores"], ["probs"], axis=-1),
+        n("MatMul", ["probs", "V"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "attention",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name in ("Q", "K", "V")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+        [_init("sqrt_d", np.array(np.sqrt(dim)))],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="colt")
+    model.ir_version = 8
+    return model.SerializeToString()
