@@ -241,3 +241,14 @@ def test_the_transformer_block_has_attention_and_mlp_tasks_and_matches_onnxrunti
     _, _, _, outputs = om.measure_model(om.compile_model(model.mod, target), arrays, repeat=1)
     _, _, _, reference = om.run_onnxruntime(data, model.inputs, arrays, repeat=1)
     assert om.max_abs_difference(outputs, reference) < 1e-4
+
+
+def test_the_split_attention_graph_computes_the_library_attention(target):
+    """The three-stage graph (the benchmark's split design space) and the fused kernel agree."""
+    shape = {"B": 2, "S": 8, "D": 4}
+    model = om.import_onnx(onnxgraphs.attention(batch=2, seq=8, dim=4), target, name="attn")
+    assert {"softmax", "matmul"} <= {t.name for t in model.tasks}
+    arrays = om.make_model_inputs(model.inputs)
+    _, _, _, (out,) = om.measure_model(om.compile_model(model.mod, target), arrays, repeat=1)
+    want = W.reference(validate(KernelSpec("attention", shape)), arrays)
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-5)
