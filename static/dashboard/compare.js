@@ -10,7 +10,7 @@
     const width = Math.max(240, Math.min(720, Math.round(box) - 4));
     svg.attr("width", width);
     const height = +svg.attr("height");
-    const m = { top: 12, right: 110, bottom: 32, left: 72 };
+    const m = { top: 12, right: 12, bottom: 32, left: 72 };
     const lines = runs.map((r) => ({
       run: r, points: seriesOf(r).filter((p) => value(p) !== null && value(p) !== undefined),
     }));
@@ -30,7 +30,8 @@
       if (!l.points.length) return;
       svg.append("path").datum(l.points).attr("fill", "none").attr("stroke", colour(l.run.id))
         .attr("stroke-width", 2).attr("d", line).attr("data-run", l.run.id);
-      svg.append("text").attr("x", width - m.right + 6).attr("y", m.top + 14 * (i + 1))
+      // the legend inside the plot's top-right corner: never past the chart's edge
+      svg.append("text").attr("x", width - 4).attr("y", m.top + 14 * (i + 1)).attr("text-anchor", "end")
         .attr("fill", colour(l.run.id)).attr("class", "legend").text(l.run.label);
     });
   }

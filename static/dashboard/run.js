@@ -204,7 +204,8 @@
   function drawPanels() {
     const h = S.header || {};
     document.getElementById("status").textContent = S.status || h.status || "";
-    document.getElementById("phase").textContent = S.phase || h.phase || "";
+    const phase = S.phase || h.phase || "";
+    document.getElementById("phase").textContent = phase === (S.status || h.status) ? "" : phase;
     // actions only when they are valid: cancel while running, resume once stopped short
     const final = ["succeeded", "failed", "cancelled"].includes(S.status);
     document.getElementById("cancel-form").hidden = final || S.status === "cancelling…";

@@ -441,7 +441,7 @@ def test_replay_a_finished_run_and_see_which_model_made_each_improvement(server,
     slide = "(v) => { const r = document.querySelector('#replay'); r.value = v; r.dispatchEvent(new Event('input')); }"
     page.evaluate(slide, 6)
     assert page.evaluate("window.coltState.nodes.size") < full
-    assert "event 6 of" in page.text_content("#replay-label")
+    page.wait_for_function("document.querySelector('#replay-label').textContent.startsWith('event 6 of')")
     page.click("#replay-live")
     assert page.evaluate("window.coltState.nodes.size") == full
     assert page.evaluate("window.coltState.improvements.length") == improvements

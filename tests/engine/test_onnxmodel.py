@@ -247,7 +247,8 @@ def test_the_split_attention_graph_computes_the_library_attention(target):
     """The three-stage graph (the benchmark's split design space) and the fused kernel agree."""
     shape = {"B": 2, "S": 8, "D": 4}
     model = om.import_onnx(onnxgraphs.attention(batch=2, seq=8, dim=4), target, name="attn")
-    assert {"softmax", "matmul"} <= {t.name for t in model.tasks}
+    names = [t.name for t in model.tasks]
+    assert "softmax" in names and sum("matmul" in n for n in names) == 2
     arrays = om.make_model_inputs(model.inputs)
     _, _, _, (out,) = om.measure_model(om.compile_model(model.mod, target), arrays, repeat=1)
     want = W.reference(validate(KernelSpec("attention", shape)), arrays)
