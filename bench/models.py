@@ -158,11 +158,12 @@ def report() -> str:
     ]
     for r in rows:
         tuned, ort, untuned = r["tuned_s"], r["onnxruntime_s"], r["untuned_s"]
+        diff = "mismatch" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.2g}"
         lines.append(
             f"| {r['host']} | {r['model']} | {r['strategy']} | {r['trials']} | {r.get('rounds', 1)} "
             f"| {r['tasks_tuned']} / {r['tasks']} "
             f"| {ms(untuned[0])} | {ms(tuned[0])} ({ms(tuned[1])}-{ms(tuned[2])}) | {ms(ort[0])} "
-            f"| {untuned[0] / tuned[0]:.2f}x | {ort[0] / tuned[0]:.2f}x | {r['max_abs_diff']:.2g} "
+            f"| {untuned[0] / tuned[0]:.2f}x | {ort[0] / tuned[0]:.2f}x | {diff} "
             f"| {r['wall_s']:.0f} |"
         )
     if not rows:

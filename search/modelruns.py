@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import io
 import logging
+import math
 import os
 import shutil
 import socket
@@ -22,7 +23,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from .engine import onnxmodel as om
@@ -38,9 +39,23 @@ class ModelRunStateError(RuntimeError):
     pass
 
 
+def _task_budget(model_run, trials: int) -> dict:
+    """A task's budget: its trials, and the model's other limits (LLM calls, USD, wall-clock) in
+    proportion to its trials, so that the tasks together stay within the model's."""
+    budget = dict(model_run.request.get("budget") or {})
+    part = trials / max(1, model_run.total_trials)
+    for key in ("llm_calls", "usd", "wall_s"):
+        if budget.get(key):
+            value = budget[key] * part
+            # the request's lower limits: one call, one second, a positive amount
+            budget[key] = {"llm_calls": max(1, math.ceil(value)), "wall_s": max(1.0, value)}.get(key, max(value, 1e-9))
+    budget["trials"] = trials
+    return budget
+
+
 def _request_doc(model_run, spec: KernelSpec, trials: int) -> dict:
     doc = dict(model_run.request)
-    doc["budget"] = dict(doc.get("budget") or {}, trials=trials)
+    doc["budget"] = _task_budget(model_run, trials)
     return dict(doc, kernel=spec.to_dict(), target=model_run.target, strategy=model_run.strategy)
 
 
@@ -134,6 +149,25 @@ def cancel_model_run(model_run_id: int) -> None:
         cancel_run(run_id)
 
 
+def last_sign_of_life(model_run):
+    """The newest heartbeat of the model run or of any of its task runs (a task's search beats
+    while the model run itself is quiet)."""
+    from .models import Run
+
+    beats = [model_run.heartbeat_at] + list(
+        Run.objects.filter(model_run=model_run, heartbeat_at__isnull=False).values_list("heartbeat_at", flat=True)
+    )
+    beats = [b for b in beats if b is not None]
+    return max(beats) if beats else None
+
+
+def _is_live(model_run) -> bool:
+    from .services import STALE_AFTER_S
+
+    beat = last_sign_of_life(model_run)
+    return beat is not None and (timezone.now() - beat).total_seconds() < STALE_AFTER_S
+
+
 def resume_model_run(model_run_id: int, *, enqueue: bool = True) -> None:
     """Put a cancelled or failed model run back in the queue: finished tasks are kept, the
     interrupted one goes on from its tree, the rest start."""
@@ -143,7 +177,8 @@ def resume_model_run(model_run_id: int, *, enqueue: bool = True) -> None:
         model_run = ModelRun.objects.select_for_update().get(pk=model_run_id)
         if model_run.status == ModelRun.Status.SUCCEEDED:
             raise ModelRunStateError(f"model run {model_run_id} already finished")
-        if not model_run.is_final:
+        orphaned = model_run.status == ModelRun.Status.RUNNING and not _is_live(model_run)
+        if not model_run.is_final and not orphaned:  # a worker is on it (or it waits for one)
             raise ModelRunStateError(f"model run {model_run_id} is {model_run.status}; resume it once it has stopped")
         model_run.status, model_run.phase = ModelRun.Status.QUEUED, "queued"
         model_run.cancel_requested = False
@@ -190,6 +225,10 @@ def execute_model_run(
         if model_run.cancel_requested:
             _save(model_run, status=ModelRun.Status.CANCELLED, phase="cancelled", finished_at=timezone.now())
             return model_run
+        if model_run.status == ModelRun.Status.RUNNING and _is_live(model_run) and model_run.phase != "queued":
+            # another worker is on it (a redelivered message): leave it alone, fail nothing
+            log.warning("model run %s is being run elsewhere; this delivery does nothing", model_run_id)
+            return model_run
         _save(
             model_run,
             status=ModelRun.Status.RUNNING,
@@ -234,7 +273,8 @@ def execute_model_run(
                         worker=worker,
                     )
                     run.refresh_from_db()
-                    row["ran_round"] = round_no
+                    if run.status == Run.Status.SUCCEEDED:  # a cancelled task is searched again on resume
+                        row["ran_round"] = round_no
                     estimate = _estimate(model_run)
                     model_run.history = [*model_run.history, [round(time.monotonic() - start, 2), estimate]]
                     _save(model_run, history=model_run.history, summary=summary)
@@ -255,6 +295,8 @@ def execute_model_run(
         model_run.results = end_to_end(model_run, imported, target)
         _save(model_run, results=model_run.results)
         return _stop(model_run, ModelRun.Status.SUCCEEDED, "finished")
+    except (OperationalError, InterfaceError):
+        raise  # the database went away: the task retries and goes on from what is stored
     except BaseException as exc:
         _stop(model_run, ModelRun.Status.FAILED, "failed", error=f"{type(exc).__name__}: {exc}"[:2000])
         raise
@@ -272,6 +314,7 @@ def _ms(seconds) -> str:
 def _measure_baselines(model_run, imported, rows, request, progress, measurer_factory) -> None:
     from .engine.measure import LocalMeasurer
     from .engine.tuning import BASELINE_CONFIG
+    from .services import measurement_rpc
 
     todo = [i for i, r in enumerate(rows) if r.get("baseline_s") is None]
     for n, i in enumerate(todo, 1):
@@ -282,7 +325,7 @@ def _measure_baselines(model_run, imported, rows, request, progress, measurer_fa
         measurer = (
             measurer_factory(task.spec)
             if measurer_factory
-            else LocalMeasurer(task.spec, model_run.target, request.timing)
+            else LocalMeasurer(task.spec, model_run.target, request.timing, rpc=measurement_rpc())
         )
         try:
             result = measurer.measure([None], BASELINE_CONFIG)[0]
@@ -328,9 +371,14 @@ def _allocate(model_run, imported, rows, round_no: int) -> None:
     for task, row in zip(tasks, rows, strict=True):
         run = runs.get(row.get("run"))
         task.baseline_s = (run.best_latency if run and run.best_latency else None) or row.get("baseline_s")
+        if run is not None and run.is_final and run.trials_done < row.get("trials", 0):
+            row["trials"] = run.trials_done  # stopped early (its space exhausted): the rest goes to others
+            row["exhausted"] = True
     left = model_run.total_trials - _allocated(rows)
     budget = left if round_no >= ROUNDS else min(left, max(1, model_run.total_trials // ROUNDS))
-    measured = [t for t, r in zip(tasks, rows, strict=True) if r.get("baseline_s") is not None]
+    measured = [
+        t for t, r in zip(tasks, rows, strict=True) if r.get("baseline_s") is not None and not r.get("exhausted")
+    ]
     share = dict(zip((t.name for t in measured), om.shares(measured), strict=True))
     trials = dict(zip((t.name for t in measured), om.allocate(measured, budget), strict=True))
     with transaction.atomic():
@@ -346,7 +394,7 @@ def _allocate(model_run, imported, rows, round_no: int) -> None:
             if row.get("run"):
                 run = runs[row["run"]]
                 doc = dict(run.request)
-                doc["budget"] = dict(doc.get("budget") or {}, trials=row["trials"])
+                doc["budget"] = _task_budget(model_run, row["trials"])
                 Run.objects.filter(pk=run.pk).update(request=doc)
                 continue
             request = build_request(_request_doc(model_run, task.spec, n), stored=True)

@@ -68,9 +68,11 @@ def recover(client, *, now=None) -> list[int]:
     now = now or timezone.now()
     stale = now - timedelta(seconds=STALE_AFTER_S)
     lost = now - timedelta(seconds=QUEUE_LOST_AFTER_S)
-    orphaned = list(Run.objects.filter(status=Run.Status.RUNNING, heartbeat_at__lt=stale).values_list("pk", "target"))
+    # a model run's task runs are run by their model run (search/modelruns.py), never alone
+    runs = Run.objects.filter(model_run__isnull=True)
+    orphaned = list(runs.filter(status=Run.Status.RUNNING, heartbeat_at__lt=stale).values_list("pk", "target"))
     queued = list(
-        Run.objects.filter(status=Run.Status.QUEUED, created_at__lt=lost)
+        runs.filter(status=Run.Status.QUEUED, created_at__lt=lost)
         .exclude(heartbeat_at__gte=lost)
         .values_list("pk", "target")
     )

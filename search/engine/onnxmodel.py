@@ -153,6 +153,11 @@ def load_onnx(data: bytes, input_shapes: dict[str, Sequence[int]] | None = None)
         for dim, value in zip(dims, shape, strict=True):
             dim.Clear()
             dim.dim_value = int(value)
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    if any(uses_external_data(t) for t in _get_all_tensors(model)):
+        # a tensor "stored" in another file would make the importer read that file on the server
+        raise ModelError("the model keeps tensors in external files; upload a model with its weights inside")
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
@@ -389,16 +394,18 @@ def run_onnxruntime(data: bytes, inputs: Sequence[TensorInfo], arrays: Sequence[
     return statistics.median(times), min(times), max(times), [np.asarray(o) for o in outputs]
 
 
-def max_abs_difference(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
+def max_abs_difference(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float | None:
+    """The largest absolute difference; None when the outputs do not line up (count, shape) or
+    a difference is not finite (JSON and PostgreSQL hold no infinity)."""
     if len(a) != len(b):
-        return float("inf")
+        return None
     worst = 0.0
     for x, y in zip(a, b, strict=True):
         if x.shape != y.shape:
-            return float("inf")
+            return None
         if x.size:
             worst = max(worst, float(np.abs(x.astype(np.float64) - y.astype(np.float64)).max()))
-    return worst
+    return worst if np.isfinite(worst) else None
 
 
 LOADER_SNIPPET = """\

@@ -664,11 +664,35 @@ def _validate_tir(spec: KernelSpec) -> KernelSpec:
     return KernelSpec(op=TIR_OP, shape={}, dtype=info.dtype, name=spec.name, module=text)
 
 
+#: parts of an operator name that reach outside the kernel: foreign functions (``call_extern``
+#: links any libc symbol, ``system`` included), packed functions, raw LLVM intrinsics, handles
+_FORBIDDEN_OP_PARTS = ("call", "extern", "packed", "llvm", "asm", "struct", "handle", "address", "thread", "trace")
+
+
+def _check_ops(text: str) -> None:
+    """A brought module may compute, not call out: only ``tirx.*``/``prim.*`` operators, and no string
+    immediates (the names foreign calls take). Checked on the JSON, before TVM loads it."""
+    try:
+        nodes = json.loads(text).get("nodes", [])
+    except (ValueError, AttributeError):
+        raise SpecError("the module is not in TVM's JSON form") from None
+    for node in nodes:
+        kind = node.get("type") or node.get("type_key") if isinstance(node, dict) else None
+        if kind and "StringImm" in kind:
+            raise SpecError("the module holds a string immediate (a foreign call's name); it may only compute")
+        if kind in ("ir.Op", "Op"):
+            name = node.get("data") if isinstance(node.get("data"), str) else str(node.get("repr_str", ""))
+            prefix, _, op = name.partition(".")
+            if prefix not in ("tirx", "prim") or any(part in op for part in _FORBIDDEN_OP_PARTS):
+                raise SpecError(f"the module calls {name!r}; a brought kernel may only use TIR's math operators")
+
+
 @functools.lru_cache(maxsize=64)
 def _tir_info(text: str) -> TirInfo:
     import tvm
     from tvm import s_tir
 
+    _check_ops(text)
     try:
         obj = tvm.ir.load_json(text)
     except Exception as exc:  # noqa: BLE001 - any loader failure: not a module

@@ -61,11 +61,10 @@
       set("r-ort", latency(r.onnxruntime_s[0]));
       set("r-speedup", r.speedup ? r.speedup.toFixed(2) + "x" : "-");
       set("r-vs", r.vs_onnxruntime ? r.vs_onnxruntime.toFixed(2) + "x" : "-");
-      set("r-diff", r.max_abs_diff.toPrecision(3));
+      set("r-diff", r.max_abs_diff === null ? "outputs differ in count or shape" : r.max_abs_diff.toPrecision(3));
     }
-    const rows = document.querySelectorAll("#m-tasks tbody tr");
     o.tasks.forEach((t, i) => {
-      const row = rows[i];
+      const row = document.querySelector(`#m-tasks tbody tr[data-task="${i}"]`);  // rows may be sorted
       if (!row) return;
       const cell = (cls, text) => { const c = row.querySelector("." + cls); if (c) c.textContent = text; };
       cell("c-base", latency(t.baseline_s));

@@ -6,6 +6,7 @@ import base64
 import json
 
 import numpy as np
+import onnx
 import pytest
 
 from search.engine import onnxgraphs
@@ -93,6 +94,35 @@ def test_a_module_with_dynamic_shapes_is_refused_with_the_buffer_named():
     text = tvm.ir.save_json(tvm.IRModule({"main": te.create_prim_func([a, b])}))
     with pytest.raises(SpecError, match="buffer A has a dynamic dimension"):
         validate(KernelSpec("tir", {}, module=text))
+
+
+def test_a_module_that_calls_out_of_the_kernel_is_refused_before_tvm_loads_it():
+    import tvm
+    from tvm import te
+
+    # call_extern links any C symbol (system() included) into the built kernel
+    a = te.placeholder((4,), "float32", name="A")
+    b = te.compute((4,), lambda i: tvm.tirx.call_extern("float32", "system", a[i]), name="B")
+    text = tvm.ir.save_json(tvm.IRModule({"main": te.create_prim_func([a, b])}))
+    with pytest.raises(SpecError, match="string immediate|calls 'tirx.call_extern'"):
+        validate(KernelSpec("tir", {}, module=text))
+    # the same check without the string: an operator outside TIR's math is named and refused
+    nodes = json.loads(te_module())
+    nodes["nodes"].append({"type": "ir.Op", "data": "tirx.call_packed"})
+    with pytest.raises(SpecError, match="calls 'tirx.call_packed'"):
+        validate(KernelSpec("tir", {}, module=json.dumps(nodes)))
+    # math operators pass (the library's attention layer uses exp and max)
+    spec = validate(KernelSpec("tir", {}, module=_softmax_module()))
+    assert spec.op == "tir"
+
+
+def _softmax_module():
+    import tvm
+    from tvm import te, topi
+
+    a = te.placeholder((4, 8), "float32", name="A")
+    b = topi.nn.softmax(a)
+    return tvm.ir.save_json(tvm.IRModule({"main": te.create_prim_func([a, b])}))
 
 
 @pytest.mark.parametrize("dtype, out_dtype", [("float16", "float16"), ("int8", "int32")])
@@ -226,6 +256,17 @@ def test_bad_models_get_one_clear_message(cnn, target, monkeypatch):
     assert om.import_onnx(dynamic, target, input_shapes={"x": [2, 4]}).inputs[0].shape == (2, 4)
     with pytest.raises(om.ModelError, match="has no input 'z'"):
         om.import_onnx(dynamic, target, input_shapes={"z": [2, 4]})
+    # a tensor whose bytes live "in another file" would make the importer read a server path
+    from onnx import external_data_helper, numpy_helper
+
+    model = onnx.load_from_string(cnn)
+    weight = model.graph.initializer[0]
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight), weight.name))
+    external_data_helper.set_external_data(weight, location="../../etc/passwd")
+    weight.data_location = onnx.TensorProto.EXTERNAL
+    weight.ClearField("raw_data")
+    with pytest.raises(om.ModelError, match="tensors in external files"):
+        om.import_onnx(model.SerializeToString(), target)
     monkeypatch.setattr(om, "MAX_MODEL_BYTES", 1000)
     with pytest.raises(om.ModelError, match="the limit is"):
         om.import_onnx(cnn, target)

@@ -135,6 +135,73 @@ def test_cancel_then_resume_goes_on_to_the_end(cnn, team, no_enqueue):
         modelruns.resume_model_run(model_run.pk)
 
 
+def test_a_running_model_run_is_left_to_its_worker_until_its_heartbeats_stop(cnn, team, no_enqueue):
+    """A redelivered message does not run a model run twice; a model run whose worker died
+    (no heartbeat from it nor its tasks for the stale period) can be resumed."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from search.services import STALE_AFTER_S
+
+    model_run = modelruns.create_model_run(cnn, DOC, name="cnn", team=team)
+    ModelRun.objects.filter(pk=model_run.pk).update(status="running", phase="searching", heartbeat_at=timezone.now())
+    with pytest.raises(modelruns.ModelRunStateError, match="is running"):
+        modelruns.resume_model_run(model_run.pk)
+    assert modelruns.execute_model_run(model_run.pk).phase == "searching"  # untouched
+    assert not Run.objects.filter(model_run=model_run).exists()
+
+    old = timezone.now() - timedelta(seconds=STALE_AFTER_S + 5)
+    ModelRun.objects.filter(pk=model_run.pk).update(heartbeat_at=old)
+    modelruns.resume_model_run(model_run.pk)  # orphaned: its worker is gone
+    model_run.refresh_from_db()
+    assert model_run.status == "queued" and no_enqueue[-1] == model_run.pk
+
+
+def test_a_tasks_budget_is_its_share_of_every_model_limit(cnn, team, no_enqueue):
+    doc = dict(DOC, budget={"trials": 40, "llm_calls": 30, "usd": 2.0, "wall_s": 400})
+    model_run = modelruns.create_model_run(cnn, doc, name="cnn", team=team)
+    quarter = modelruns._task_budget(model_run, 10)
+    assert quarter == {"trials": 10, "llm_calls": 8, "usd": 0.5, "wall_s": 100.0}
+    small = modelruns._task_budget(model_run, 1)
+    assert small["llm_calls"] == 1 and small["wall_s"] == 10.0  # within the request's lower limits
+    plain = modelruns.create_model_run(cnn, DOC, name="cnn", team=team)
+    assert {k: v for k, v in modelruns._task_budget(plain, 4).items() if v is not None} == {"trials": 4}
+
+
+def test_the_watchdog_leaves_a_model_runs_tasks_to_their_model_run(cnn, team, no_enqueue, monkeypatch):
+    from datetime import timedelta
+
+    import redis
+    from django.utils import timezone
+
+    from search.engine.request import build_request
+    from search.services import create_run
+    from search.watchdog import recover
+    from tests.search.test_tasks import REDIS_TEST_URL, redis_available
+
+    if not redis_available():
+        if os.environ.get("COLT_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"Redis is required but not reachable at {REDIS_TEST_URL}")
+        pytest.skip(f"Redis not reachable at {REDIS_TEST_URL}")
+
+    from search import services
+
+    sent = []
+    monkeypatch.setattr(services, "enqueue_run", lambda pk, target: sent.append(pk))
+    model_run = modelruns.create_model_run(cnn, DOC, name="cnn", team=team)
+    doc = dict(DOC, kernel={"op": "gemm", "shape": {"M": 16, "N": 16, "K": 16}})
+    task = create_run(build_request(doc), team=team, enqueue=False)
+    alone = create_run(build_request(doc), team=team, enqueue=False)
+    Run.objects.filter(pk=task.pk).update(model_run=model_run)
+    Run.objects.filter(pk=alone.pk).update(status="running", heartbeat_at=timezone.now())
+    later = timezone.now() + timedelta(hours=1)
+    Run.objects.filter(pk=task.pk).update(status="running", heartbeat_at=timezone.now())  # its worker died
+    client = redis.Redis.from_url(REDIS_TEST_URL)
+    client.delete(f"colt:watchdog:{alone.pk}", f"colt:watchdog:{task.pk}")
+    assert recover(client, now=later) == [alone.pk] == sent  # the model run's task is not
+
+
 def cli(*args, env, timeout=600):
     return subprocess.run(
         [sys.executable, "manage.py", "tune", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout

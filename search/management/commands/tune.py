@@ -347,6 +347,10 @@ class Command(BaseCommand):
             f"tuned {r['tuned_s'][0] * 1e3:.1f} ms (speedup {r['speedup']:.2f}x), "
             f"onnxruntime {r['onnxruntime_s'][0] * 1e3:.1f} ms (tuned at {r['vs_onnxruntime']:.2f}x its speed)"
         )
-        self.stdout.write(f"largest absolute difference from onnxruntime's outputs: {r['max_abs_diff']:.3g}")
+        diff = r["max_abs_diff"]
+        self.stdout.write(
+            "largest absolute difference from onnxruntime's outputs: "
+            + (f"{diff:.3g}" if diff is not None else "the outputs differ in count or shape")
+        )
         for kind, p in write_artifacts(model_run, out).items():
             self.stdout.write(f"  {kind:<16}  {p}")
