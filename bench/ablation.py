@@ -82,6 +82,9 @@ CONFIGS: dict[str, dict] = {
         "refine": 1024,
         "refine_generations": 4,
     },
+    "default+directed": {"directed": True},
+    # the product's defaults with screening-added nodes expanded by the largest model (before 2026-12-04)
+    "default-screened-to-largest": {"screened_to_small": False},
     "refine512+directed": {"refine": 512, "directed": True},
     "directed": {"directed": True},
 }

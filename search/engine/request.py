@@ -76,6 +76,8 @@ class SearchSettings:
     refine: int = 512  # per measurement round: mutants of the fastest measured nodes screened, the best join
     refine_generations: int = 1  # refine's budget split over generations, each mutating the best of the last
     directed: bool = False  # LLM replies may set one decision (tile factors, unroll step, compute location)
+    # a node that screening added (no call assigned it) is expanded by a small model; off: the largest
+    screened_to_small: bool = True
     warm_start: bool = False  # opt-in: earlier runs' records pre-train the cost model and seed the root
 
     def to_dict(self) -> dict:
@@ -98,6 +100,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "refine": 0,
         "refine_generations": 1,
         "directed": False,
+        "screened_to_small": False,
     },
 }
 

@@ -106,6 +106,7 @@ class _LLMTreeSearch(TreeSearch):
             course_alteration_k=self.request.settings.course_alteration_k,
             budget=self.request.budget,
             directed=self.request.settings.directed,
+            screened_to_small=self.request.settings.screened_to_small,
         )
 
 

@@ -102,6 +102,29 @@ def test_unknown_next_model_falls_back_best_hit_rate_then_current_then_largest(f
     assert policy.stats["mid"].errors == 0
 
 
+def test_a_node_screening_added_goes_to_a_small_model_not_the_largest(fake):
+    """Refine, fresh samples and warm seeds add nodes no call assigned: a small model expands
+    them (the smallest first, then by smoothed hit rate), never the largest while a small one is up."""
+    policy, sink = make_policy(fleet_at(fake.api_base), course_alteration_k=None)
+    assert policy.propose(request_for(None)).model == "small"
+    # small misses twice, mid hits once: mid's smoothed rate (2/3) beats small's (1/4)
+    policy.review(request_for("mid"), Proposal(["MutateTileSize"], model="mid"), 0.5, 0.9)
+    regress(policy, "small")
+    regress(policy, "small", parent=0.9, child=0.1)
+    assert policy.propose(request_for(None)).model == "mid"
+    # a node assigned by a call keeps its model
+    assert policy.propose(request_for("large")).model == "large"
+    # both small servers down: the largest after all
+    for name in ("small", "mid"):
+        policy.stats[name].consecutive_failures = policy.UNHEALTHY_AFTER
+        policy.stats[name].failed_at = 1e18
+    assert policy.propose(request_for(None)).model == "large"
+    assert [c.model for c in sink.of(ev.LLMCallRecorded)] == ["small", "mid", "large", "large"]
+    # the papers' preset (and the setting off): the largest, as before the lever
+    policy, _ = make_policy(fleet_at(fake.api_base), course_alteration_k=None, screened_to_small=False)
+    assert policy.propose(request_for(None)).model == "large"
+
+
 def test_garbage_reply_is_a_parse_error_with_no_mutators(fake):
     fake.scripts["small"] = Script("I am a small model and I like trains.")
     policy, sink = make_policy(fleet_at(fake.api_base))

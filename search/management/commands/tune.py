@@ -30,6 +30,7 @@ SETTINGS = (
     "refine",
     "refine_generations",
     "directed",
+    "screened_to_small",
     "warm_start",
 )
 
@@ -150,6 +151,13 @@ class Command(BaseCommand):
             default=None,
             help=f"LLM replies may set one decision (tile factors, unroll step, compute location), checked and "
             f"applied; invalid ones fall back to the named mutators (default {'on' if defaults.directed else 'off'})",
+        )
+        search.add_argument(
+            "--screened-to-small",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=f"nodes that screening added (refine, fresh samples) are expanded by a small model, the best "
+            f"by hit rate; off: by the largest (default {'on' if defaults.screened_to_small else 'off'})",
         )
         search.add_argument(
             "--warm-start",
