@@ -85,6 +85,9 @@ CONFIGS: dict[str, dict] = {
     "default+directed": {"directed": True},
     # the product's defaults with screening-added nodes expanded by the largest model (before 2026-12-04)
     "default-screened-to-largest": {"screened_to_small": False},
+    # the root's sketches: more first samples, or a large fresh sample screened every round
+    "default+pop16": {"population": 16},
+    "default+fresh1024": {"fresh_samples": 1024},
     "refine512+directed": {"refine": 512, "directed": True},
     "directed": {"directed": True},
 }
@@ -97,23 +100,31 @@ def settings_for(config: str, seed: int) -> SearchSettings:
 
 
 #: the settings that tell configurations apart
-LEVER_KEYS = (*PRESETS["paper"], "expansions_per_round", "warm_start")
+LEVER_KEYS = (*PRESETS["paper"], "expansions_per_round", "warm_start", "population")
 
 
-def levers(row_settings: dict) -> dict:
-    """A row's lever values in full (older rows store only what differs from the papers' search)."""
-    full = {**PRESETS["paper"], "expansions_per_round": None, "warm_start": False, **row_settings}
-    return {k: full[k] for k in LEVER_KEYS}
+#: settings that only act where LLMs expand the tree, and where a fleet of several does
+LLM_ONLY = ("directed", "screened_to_small")
+FLEET_ONLY = ("screened_to_small",)
+
+
+def levers(row_settings: dict, strategy: str | None = None) -> dict:
+    """A row's lever values in full (older rows store only what differs from the papers' search);
+    for a strategy without LLMs, without the settings that only act on LLM calls."""
+    full = {**PRESETS["paper"], "expansions_per_round": None, "warm_start": False, "population": 3, **row_settings}
+    llm = strategy is None or STRATEGIES[strategy].uses_llm
+    fleet = strategy is None or strategy == "colt"
+    return {k: full[k] for k in LEVER_KEYS if (llm or k not in LLM_ONLY) and (fleet or k not in FLEET_ONLY)}
 
 
 def same_run(store: dict, host: dict, layer: str, strategy: str, settings: SearchSettings, args, seed: int) -> bool:
     """A row of the same settings under another configuration name (``default`` is one of the
     named combinations): measured once, reported under both."""
-    want = levers(settings.to_dict())
+    want = levers(settings.to_dict(), strategy)
     return any(
         r["host"]["cpu"] == host["cpu"] and r["layer"] == layer and r["strategy"] == strategy and r["seed"] == seed
         and r.get("trials_budget", r["trials"]) == args.trials and r.get("wall_budget_s") == args.wall_clock
-        and levers(r.get("settings") or {}) == want
+        and levers(r.get("settings") or {}, strategy) == want
         for r in store.values()
     )  # fmt: skip
 

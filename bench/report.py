@@ -72,12 +72,13 @@ def select_rows(store: dict, host: str, config: str, wall: bool = False) -> dict
     """One host's rows by (layer, strategy, trials): the tree strategies' rows with the settings
     of ``config`` (whatever name they ran under), evolutionary's whatever its configuration is
     named (settings do not apply to it)."""
-    want = levers(settings_for(config, 0).to_dict())
+    settings = settings_for(config, 0).to_dict()
     cells: dict = {}
     for r in store.values():
         if r["host"]["cpu"] != host or bool(r.get("wall_budget_s")) != wall:
             continue
-        if r["strategy"] != "evolutionary" and levers(r.get("settings") or {}) != want:
+        strategy = r["strategy"]
+        if strategy != "evolutionary" and levers(r.get("settings") or {}, strategy) != levers(settings, strategy):
             continue
         trials = r.get("trials_budget", 64 if r["trials"] <= 64 else 256) if not wall else 0
         cells.setdefault((r["layer"], r["strategy"], trials), []).append(r)
