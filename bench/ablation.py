@@ -278,6 +278,7 @@ def report() -> str:
                 f"{numpy / med:.2f}" if numpy else "-",
                 f"{statistics.median(r['wall_s'] for r in rs):.0f}",
                 f"{statistics.median(r['evaluations_per_trial'] or 0 for r in rs):.0f}",
+                *llm_cells(rs),
             ]
         )
     return table(
@@ -293,9 +294,30 @@ def report() -> str:
             "speed vs numpy (1 thread)",
             "wall s (median)",
             "cost-model evals / trial",
+            "LLM calls",
+            "largest-model share",
+            "USD",
+            "LLM s / call",
         ],
         out,
     )
+
+
+def llm_cells(rows: list[dict]) -> list[str]:
+    """Medians over the seeds of the LLM figures (calls, the largest model's share, USD, seconds
+    per call); dashes for a strategy without LLMs."""
+    llm = [r["llm"] for r in rows if r.get("llm") and r["llm"].get("llm_calls")]
+    if not llm:
+        return ["-"] * 4
+    per_call = [
+        r["llm_s"] / r["llm"]["llm_calls"] for r in rows if r.get("llm_s") and (r.get("llm") or {}).get("llm_calls")
+    ]
+    return [
+        f"{statistics.median(x['llm_calls'] for x in llm):.0f}",
+        f"{statistics.median(x['largest_share'] for x in llm):.0%}",
+        f"${statistics.median(x['usd'] for x in llm):.5f}",
+        f"{statistics.median(per_call):.2f}" if per_call else "-",
+    ]
 
 
 def main() -> None:
