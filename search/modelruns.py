@@ -42,14 +42,15 @@ class ModelRunStateError(RuntimeError):
 def _task_budget(model_run, trials: int) -> dict:
     """A task's budget: its trials, and the model's other limits (LLM calls, USD, wall-clock) in
     proportion to its trials, so that the tasks together stay within the model's."""
-    budget = dict(model_run.request.get("budget") or {})
+    budget = dict(model_run.request.get("budget") or {}, trials=trials)
     part = trials / max(1, model_run.total_trials)
-    for key in ("llm_calls", "usd", "wall_s"):
-        if budget.get(key):
-            value = budget[key] * part
-            # the request's lower limits: one call, one second, a positive amount
-            budget[key] = {"llm_calls": max(1, math.ceil(value)), "wall_s": max(1.0, value)}.get(key, max(value, 1e-9))
-    budget["trials"] = trials
+    # each within the request's lower limits: one call, a positive amount, one second
+    if budget.get("llm_calls"):
+        budget["llm_calls"] = max(1, math.ceil(budget["llm_calls"] * part))
+    if budget.get("usd"):
+        budget["usd"] = max(budget["usd"] * part, 1e-9)
+    if budget.get("wall_s"):
+        budget["wall_s"] = max(budget["wall_s"] * part, 1.0)
     return budget
 
 
@@ -152,20 +153,19 @@ def cancel_model_run(model_run_id: int) -> None:
 def last_sign_of_life(model_run):
     """The newest heartbeat of the model run or of any of its task runs (a task's search beats
     while the model run itself is quiet)."""
+    from django.db.models import Max
+
     from .models import Run
 
-    beats = [model_run.heartbeat_at] + list(
-        Run.objects.filter(model_run=model_run, heartbeat_at__isnull=False).values_list("heartbeat_at", flat=True)
-    )
-    beats = [b for b in beats if b is not None]
-    return max(beats) if beats else None
+    tasks = Run.objects.filter(model_run=model_run).aggregate(beat=Max("heartbeat_at"))["beat"]
+    return max((b for b in (model_run.heartbeat_at, tasks) if b is not None), default=None)
 
 
 def _is_live(model_run) -> bool:
-    from .services import STALE_AFTER_S
+    from .services import STALE_AFTER_S, heartbeat_age
 
-    beat = last_sign_of_life(model_run)
-    return beat is not None and (timezone.now() - beat).total_seconds() < STALE_AFTER_S
+    age = heartbeat_age(last_sign_of_life(model_run))
+    return age is not None and age < STALE_AFTER_S
 
 
 def resume_model_run(model_run_id: int, *, enqueue: bool = True) -> None:
@@ -225,7 +225,7 @@ def execute_model_run(
         if model_run.cancel_requested:
             _save(model_run, status=ModelRun.Status.CANCELLED, phase="cancelled", finished_at=timezone.now())
             return model_run
-        if model_run.status == ModelRun.Status.RUNNING and _is_live(model_run) and model_run.phase != "queued":
+        if model_run.status == ModelRun.Status.RUNNING and _is_live(model_run):
             # another worker is on it (a redelivered message): leave it alone, fail nothing
             log.warning("model run %s is being run elsewhere; this delivery does nothing", model_run_id)
             return model_run

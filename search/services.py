@@ -203,11 +203,11 @@ def resume_run(run_id: int, *, enqueue: bool = True) -> None:
             raise RunStateError(f"run {run_id} already finished its trial budget")
         if run.status == Run.Status.QUEUED and not run.cancel_requested:
             raise RunStateError(f"run {run_id} is already queued")
-        if run.status == Run.Status.RUNNING and run.heartbeat_at is not None:
-            age = (timezone.now() - run.heartbeat_at).total_seconds()
-            if age < STALE_AFTER_S:  # a worker is on it: a second task would run it twice
-                what = "is stopping" if run.cancel_requested else "is running"
-                raise RunStateError(f"run {run_id} {what} (last event {age:.0f} s ago); resume it once it has stopped")
+        age = heartbeat_age(run.heartbeat_at)
+        if run.status == Run.Status.RUNNING and age is not None and age < STALE_AFTER_S:
+            # a worker is on it: a second task would run it twice
+            what = "is stopping" if run.cancel_requested else "is running"
+            raise RunStateError(f"run {run_id} {what} (last event {age:.0f} s ago); resume it once it has stopped")
         run.status = Run.Status.QUEUED
         run.phase = "queued: waiting for a worker"
         run.cancel_requested = False
@@ -270,6 +270,11 @@ def measurement_rpc():
 STALE_AFTER_S = float(os.environ.get("COLT_STALE_AFTER_S", "180"))
 
 
+def heartbeat_age(beat) -> float | None:
+    """Seconds since a heartbeat; None when there has been none."""
+    return None if beat is None else (timezone.now() - beat).total_seconds()
+
+
 #: the most earlier measured schedules a warm-started run trains on (the newest runs' first)
 WARM_RECORDS = 2000
 
@@ -309,9 +314,9 @@ def execute_run(
             return None
         # a fresh heartbeat means another worker is on it; this worker's own earlier attempt
         # (cut short by a database outage) is taken over at once
-        if run.status == Run.Status.RUNNING and run.heartbeat_at is not None and run.worker != worker:
-            age = (timezone.now() - run.heartbeat_at).total_seconds()
-            if age < STALE_AFTER_S:
+        if run.status == Run.Status.RUNNING and run.worker != worker:
+            age = heartbeat_age(run.heartbeat_at)
+            if age is not None and age < STALE_AFTER_S:
                 raise RunBusy(f"run {run_id} is being run by {run.worker} (last event {age:.0f} s ago)")
         if run.cancel_requested:
             run.status, run.stop_reason, run.finished_at = Run.Status.CANCELLED, "cancelled", timezone.now()
