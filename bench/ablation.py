@@ -85,6 +85,7 @@ CONFIGS: dict[str, dict] = {
     "default+directed": {"directed": True},
     # the product's defaults with screening-added nodes expanded by the largest model (before 2026-12-04)
     "default-screened-to-largest": {"screened_to_small": False},
+    "default-full-prompt": {"compact_prompt": False},
     # the root's sketches: more first samples, or a large fresh sample screened every round
     "default+pop16": {"population": 16},
     "default+fresh1024": {"fresh_samples": 1024},
@@ -104,7 +105,7 @@ LEVER_KEYS = (*PRESETS["paper"], "expansions_per_round", "warm_start", "populati
 
 
 #: settings that only act where LLMs expand the tree, and where a fleet of several does
-LLM_ONLY = ("directed", "screened_to_small")
+LLM_ONLY = ("directed", "screened_to_small", "compact_prompt")
 FLEET_ONLY = ("screened_to_small",)
 
 

@@ -179,6 +179,7 @@ class LLMPolicy(ExpansionPolicy):
         budget: Budget | None = None,
         directed: bool = False,
         screened_to_small: bool = True,
+        compact_prompt: bool = False,
     ):
         from .llm import Fleet
 
@@ -192,6 +193,7 @@ class LLMPolicy(ExpansionPolicy):
         self.budget = budget or Budget()
         self.directed = directed  # replies may set one decision; prompts show the fastest schedule
         self.screened_to_small = screened_to_small  # who expands nodes screening added (see propose)
+        self.compact_prompt = compact_prompt  # ancestors shown as what differs (prompting.user_prompt)
         self.stats = {m.name: ModelStats() for m in fleet.models}
         self.calls = 0
         self.usd = 0.0
@@ -266,6 +268,7 @@ class LLMPolicy(ExpansionPolicy):
                 mutators=list(request.mutator_probs),
                 models=self.fleet.params(),
                 directed=self.directed,
+                compact=self.compact_prompt,
             )
 
         def info(node) -> dict:
@@ -293,6 +296,7 @@ class LLMPolicy(ExpansionPolicy):
             largest_share=self.largest_share(),
             correction=correction,
             fastest=fastest,
+            compact=self.compact_prompt,
         )
         return [{"role": "system", "content": self._system}, {"role": "user", "content": user}]
 

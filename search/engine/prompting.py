@@ -106,7 +106,13 @@ def parse_move(value) -> DirectedMove | None:
 
 
 def system_prompt(
-    *, kernel: str, target: str, mutators: Sequence[str], models: Mapping[str, float], directed: bool = False
+    *,
+    kernel: str,
+    target: str,
+    mutators: Sequence[str],
+    models: Mapping[str, float],
+    directed: bool = False,
+    compact: bool = False,
 ) -> str:
     mlines = "\n".join(f"- {m}: {MUTATOR_HELP.get(m, m)}" for m in mutators)
     fleet = ", ".join(f"{n} ({p / 1e6:.0f}M)" for n, p in sorted(models.items(), key=lambda kv: kv[1]))
@@ -123,11 +129,22 @@ def system_prompt(
             if directed
             else ""
         )
+        + (
+            "Higher score is faster. An ancestor is shown by the decisions where it differs from the "
+            "schedule after it. Model statistics are calls/hit rate/errors.\n"
+            if compact
+            else ""
+        )
         + f"Answer with JSON only, like {example}"
     )
 
 
-def _describe(label: str, info: Mapping | None, indexed: bool = False) -> str:
+def _fmt(value) -> str:
+    """A decision's value without spaces: ``[[4,8,2,2],[64,2]]`` (digits and commas are tokens)."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _describe(label: str, info: Mapping | None, indexed: bool = False, compact: bool = False) -> str:
     if not info:
         return ""
     d = info.get("decisions", {})
@@ -138,14 +155,35 @@ def _describe(label: str, info: Mapping | None, indexed: bool = False) -> str:
             for i, value in enumerate(d.get(key) or [])
         ]
     else:
-        parts = [f"tile {d.get('tile')}"]
+        show = _fmt if compact else str
+        parts = [f"tile {show(d.get('tile'))}"]
         for key in ("unroll", "compute_at", "parallel"):
             if d.get(key):
-                parts.append(f"{key} {d[key]}")
-    parts.append(f"score {info.get('score', 0.0):.3f}")
+                parts.append(f"{key} {show(d[key])}")
+    return f"{label}: " + "; ".join(parts + _score(info))
+
+
+def _score(info: Mapping) -> list[str]:
+    parts = [f"score {info.get('score', 0.0):.3f}"]
     if info.get("latency_ms") is not None:
         parts.append(f"measured {info['latency_ms']:.3f} ms")
-    return f"{label}: " + "; ".join(parts)
+    return parts
+
+
+def _difference(label: str, info: Mapping | None, below: Mapping) -> str:
+    """``info``'s decisions where they differ from ``below`` (the node one step down the path):
+    what the step changed, in a fraction of the tokens of the whole schedule."""
+    if not info:
+        return ""
+    d, b = info.get("decisions", {}), below.get("decisions", {})
+    parts = []
+    for key in ("tile", "unroll", "compute_at", "parallel"):
+        mine, theirs = d.get(key) or [], b.get(key) or []
+        if key == "tile" and len(mine) == len(theirs):
+            parts += [f"tile#{i} {_fmt(v)}" for i, (v, w) in enumerate(zip(mine, theirs, strict=True)) if v != w]
+        elif mine != theirs:
+            parts.append(f"{key} {_fmt(mine)}")
+    return f"{label}: " + "; ".join((parts or ["same decisions"]) + _score(info))
 
 
 def user_prompt(
@@ -158,24 +196,35 @@ def user_prompt(
     largest_share: float,
     correction: str = "",
     fastest: Mapping | None = None,
+    compact: bool = False,
 ) -> str:
     """``nodes`` are the leaf, its parent and grandparent (None where absent); ``fastest``: the
-    fastest schedule measured so far, shown with indexed decisions for directed moves."""
+    fastest schedule measured so far, shown with indexed decisions for directed moves.
+    ``compact``: the leaf's decisions without spaces, and each ancestor as the decisions where it
+    differs from the node below it (the papers' prompt repeats every ancestor's whole schedule)."""
     lines = [f"Depth {depth}, trials {trials_used}/{trials_budget}."]
     indexed = fastest is not None
+    below: Mapping | None = None
     for label, info in zip(("Current", "Parent", "Grandparent"), nodes, strict=False):
-        text = _describe(label, info, indexed)
+        if compact and not indexed and below is not None:
+            text = _difference(f"{label} (differs in)", info, below)
+        else:
+            text = _describe(label, info, indexed, compact)
         if text:
             lines.append(text)
+        below = info
     if fastest is not None:
         lines.append(_describe("Fastest so far", fastest, indexed))
-    mstats = "; ".join(
-        f"{name} calls {s['calls']} hit {s['hit_rate']:.0%} errors {s['errors']}" for name, s in stats.items()
-    )
+    if compact:  # the system prompt says what the figures are
+        mstats = "; ".join(f"{name} {s['calls']}/{s['hit_rate']:.0%}/{s['errors']}" for name, s in stats.items())
+    else:
+        mstats = "; ".join(
+            f"{name} calls {s['calls']} hit {s['hit_rate']:.0%} errors {s['errors']}" for name, s in stats.items()
+        )
     lines.append(f"Models: {mstats}. Largest model share {largest_share:.0%}.")
     if correction:
         lines.append(correction)
-    lines.append("Higher score is faster. Your JSON:")
+    lines.append("Your JSON:" if compact else "Higher score is faster. Your JSON:")
     return "\n".join(lines)
 
 

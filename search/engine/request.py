@@ -78,6 +78,9 @@ class SearchSettings:
     directed: bool = False  # LLM replies may set one decision (tile factors, unroll step, compute location)
     # a node that screening added (no call assigned it) is expanded by a small model; off: the largest
     screened_to_small: bool = True
+    # the prompt shows the leaf's decisions and, for its parent and grandparent, only what differs
+    # (about half the tokens: small local models read ~100-200 tokens/s); off: every ancestor whole
+    compact_prompt: bool = True
     warm_start: bool = False  # opt-in: earlier runs' records pre-train the cost model and seed the root
 
     def to_dict(self) -> dict:
@@ -101,6 +104,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "refine_generations": 1,
         "directed": False,
         "screened_to_small": False,
+        "compact_prompt": False,
     },
 }
 

@@ -83,6 +83,31 @@ def test_system_prompt_is_byte_identical_across_calls_for_the_prefix_cache(fake)
     assert fake.requests[0]["messages"][0] == fake.requests[1]["messages"][0]
 
 
+def test_the_settings_choose_the_compact_prompt_or_the_papers(fake):
+    from types import SimpleNamespace
+
+    from search.engine.request import Budget, RunRequest, SearchSettings
+    from search.engine.strategies import get_strategy
+    from search.engine.workloads import get_kernel
+
+    fleet = fleet_at(fake.api_base)
+    kernel = get_kernel("gemm-128")
+    sent = {}
+    for name, settings in (("default", SearchSettings()), ("paper", SearchSettings.paper())):
+        request = RunRequest(kernel=kernel, strategy="colt", budget=Budget(trials=8), settings=settings, fleet=fleet)
+        # the strategy's own wiring from settings to policy, without a search space or measurer
+        policy = get_strategy("colt").make_policy(SimpleNamespace(request=request.checked(), llm_client=None))
+        policy.bind(sink=ev.ListSink(), rng=np.random.default_rng(0))
+        leaf = request_for("small")
+        leaf.leaf.parent.predicted = 0.3
+        policy.propose(leaf)
+        sent[name] = fake.requests[-1]["messages"]
+    assert "Parent (differs in): same decisions; score 0.300" in sent["default"][1]["content"]
+    assert "calls/hit rate/errors" in sent["default"][0]["content"]
+    assert "Parent: tile [[4, 32]]; unroll [16]; score 0.300" in sent["paper"][1]["content"]
+    assert "differs" not in sent["paper"][0]["content"] + sent["paper"][1]["content"]
+
+
 def test_unknown_next_model_falls_back_best_hit_rate_then_current_then_largest(fake):
     fake.scripts["small"] = Script('{"mutators": ["MutateTileSize"], "next_model": "gpt-5"}')
     fake.scripts["mid"] = Script('{"mutators": ["MutateTileSize"]}')

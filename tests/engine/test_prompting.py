@@ -50,6 +50,34 @@ def test_user_prompt_shows_leaf_parent_grandparent_context_and_stats():
     assert len(system) + len(text) < 1800
 
 
+def test_compact_prompt_shows_ancestors_as_what_their_step_changed():
+    leaf = {
+        "decisions": {"tile": [[4, 8, 2, 2], [64, 2]], "unroll": [16], "parallel": [32]},
+        "score": 0.61,
+        "latency_ms": 5.43,
+    }
+    parent = {"decisions": {"tile": [[2, 16, 2, 2], [64, 2]], "unroll": [16], "parallel": [32]}, "score": 0.52}
+    grand = {"decisions": {"tile": [[2, 16, 2, 2], [64, 2]], "unroll": [64], "parallel": [32]}, "score": 0.40}
+    stats = {m: {"calls": 3, "hit_rate": 0.5, "errors": 1} for m in MODELS}
+    args = dict(nodes=[leaf, parent, grand], depth=4, trials_used=12, trials_budget=32, stats=stats, largest_share=0.25)
+    text = user_prompt(**args, compact=True)
+    lines = text.splitlines()
+    assert lines[1] == "Current: tile [[4,8,2,2],[64,2]]; unroll [16]; parallel [32]; score 0.610; measured 5.430 ms"
+    assert lines[2] == "Parent (differs in): tile#0 [2,16,2,2]; score 0.520"  # only the tile its step changed
+    assert lines[3] == "Grandparent (differs in): unroll [64]; score 0.400"
+    assert "qwen2.5-coder-0.5b 3/50%/1" in text and "share 25%" in text
+    full = user_prompt(**args)
+    assert "Grandparent: tile [[2, 16, 2, 2], [64, 2]]; unroll [64]; parallel [32]" in full  # the papers' prompt
+    assert len(text) < 0.8 * len(full)
+    # an ancestor with the same decisions (a mutator that changed nothing visible) says so
+    same = user_prompt(**{**args, "nodes": [leaf, {**leaf, "score": 0.3, "latency_ms": None}, None]}, compact=True)
+    assert "Parent (differs in): same decisions; score 0.300" in same
+    # the system prompt explains the compact figures; the papers' prompt is unchanged
+    system = system_prompt(kernel="gemm-512", target="llvm", mutators=MUTATORS, models=PARAMS, compact=True)
+    assert "calls/hit rate/errors" in system and "differs" in system
+    assert "differs" not in system_prompt(kernel="gemm-512", target="llvm", mutators=MUTATORS, models=PARAMS)
+
+
 def test_correction_prompt_names_the_regression():
     note = correction_note("smollm2-135m", ["MutateUnroll"], 0.7, 0.4, 2)
     assert "smollm2-135m" in note and "0.400" in note and "0.700" in note and "2 regressions" in note

@@ -31,6 +31,7 @@ SETTINGS = (
     "refine_generations",
     "directed",
     "screened_to_small",
+    "compact_prompt",
     "warm_start",
 )
 
@@ -158,6 +159,14 @@ class Command(BaseCommand):
             default=None,
             help=f"nodes that screening added (refine, fresh samples) are expanded by a small model, the best "
             f"by hit rate; off: by the largest (default {'on' if defaults.screened_to_small else 'off'})",
+        )
+        search.add_argument(
+            "--compact-prompt",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=f"prompts show the leaf's decisions and only what its parent and grandparent changed, about half "
+            f"the tokens; off: every ancestor's whole schedule, as in the papers "
+            f"(default {'on' if defaults.compact_prompt else 'off'})",
         )
         search.add_argument(
             "--warm-start",
