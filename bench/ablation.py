@@ -86,6 +86,7 @@ CONFIGS: dict[str, dict] = {
     # the product's defaults with screening-added nodes expanded by the largest model (before 2026-12-04)
     "default-screened-to-largest": {"screened_to_small": False},
     "default-full-prompt": {"compact_prompt": False},
+    "default+inflight3": {"llm_in_flight": 3},
     # the root's sketches: more first samples, or a large fresh sample screened every round
     "default+pop16": {"population": 16},
     "default+fresh1024": {"fresh_samples": 1024},
@@ -105,7 +106,7 @@ LEVER_KEYS = (*PRESETS["paper"], "expansions_per_round", "warm_start", "populati
 
 
 #: settings that only act where LLMs expand the tree, and where a fleet of several does
-LLM_ONLY = ("directed", "screened_to_small", "compact_prompt")
+LLM_ONLY = ("directed", "screened_to_small", "compact_prompt", "llm_in_flight")
 FLEET_ONLY = ("screened_to_small",)
 
 

@@ -30,6 +30,18 @@ class Script:
 class FakeLLMServer:
     scripts: dict[str, Script] = field(default_factory=dict)
     requests: list[dict] = field(default_factory=list)
+    peak_in_flight: int = 0  # the most requests it was answering at one time
+    _in_flight: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
 
     def __post_init__(self) -> None:
         fake = self
@@ -50,6 +62,13 @@ class FakeLLMServer:
                 self._send(200, {"status": "ok"})
 
             def do_POST(self):
+                fake._enter()
+                try:
+                    self._answer()
+                finally:
+                    fake._leave()
+
+            def _answer(self):
                 length = int(self.headers.get("content-length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 body["_authorization"] = self.headers.get("authorization", "")

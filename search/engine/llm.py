@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -149,6 +150,7 @@ class LiteLLMClient:
     temperature: float = 0.7
     num_retries: int = 0
     _registered: set = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)  # calls may run on several threads
 
     def _litellm(self):
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -162,6 +164,10 @@ class LiteLLMClient:
         return litellm
 
     def _register(self, litellm, model: ModelSpec) -> None:
+        with self._lock:
+            self._register_once(litellm, model)
+
+    def _register_once(self, litellm, model: ModelSpec) -> None:
         if model.model in self._registered:
             return
         provider, _, _ = model.model.partition("/")

@@ -242,7 +242,8 @@ class MCTSSearch:
         )
 
     # -- one iteration ---------------------------------------------------------------------------
-    def expand(self, leaf: Node) -> Node | None:
+    def expand(self, leaf: Node, proposal: Proposal | None = None) -> Node | None:
+        """Expand ``leaf`` with ``proposal`` (made beforehand, with others in flight), or ask for one."""
         self.expansions += 1
         request = self._request(leaf)
         if leaf.depth <= 1:
@@ -250,7 +251,7 @@ class MCTSSearch:
                 mutators=[random_mutator(self.space.mutator_probs, self.rng)],
                 next_model=self.policy.initial_model(),
             )
-        else:
+        elif proposal is None:
             proposal = self.policy.propose(request)
         cand, applied, reason = self._child_of(leaf, proposal)
         if cand is None:
@@ -509,28 +510,73 @@ class MCTSSearch:
             self.cost_model.update([n.candidate for n in measured], [n.latency for n in measured])
         self.policy.restore(state)
 
+    def _select(self) -> Node | None:
+        return select(
+            self.tree,
+            branching=self.s.branching,
+            lam=self.s.lam,
+            c=self.s.c,
+            params=self.params,
+            rng=self.rng,
+            max_depth=self.s.max_depth,
+        )
+
+    def _in_flight(self, room: int) -> list[tuple[Node, Proposal | None]]:
+        """Up to ``llm_in_flight`` leaves to expand now, each with its proposal, the LLM calls
+        made at once. Each selected leaf's path gets a virtual visit (no reward), so the next
+        selection prefers other paths; a leaf whose model already has a call in the batch waits
+        for a later batch (one call per model server). Virtual visits are taken back before the
+        leaves are expanded, one by one, as if selected in turn."""
+        n = min(room, self.s.llm_in_flight)
+        if self.budget.llm_calls is not None:
+            n = min(n, max(1, self.budget.llm_calls - self.policy.spent()["llm_calls"]))
+        picked: list[Node] = []
+        seen: list[Node] = []
+        models: set[str] = set()
+        for _ in range(2 * n):
+            if len(picked) >= n:
+                break
+            leaf = self._select()
+            if leaf is None or leaf in seen:
+                break
+            seen.append(leaf)
+            for node in leaf.path():
+                node.visits += 1
+            model = self.policy.route(self._request(leaf)) if leaf.depth > 1 else None
+            if model is not None and model in models:
+                continue
+            if model is not None:
+                models.add(model)
+            picked.append(leaf)
+        for leaf in seen:
+            for node in leaf.path():
+                node.visits -= 1
+        asked = [leaf for leaf in picked if leaf.depth > 1]
+        replies = dict(zip(asked, self.policy.propose_many([self._request(leaf) for leaf in asked]), strict=True))
+        return [(leaf, replies.get(leaf)) for leaf in picked]
+
     def run(self) -> SearchResult:
         if len(self.tree) - 1 == self.warm_seeds:
             self._init_population()  # a new run (its root holds at most warm-start seeds)
+        concurrent = self.s.llm_in_flight > 1 and self.policy.uses_llm
         while True:
             reason, exhausted = None, False
-            for _ in range(self.expansions_per_round):
+            done = 0
+            while done < self.expansions_per_round:
                 reason = self._stop_reason()
                 if reason is not None:
                     break
-                leaf = select(
-                    self.tree,
-                    branching=self.s.branching,
-                    lam=self.s.lam,
-                    c=self.s.c,
-                    params=self.params,
-                    rng=self.rng,
-                    max_depth=self.s.max_depth,
-                )
-                if leaf is None:
+                if concurrent:
+                    batch = self._in_flight(self.expansions_per_round - done)
+                else:  # the papers' loop: select, expand, back-propagate, one leaf at a time
+                    leaf = self._select()
+                    batch = [] if leaf is None else [(leaf, None)]
+                if not batch:
                     exhausted = True
                     break
-                self.expand(leaf)
+                for leaf, proposal in batch:
+                    self.expand(leaf, proposal)
+                done += len(batch)
             # what the policy already proposed is still measured when an LLM budget ran out
             measured = 0
             if self.stop.interrupt() is None and self.trials < self.budget.trials:

@@ -66,6 +66,14 @@ class ExpansionPolicy:
     def propose(self, request: ExpansionRequest) -> Proposal:
         raise NotImplementedError
 
+    def route(self, request: ExpansionRequest) -> str | None:
+        """The model that :meth:`propose` would call for ``request`` (None: no model is called)."""
+        return None
+
+    def propose_many(self, requests: list[ExpansionRequest]) -> list[Proposal]:
+        """Proposals for several leaves at once, in order; LLM policies make the calls concurrently."""
+        return [self.propose(r) for r in requests]
+
     def record_failure(self, model: str | None, reason: str) -> None:
         """A proposal of ``model`` applied no mutator or produced an invalid/duplicate child."""
 
@@ -321,17 +329,27 @@ class LLMPolicy(ExpansionPolicy):
     def _ask(
         self, model_name: str, request: ExpansionRequest, *, correction: str = "", escalation: bool = False
     ) -> Proposal:
+        call = self._prepare(model_name, request, correction)
+        return self._account(model_name, request, self._complete(call), escalation)
+
+    def _prepare(self, model_name: str, request: ExpansionRequest, correction: str = "") -> tuple:
+        """What one call sends (built on the search's thread: prompts read the tree)."""
+        from .prompting import response_schema
+
+        schema = response_schema(list(request.mutator_probs), self.fleet.names, directed=self.directed)
+        return self.fleet.get(model_name), self._messages(request, correction), schema
+
+    def _complete(self, call: tuple):
+        model, messages, schema = call
+        return self.client.complete(model, messages, schema=schema)
+
+    def _account(self, model_name: str, request: ExpansionRequest, reply, escalation: bool) -> Proposal:
+        """Count a reply and parse it into a proposal (on the search's thread: events, statistics)."""
         from . import events as ev
         from .llm import INVALID_MODEL, OK, PARSE_ERROR
-        from .prompting import parse_reply, response_schema
+        from .prompting import parse_reply
 
-        model = self.fleet.get(model_name)
         mutators = list(request.mutator_probs)
-        reply = self.client.complete(
-            model,
-            self._messages(request, correction),
-            schema=response_schema(mutators, self.fleet.names, directed=self.directed),
-        )
         stats = self.stats[model_name]
         self.calls += 1
         self.usd += reply.usd
@@ -402,14 +420,31 @@ class LLMPolicy(ExpansionPolicy):
 
         return max(small, key=smoothed).name
 
-    def propose(self, request: ExpansionRequest) -> Proposal:
+    def route(self, request: ExpansionRequest) -> str:
         if request.model in self.stats:
             model = request.model
         else:
             model = self._unassigned_model() if self.screened_to_small else self.fleet.largest.name
         if not self._healthy(model):
             model = self._fallback_model(model)
-        return self._ask(model, request)
+        return model
+
+    def propose(self, request: ExpansionRequest) -> Proposal:
+        return self._ask(self.route(request), request)
+
+    def propose_many(self, requests: list[ExpansionRequest]) -> list[Proposal]:
+        """One call per request, all in flight at once (the search picks requests for different
+        models, one per model server); each reply is accounted in order, as if made one by one.
+        The prompts all show the statistics from before the batch."""
+        if len(requests) <= 1:
+            return [self.propose(r) for r in requests]
+        from concurrent.futures import ThreadPoolExecutor
+
+        models = [self.route(r) for r in requests]
+        calls = [self._prepare(m, r) for m, r in zip(models, requests, strict=True)]
+        with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="llm-call") as pool:
+            replies = list(pool.map(self._complete, calls))
+        return [self._account(m, r, reply, False) for m, r, reply in zip(models, requests, replies, strict=True)]
 
     def record_failure(self, model: str | None, reason: str) -> None:
         """A proposal that made no child. A call that got no reply (timeout, server down) or no

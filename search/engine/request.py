@@ -81,6 +81,9 @@ class SearchSettings:
     # the prompt shows the leaf's decisions and, for its parent and grandparent, only what differs
     # (about half the tokens: small local models read ~100-200 tokens/s); off: every ancestor whole
     compact_prompt: bool = True
+    # LLM calls in flight at once, for different leaves (virtual loss spreads the selection) and
+    # different models (one per model server); 1: one call at a time, as in the papers
+    llm_in_flight: int = 1
     warm_start: bool = False  # opt-in: earlier runs' records pre-train the cost model and seed the root
 
     def to_dict(self) -> dict:
@@ -105,6 +108,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "directed": False,
         "screened_to_small": False,
         "compact_prompt": False,
+        "llm_in_flight": 1,
     },
 }
 
@@ -174,6 +178,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "fresh_samples": Limit(int, 0, 4096),
         "refine": Limit(int, 0, 4096),
         "refine_generations": Limit(int, 1, 8),
+        "llm_in_flight": Limit(int, 1, 16),
     },
     "timing": {
         "number": Limit(int, 1, 1000),

@@ -34,13 +34,15 @@ def fake():
     server.close()
 
 
-def run(spec, measurer, fleet, strategy="colt", trials=8, expansions=8, **budget):
+def run(spec, measurer, fleet, strategy="colt", trials=8, expansions=8, in_flight=1, **budget):
     sink = ev.ListSink()
     request = RunRequest(
         kernel=spec,
         strategy=strategy,
         budget=Budget(trials=trials, **budget),
-        settings=SearchSettings.paper(measure_batch=4, expansions_per_round=expansions, seed=3),
+        settings=SearchSettings.paper(
+            measure_batch=4, expansions_per_round=expansions, seed=3, llm_in_flight=in_flight
+        ),
         fleet=fleet,
     ).checked()
     outcome = tune(request, sink=sink, measurer=measurer)
@@ -84,6 +86,33 @@ def test_llm_call_budget_stops_the_run_cleanly(fake, gemm128, gemm_measurer):
     assert outcome.llm_summary["llm_calls"] == 3
     assert outcome.result.trials < 64 and outcome.result.best is not None  # what was proposed got measured
     assert sink.events[-1].kind == "run_finished" and sink.events[-1].status == "succeeded"
+
+
+def test_calls_in_flight_at_once_go_to_different_leaves_and_models(fake, gemm128, gemm_measurer):
+    for script in fake.scripts.values():
+        script.delay_s = 0.2
+    outcome, sink = run(gemm128, gemm_measurer, fleet_at(fake.api_base), trials=12, in_flight=3, llm_calls=9)
+    calls = [c for c in sink.of(ev.LLMCallRecorded) if not c.escalation]
+    assert fake.peak_in_flight >= 2  # calls overlapped
+    assert outcome.llm_summary["llm_calls"] <= 9  # in-flight calls never overrun the call budget
+    assert [c.call_id for c in sink.of(ev.LLMCallRecorded)] == list(range(1, outcome.llm_summary["llm_calls"] + 1))
+    # every call still asked the model assigned to its leaf, and made that leaf's child
+    created = sink.of(ev.NodeCreated)
+    assigned = {n.node_id: n.expand_model for n in created}
+    for call in calls:
+        assert call.model == assigned[call.node_id]
+    by_call = {n.call_id: n for n in created if n.call_id is not None}
+    for call in calls:
+        if call.call_id in by_call:
+            assert by_call[call.call_id].parent_id == call.node_id
+    assert outcome.result.best is not None and outcome.result.best.status == "ok"
+    # virtual visits are all taken back: every node's visits equal the rewards back-propagated through it
+    visits: dict[int, int] = {}
+    for bp in sink.of(ev.Backpropagated):
+        for node_id in bp.path:
+            visits[node_id] = visits.get(node_id, 0) + 1
+    for node in outcome.result.tree.nodes[1:]:
+        assert node.visits == visits.get(node.id, 0)
 
 
 def test_single_llm_uses_only_the_largest_model(fake, gemm128, gemm_measurer):

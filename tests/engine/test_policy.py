@@ -108,6 +108,25 @@ def test_the_settings_choose_the_compact_prompt_or_the_papers(fake):
     assert "differs" not in sent["paper"][0]["content"] + sent["paper"][1]["content"]
 
 
+def test_calls_for_several_leaves_are_in_flight_at_once_and_accounted_in_order(fake):
+    for name in ("small", "mid", "large"):
+        fake.scripts[name] = Script(
+            f'{{"mutators": ["MutateUnroll"], "next_model": "{name}"}}', prompt_tokens=50, delay_s=0.3
+        )
+    policy, sink = make_policy(fleet_at(fake.api_base))
+    requests = [request_for(m) for m in ("mid", "small", "large")]
+    proposals = policy.propose_many(requests)
+    assert fake.peak_in_flight == 3  # all three calls were being answered at the same time
+    assert [p.model for p in proposals] == ["mid", "small", "large"]  # each leaf's own model, in order
+    assert [p.next_model for p in proposals] == ["mid", "small", "large"]  # each its own reply
+    assert [p.call_id for p in proposals] == [1, 2, 3]
+    calls = sink.of(ev.LLMCallRecorded)
+    assert [(c.call_id, c.model, c.node_id) for c in calls] == [(1, "mid", 2), (2, "small", 2), (3, "large", 2)]
+    assert policy.spent()["llm_calls"] == 3 and {s.calls for s in policy.stats.values()} == {1}
+    # one request: an ordinary call
+    assert len(policy.propose_many([request_for("small")])) == 1 and fake.peak_in_flight == 3
+
+
 def test_unknown_next_model_falls_back_best_hit_rate_then_current_then_largest(fake):
     fake.scripts["small"] = Script('{"mutators": ["MutateTileSize"], "next_model": "gpt-5"}')
     fake.scripts["mid"] = Script('{"mutators": ["MutateTileSize"]}')

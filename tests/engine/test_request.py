@@ -160,6 +160,7 @@ def test_the_paper_preset_turns_every_lever_off_and_explicit_values_override_it(
     paper = build_request({"kernel": "gemm-128", "settings": {"preset": "paper"}}).settings
     assert paper == SearchSettings.paper()
     assert (paper.variants, paper.measured_reward, paper.fresh_samples, paper.refine) == (1, False, 0, 0)
+    assert (paper.compact_prompt, paper.screened_to_small, paper.llm_in_flight) == (False, False, 1)
     one = build_request({"kernel": "gemm-128", "settings": {"preset": "paper", "refine": 64}}).settings
     assert one == SearchSettings.paper(refine=64)  # one lever on, against the papers' search
     assert build_request({"kernel": "gemm-128"}).settings == SearchSettings()  # no preset: the defaults

@@ -32,6 +32,7 @@ SETTINGS = (
     "directed",
     "screened_to_small",
     "compact_prompt",
+    "llm_in_flight",
     "warm_start",
 )
 
@@ -131,6 +132,14 @@ class Command(BaseCommand):
             default=None,
             help=f"each round, screen this many mutants of the fastest measured schedules and add the best "
             f"(default {defaults.refine}; 0: the papers)",
+        )
+        search.add_argument(
+            "--llm-in-flight",
+            type=int,
+            default=None,
+            help=f"colt/single-llm: LLM calls in flight at once, for different leaves and models (one per model "
+            f"server); worth it with remote providers or a server per core (default {defaults.llm_in_flight}: "
+            f"one at a time, as in the papers)",
         )
         search.add_argument(
             "--refine-generations",
