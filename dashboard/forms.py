@@ -38,9 +38,10 @@ SECTIONS = {
     "variants": "settings",
     "fresh_samples": "settings",
     "refine": "settings",
+    "llm_in_flight": "settings",
 }
 #: the levers beyond the papers; with the "paper" preset the form leaves them to the preset
-LEVERS = ("variants", "fresh_samples", "refine", "measured_reward", "directed")
+LEVERS = ("variants", "fresh_samples", "refine", "measured_reward", "directed", "compact_prompt", "llm_in_flight")
 
 
 class NumberField(forms.Field):
@@ -159,6 +160,21 @@ class LaunchForm(forms.Form):
         help_text="colt/single-llm: an LLM may set one decision (tile factors, unroll step, compute location), "
         "checked against its legal choices (off in the papers)",
     )
+    compact_prompt = forms.BooleanField(
+        required=False,
+        initial=SearchSettings().compact_prompt,
+        label="compact prompt",
+        help_text="colt/single-llm: the leaf's schedule, and for its parent and grandparent only what their step "
+        "changed; about 0.7x the LLM seconds per call on the local models (off in the papers)",
+    )
+    llm_in_flight = _number(
+        "llm_in_flight",
+        required=False,
+        initial=SearchSettings().llm_in_flight,
+        label="LLM calls in flight",
+        help_text="colt/single-llm: calls at once, for different leaves and models (one per model server); "
+        "worth it with remote providers (1: one at a time, as in the papers)",
+    )
     remeasure_baseline = forms.BooleanField(
         required=False,
         label="re-measure the unscheduled kernel",
@@ -271,6 +287,7 @@ class LaunchForm(forms.Form):
         doc["settings"]["measured_reward"] = bool(data.get("measured_reward"))
         doc["settings"]["warm_start"] = bool(data.get("warm_start"))
         doc["settings"]["directed"] = bool(data.get("directed"))
+        doc["settings"]["compact_prompt"] = bool(data.get("compact_prompt"))
         if data.get("preset") in PRESETS and data["preset"] != "default":
             doc["settings"] = {k: v for k, v in doc["settings"].items() if k not in LEVERS}
             doc["settings"]["preset"] = data["preset"]

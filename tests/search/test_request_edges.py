@@ -142,13 +142,21 @@ def test_a_node_has_one_schema_in_the_engine_the_database_and_the_exports():
 
 def test_the_form_sets_the_levers_beyond_the_papers(client, team, monkeypatch):
     monkeypatch.setattr("search.services.enqueue_run", lambda run_id, target: None)
-    response = client.post("/runs/new", {**FORM, "team": team.pk, "variants": "8", "measured_reward": "on"})
+    response = client.post(
+        "/runs/new",
+        {**FORM, "team": team.pk, "variants": "8", "measured_reward": "on", "compact_prompt": "on", "llm_in_flight": "3"},
+    )
     assert response.status_code == 302
     settings = Run.objects.get().run_request.settings
     assert settings.variants == 8 and settings.measured_reward is True
+    assert settings.compact_prompt is True and settings.llm_in_flight == 3
     client.post("/runs/new", {**FORM, "team": team.pk})
     defaults = Run.objects.order_by("-pk").first().run_request.settings
     assert (defaults.variants, defaults.refine) == (SearchSettings().variants, SearchSettings().refine)
-    client.post("/runs/new", {**FORM, "team": team.pk, "preset": "paper", "variants": "8", "refine": "64"})
+    client.post(
+        "/runs/new",
+        {**FORM, "team": team.pk, "preset": "paper", "variants": "8", "refine": "64", "compact_prompt": "on",
+         "llm_in_flight": "4"},
+    )  # fmt: skip
     paper = Run.objects.order_by("-pk").first().run_request.settings
     assert {k: getattr(paper, k) for k in PRESETS["paper"]} == PRESETS["paper"]  # the preset governs the levers
