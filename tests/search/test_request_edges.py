@@ -144,7 +144,14 @@ def test_the_form_sets_the_levers_beyond_the_papers(client, team, monkeypatch):
     monkeypatch.setattr("search.services.enqueue_run", lambda run_id, target: None)
     response = client.post(
         "/runs/new",
-        {**FORM, "team": team.pk, "variants": "8", "measured_reward": "on", "compact_prompt": "on", "llm_in_flight": "3"},
+        {
+            **FORM,
+            "team": team.pk,
+            "variants": "8",
+            "measured_reward": "on",
+            "compact_prompt": "on",
+            "llm_in_flight": "3",
+        },  # fmt: skip
     )
     assert response.status_code == 302
     settings = Run.objects.get().run_request.settings
