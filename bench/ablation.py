@@ -238,6 +238,16 @@ def run_rows(args, fleet) -> None:
 PEERS = Path(__file__).resolve().parent / "results" / "peers.json"
 
 
+def label(row: dict) -> str:
+    """A row's configuration name, and how its settings differ from what the name means today
+    (a row that ran before a default changed: ``default, compact_prompt=False``)."""
+    config, strategy = row["config"], row["strategy"]
+    if strategy == "evolutionary" or config not in CONFIGS:
+        return config
+    ran, now = levers(row.get("settings") or {}, strategy), levers(settings_for(config, 0).to_dict(), strategy)
+    return config + "".join(f", {k}={ran[k]}" for k in ran if ran[k] != now[k])
+
+
 def report() -> str:
     """Per host and layer: each configuration's best latency (median and min-max over seeds),
     against evolutionary at 64 and 256 and numpy on one thread, measured on the same host."""
@@ -245,7 +255,7 @@ def report() -> str:
     peers = json.loads(PEERS.read_text()) if PEERS.exists() else {}
     cells: dict = {}
     for r in rows:
-        cells.setdefault((r["host"]["cpu"], r["layer"], r["strategy"], r["config"], r["trials"]), []).append(r)
+        cells.setdefault((r["host"]["cpu"], r["layer"], r["strategy"], label(r), r["trials"]), []).append(r)
     evo = {
         (cpu, layer, trials): statistics.median(r["best_s"] for r in rs if r["best_s"])
         for (cpu, layer, strategy, _, trials), rs in cells.items()

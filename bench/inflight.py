@@ -2,11 +2,14 @@
 
 A paid provider cannot be reached from here, so the fleet is three models on one
 OpenAI-compatible test server (``tests/fakellm.py``) that answers every call after a fixed
-delay, as a remote API would, with valid joint actions that cycle through the mutators and
-models. Everything else is real: the tree search, LiteLLM over HTTP, TVM builds and timings on
-this host. Each row is one colt run at ``llm_in_flight`` N; it records the wall-clock, the LLM
-calls and the seconds the search waited on them. Rows are saved as they finish to
-``bench/results/inflight.json`` (keyed by host, kernel, delay, N, seed)::
+delay, as a remote API with spare capacity would (its delay does not grow with load: an upper
+bound on the gain). Its replies are valid joint actions chosen from a hash of the prompt, so
+a seed gives the same run whatever order concurrent calls arrive in; they name the small model
+half the time, the middle and the largest a quarter each. Everything else is real: the tree
+search, LiteLLM over HTTP, TVM builds and timings on this host. Each row is one colt run at
+``llm_in_flight`` N; it records the wall-clock, the LLM calls, the seconds at least one call
+was in flight (what the search waited) and the mean number in flight then. Rows are saved as
+they finish to ``bench/results/inflight.json`` (keyed by host, kernel, delay, N, seed)::
 
     taskset -c 0 .venv/bin/python bench/inflight.py --kernel gemm-512 --trials 32 --delay 2 --in-flight 1 3
     .venv/bin/python bench/inflight.py --report
@@ -15,7 +18,7 @@ calls and the seconds the search waited on them. Rows are saved as they finish t
 from __future__ import annotations
 
 import argparse
-import itertools
+import hashlib
 import json
 import statistics
 import sys
@@ -36,6 +39,7 @@ from tests.fakellm import FakeLLMServer, Script  # noqa: E402
 RESULTS = ROOT / "bench" / "results" / "inflight.json"
 MUTATORS = ["MutateTileSize", "MutateUnroll", "MutateParallel", "MutateComputeLocation"]
 MODELS = (("small", 135e6), ("mid", 270e6), ("large", 494e6))
+NEXT = ("small", "small", "mid", "large")  # what the replies name as the next model
 
 
 class Calls(ev.NullSink):
@@ -50,11 +54,9 @@ class Calls(ev.NullSink):
 
 
 def fake_fleet(server: FakeLLMServer, delay_s: float) -> Fleet:
-    turns = itertools.count()
-
     def reply(body):
-        n = next(turns)
-        return json.dumps({"next_model": MODELS[n % 3][0], "mutators": ["MutateTileSize", MUTATORS[n % 4]]})
+        n = int(hashlib.sha256(json.dumps(body["messages"]).encode()).hexdigest()[:8], 16)
+        return json.dumps({"next_model": NEXT[n % 4], "mutators": ["MutateTileSize", MUTATORS[(n >> 4) % 4]]})
 
     models = []
     for name, params in MODELS:
@@ -90,6 +92,8 @@ def run_one(kernel: str, trials: int, delay_s: float, in_flight: int, seed: int)
         "seed": seed,
         "wall_s": wall,
         "llm_calls": sink.calls,
+        "llm_busy_s": server.busy_s()[0],
+        "mean_in_flight": server.busy_s()[1] / server.busy_s()[0] if server.answered else 0.0,
         "peak_in_flight": server.peak_in_flight,
         "best_s": s["best_latency_s"],
         "date": time.strftime("%Y-%m-%d %H:%M"),
@@ -106,17 +110,22 @@ def report() -> str:
     for r in rows:
         cells.setdefault((r["host"]["cpu"], r["kernel"], r["trials"], r["delay_s"], r["in_flight"]), []).append(r)
     lines = [
-        "| host | kernel | trials | provider delay s | LLM calls in flight | seeds | wall s: median (min-max) | "
-        "LLM calls | peak in flight | best ms (median) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| host | kernel | trials | provider delay s | llm_in_flight | seeds | wall s: median (min-max) | "
+        "LLM calls | s waiting on calls | mean calls in flight | best ms (median) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (host, kernel, trials, delay, n), rs in sorted(cells.items()):
         walls = sorted(r["wall_s"] for r in rs)
+        bests = [r["best_s"] for r in rs if r["best_s"]]
+        calls = statistics.median(r["llm_calls"] for r in rs)
+        waited = statistics.median(r["llm_busy_s"] for r in rs)
+        mean = statistics.median(r["mean_in_flight"] for r in rs)
+        best = f"{statistics.median(bests) * 1e3:.3f}" if bests else "-"
+        seeds = ", ".join(str(r["seed"]) for r in rs)
         lines.append(
-            f"| {host} | {kernel} | {trials} | {delay:g} | {n} | {', '.join(str(r['seed']) for r in rs)} | "
-            f"{statistics.median(walls):.0f} ({walls[0]:.0f}-{walls[-1]:.0f}) | "
-            f"{statistics.median(r['llm_calls'] for r in rs):.0f} | {max(r['peak_in_flight'] for r in rs)} | "
-            f"{statistics.median(r['best_s'] for r in rs if r['best_s']) * 1e3:.3f} |"
+            f"| {host} | {kernel} | {trials} | {delay:g} | {n} | {seeds} | "
+            f"{statistics.median(walls):.0f} ({walls[0]:.0f}-{walls[-1]:.0f}) | {calls:.0f} | {waited:.0f} | "
+            f"{mean:.2f} | {best} |"
         )
     return "\n".join(lines)
 

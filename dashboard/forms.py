@@ -165,15 +165,15 @@ class LaunchForm(forms.Form):
         initial=SearchSettings().compact_prompt,
         label="compact prompt",
         help_text="colt/single-llm: the leaf's schedule, and for its parent and grandparent only what their step "
-        "changed; about 0.7x the LLM seconds per call on the local models (off in the papers)",
+        "changed: fewer tokens to read per call (off in the papers)",
     )
     llm_in_flight = _number(
         "llm_in_flight",
         required=False,
         initial=SearchSettings().llm_in_flight,
         label="LLM calls in flight",
-        help_text="colt/single-llm: calls at once, for different leaves and models (one per model server); "
-        "worth it with remote providers (1: one at a time, as in the papers)",
+        help_text="colt: calls at once, for different leaves and models (one per model server, so at most the "
+        "fleet's size); worth it with remote providers (1: one at a time, as in the papers)",
     )
     remeasure_baseline = forms.BooleanField(
         required=False,

@@ -31,17 +31,35 @@ class FakeLLMServer:
     scripts: dict[str, Script] = field(default_factory=dict)
     requests: list[dict] = field(default_factory=list)
     peak_in_flight: int = 0  # the most requests it was answering at one time
+    answered: list[tuple[str, float, float]] = field(default_factory=list)  # (model, start, end) per request
     _in_flight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def _enter(self) -> None:
+    def _enter(self) -> float:
         with self._lock:
             self._in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+        return time.monotonic()
 
-    def _leave(self) -> None:
+    def _leave(self, model: str, start: float) -> None:
         with self._lock:
             self._in_flight -= 1
+            self.answered.append((model, start, time.monotonic()))
+
+    def overlapping(self) -> list[tuple[str, str]]:
+        """The models of every two requests that were being answered at the same time."""
+        done = sorted(self.answered, key=lambda a: a[1])
+        return [(a[0], b[0]) for i, a in enumerate(done) for b in done[i + 1 :] if b[1] < a[2]]
+
+    def busy_s(self) -> tuple[float, float]:
+        """(seconds with at least one request being answered, summed seconds of all requests):
+        their ratio is the mean number in flight while any is."""
+        total, busy, end = 0.0, 0.0, float("-inf")
+        for _, start, stop in sorted(self.answered, key=lambda a: a[1]):
+            total += stop - start
+            busy += max(0.0, stop - max(start, end))
+            end = max(end, stop)
+        return busy, total
 
     def __post_init__(self) -> None:
         fake = self
@@ -62,15 +80,15 @@ class FakeLLMServer:
                 self._send(200, {"status": "ok"})
 
             def do_POST(self):
-                fake._enter()
-                try:
-                    self._answer()
-                finally:
-                    fake._leave()
-
-            def _answer(self):
+                start = fake._enter()
                 length = int(self.headers.get("content-length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
+                try:
+                    self._answer(body)
+                finally:
+                    fake._leave(body.get("model", ""), start)
+
+            def _answer(self, body):
                 body["_authorization"] = self.headers.get("authorization", "")
                 fake.requests.append(body)
                 model = body.get("model", "")

@@ -163,6 +163,11 @@ class LiteLLMClient:
         litellm.telemetry = False
         return litellm
 
+    def prepare(self, model: ModelSpec) -> None:
+        """Import LiteLLM and register ``model``'s prices, on the caller's thread: calls made on
+        other threads then only read LiteLLM's registry."""
+        self._register(self._litellm(), model)
+
     def _register(self, litellm, model: ModelSpec) -> None:
         with self._lock:
             self._register_once(litellm, model)

@@ -523,32 +523,36 @@ class MCTSSearch:
 
     def _in_flight(self, room: int) -> list[tuple[Node, Proposal | None]]:
         """Up to ``llm_in_flight`` leaves to expand now, each with its proposal, the LLM calls
-        made at once. Each selected leaf's path gets a virtual visit (no reward), so the next
-        selection prefers other paths; a leaf whose model already has a call in the batch waits
-        for a later batch (one call per model server). Virtual visits are taken back before the
-        leaves are expanded, one by one, as if selected in turn."""
+        made at once. Each selection adds a virtual visit (no reward) to the leaf's path, so the
+        next selection prefers other paths; a leaf selected again gets another and is passed
+        over, as is a leaf whose model already has a call in the batch (one call per model
+        server: at most as many calls as the fleet has models). The LLM call budget caps the
+        batch; a USD budget may be overrun by the calls of the last batch. Virtual visits are
+        taken back before the leaves are expanded, in selection order."""
         n = min(room, self.s.llm_in_flight)
         if self.budget.llm_calls is not None:
             n = min(n, max(1, self.budget.llm_calls - self.policy.spent()["llm_calls"]))
         picked: list[Node] = []
-        seen: list[Node] = []
+        visited: list[Node] = []  # one entry per virtual visit
         models: set[str] = set()
-        for _ in range(2 * n):
+        for _ in range(4 * n):
             if len(picked) >= n:
                 break
             leaf = self._select()
-            if leaf is None or leaf in seen:
+            if leaf is None:
                 break
-            seen.append(leaf)
+            visited.append(leaf)
             for node in leaf.path():
                 node.visits += 1
+            if leaf in picked:
+                continue
             model = self.policy.route(self._request(leaf)) if leaf.depth > 1 else None
             if model is not None and model in models:
                 continue
             if model is not None:
                 models.add(model)
             picked.append(leaf)
-        for leaf in seen:
+        for leaf in visited:
             for node in leaf.path():
                 node.visits -= 1
         asked = [leaf for leaf in picked if leaf.depth > 1]

@@ -201,7 +201,8 @@ class LLMPolicy(ExpansionPolicy):
         self.budget = budget or Budget()
         self.directed = directed  # replies may set one decision; prompts show the fastest schedule
         self.screened_to_small = screened_to_small  # who expands nodes screening added (see propose)
-        self.compact_prompt = compact_prompt  # ancestors shown as what differs (prompting.user_prompt)
+        # ancestors shown as what differs (prompting.user_prompt); directed prompts show them whole
+        self.compact_prompt = compact_prompt and not directed
         self.stats = {m.name: ModelStats() for m in fleet.models}
         self.calls = 0
         self.usd = 0.0
@@ -337,7 +338,11 @@ class LLMPolicy(ExpansionPolicy):
         from .prompting import response_schema
 
         schema = response_schema(list(request.mutator_probs), self.fleet.names, directed=self.directed)
-        return self.fleet.get(model_name), self._messages(request, correction), schema
+        model = self.fleet.get(model_name)
+        prepare = getattr(self.client, "prepare", None)
+        if prepare is not None:  # client set-up (LiteLLM's model registry) stays off the call threads
+            prepare(model)
+        return model, self._messages(request, correction), schema
 
     def _complete(self, call: tuple):
         model, messages, schema = call
@@ -443,8 +448,17 @@ class LLMPolicy(ExpansionPolicy):
         models = [self.route(r) for r in requests]
         calls = [self._prepare(m, r) for m, r in zip(models, requests, strict=True)]
         with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="llm-call") as pool:
-            replies = list(pool.map(self._complete, calls))
-        return [self._account(m, r, reply, False) for m, r, reply in zip(models, requests, replies, strict=True)]
+            futures = [pool.submit(self._complete, call) for call in calls]
+        # every finished call is accounted (it was paid for) before an unexpected error propagates
+        proposals, error = [], None
+        for m, r, future in zip(models, requests, futures, strict=True):
+            if future.exception() is not None:
+                error = error or future.exception()
+                continue
+            proposals.append(self._account(m, r, future.result(), False))
+        if error is not None:
+            raise error
+        return proposals
 
     def record_failure(self, model: str | None, reason: str) -> None:
         """A proposal that made no child. A call that got no reply (timeout, server down) or no

@@ -79,7 +79,8 @@ class SearchSettings:
     # a node that screening added (no call assigned it) is expanded by a small model; off: the largest
     screened_to_small: bool = True
     # the prompt shows the leaf's decisions and, for its parent and grandparent, only what differs
-    # (about half the tokens: small local models read ~100-200 tokens/s); off: every ancestor whole
+    # (the uncached part of a prompt ~320 -> ~200 tokens; local models read ~100-200 tokens/s);
+    # off: every ancestor whole, as in the papers
     compact_prompt: bool = True
     # LLM calls in flight at once, for different leaves (virtual loss spreads the selection) and
     # different models (one per model server); 1: one call at a time, as in the papers

@@ -93,7 +93,8 @@ def test_calls_in_flight_at_once_go_to_different_leaves_and_models(fake, gemm128
         script.delay_s = 0.2
     outcome, sink = run(gemm128, gemm_measurer, fleet_at(fake.api_base), trials=12, in_flight=3, llm_calls=9)
     calls = [c for c in sink.of(ev.LLMCallRecorded) if not c.escalation]
-    assert fake.peak_in_flight >= 2  # calls overlapped
+    assert fake.peak_in_flight >= 2  # calls overlapped ...
+    assert fake.overlapping() and all(a != b for a, b in fake.overlapping())  # ... one per model at a time
     assert outcome.llm_summary["llm_calls"] <= 9  # in-flight calls never overrun the call budget
     assert [c.call_id for c in sink.of(ev.LLMCallRecorded)] == list(range(1, outcome.llm_summary["llm_calls"] + 1))
     # every call still asked the model assigned to its leaf, and made that leaf's child

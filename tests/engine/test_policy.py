@@ -106,6 +106,8 @@ def test_the_settings_choose_the_compact_prompt_or_the_papers(fake):
     assert "calls/hit rate/errors" in sent["default"][0]["content"]
     assert "Parent: tile [[4, 32]]; unroll [16]; score 0.300" in sent["paper"][1]["content"]
     assert "differs" not in sent["paper"][0]["content"] + sent["paper"][1]["content"]
+    # directed moves name decisions by index, so their prompts show every ancestor whole
+    assert make_policy(fleet, compact_prompt=True, directed=True)[0].compact_prompt is False
 
 
 def test_calls_for_several_leaves_are_in_flight_at_once_and_accounted_in_order(fake):
@@ -123,8 +125,11 @@ def test_calls_for_several_leaves_are_in_flight_at_once_and_accounted_in_order(f
     calls = sink.of(ev.LLMCallRecorded)
     assert [(c.call_id, c.model, c.node_id) for c in calls] == [(1, "mid", 2), (2, "small", 2), (3, "large", 2)]
     assert policy.spent()["llm_calls"] == 3 and {s.calls for s in policy.stats.values()} == {1}
+    busy, total = fake.busy_s()
+    assert total > 2 * busy  # more than two calls in flight on average while any was
     # one request: an ordinary call
-    assert len(policy.propose_many([request_for("small")])) == 1 and fake.peak_in_flight == 3
+    (single,) = policy.propose_many([request_for("small")])
+    assert single.call_id == 4 and single.model == "small"
 
 
 def test_unknown_next_model_falls_back_best_hit_rate_then_current_then_largest(fake):

@@ -137,9 +137,9 @@ class Command(BaseCommand):
             "--llm-in-flight",
             type=int,
             default=None,
-            help=f"colt/single-llm: LLM calls in flight at once, for different leaves and models (one per model "
-            f"server); worth it with remote providers or a server per core (default {defaults.llm_in_flight}: "
-            f"one at a time, as in the papers)",
+            help=f"colt: LLM calls in flight at once, for different leaves and models (one per model server, "
+            f"so at most the fleet's size); worth it with remote providers or a server per core "
+            f"(default {defaults.llm_in_flight}: one at a time, as in the papers)",
         )
         search.add_argument(
             "--refine-generations",
