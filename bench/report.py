@@ -19,6 +19,8 @@ per core, e.g. on a 2-core host::
     # equal wall-clock: every strategy gets 300 s (and trials enough not to stop first)
     taskset -c 0 .venv/bin/python bench/ablation.py --strategies mcts-random colt evolutionary \\
         --configs default --seeds 0 --trials 100000 --wall-clock 300 --kernels $L
+    # once both streams are done: each row's fastest schedules timed again on the quiet host
+    taskset -c 0 .venv/bin/python bench/retime.py --host znver5 --since "YYYY-MM-DD HH:MM"
     .venv/bin/python bench/report.py --host znver5
 """
 
