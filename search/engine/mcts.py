@@ -532,7 +532,7 @@ class MCTSSearch:
         n = min(room, self.s.llm_in_flight)
         if self.budget.llm_calls is not None:
             n = min(n, max(1, self.budget.llm_calls - self.policy.spent()["llm_calls"]))
-        picked: list[Node] = []
+        picked: dict[Node, ExpansionRequest] = {}  # in selection order
         visited: list[Node] = []  # one entry per virtual visit
         models: set[str] = set()
         for _ in range(4 * n):
@@ -546,17 +546,18 @@ class MCTSSearch:
                 node.visits += 1
             if leaf in picked:
                 continue
-            model = self.policy.route(self._request(leaf)) if leaf.depth > 1 else None
+            request = self._request(leaf)
+            model = self.policy.route(request) if leaf.depth > 1 else None
             if model is not None and model in models:
                 continue
             if model is not None:
                 models.add(model)
-            picked.append(leaf)
+            picked[leaf] = request
         for leaf in visited:
             for node in leaf.path():
                 node.visits -= 1
         asked = [leaf for leaf in picked if leaf.depth > 1]
-        replies = dict(zip(asked, self.policy.propose_many([self._request(leaf) for leaf in asked]), strict=True))
+        replies = dict(zip(asked, self.policy.propose_many([picked[leaf] for leaf in asked]), strict=True))
         return [(leaf, replies.get(leaf)) for leaf in picked]
 
     def run(self) -> SearchResult:
