@@ -26,12 +26,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._report import table, write_section  # noqa: E402
+from bench.forms import SUFFIX, bench_kernel  # noqa: E402
 from bench.strategies import CallTimer, host_info  # noqa: E402
 from search.engine.request import PRESETS, Budget, RunRequest, SearchSettings  # noqa: E402
 from search.engine.strategies import STRATEGIES  # noqa: E402
 from search.engine.tuning import tune  # noqa: E402
 from search.engine.warm import Record, WarmStart  # noqa: E402
-from search.engine.workloads import PAPER_LAYERS, get_kernel  # noqa: E402
+from search.engine.workloads import PAPER_LAYERS  # noqa: E402
 from search.services import load_fleet, local_servers  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ablation.json"
@@ -168,7 +169,7 @@ def leave_one_out(host: dict, layer: str) -> WarmStart:
         data = json.loads(path.read_text())
         if data["layer"] == layer:
             continue
-        spec = get_kernel(data["layer"])
+        spec = bench_kernel(data["layer"])
         records += [Record(spec, trace, latency) for trace, latency in data["records"]]
     return WarmStart(records)
 
@@ -192,7 +193,7 @@ def run_rows(args, fleet) -> None:
                     if k in stored or same_run(stored, host, layer, strategy, settings, args, seed):
                         continue
                     request = RunRequest(
-                        kernel=get_kernel(layer),
+                        kernel=bench_kernel(layer),
                         strategy=strategy,
                         budget=Budget(trials=args.trials, wall_s=args.wall_clock),
                         settings=settings,
@@ -276,7 +277,7 @@ def report() -> str:
                   if r["best_s"] and (cpu, layer, strategy, r["seed"]) in paper]  # fmt: skip
         ref = statistics.geometric_mean(paired) if paired else None
         e256 = evo.get((cpu, layer, 256))
-        numpy = (peers.get(f"{cpu}|{layer}") or {}).get("numpy_s")
+        numpy = (peers.get(f"{cpu}|{layer.removesuffix(SUFFIX)}") or {}).get("numpy_s")
         out.append(
             [
                 cpu,

@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.ablation import RECORDS, RESULTS, load  # noqa: E402
+from bench.forms import bench_kernel  # noqa: E402
 from search.engine.measure import LocalMeasurer  # noqa: E402
-from search.engine.workloads import get_kernel  # noqa: E402
 
 TOP = 3
 
@@ -66,7 +66,7 @@ def main() -> None:
             top = sorted(records, key=lambda r: r[1])[:TOP]
             layer = row["layer"]
             if layer not in measurers:
-                measurers[layer] = LocalMeasurer(get_kernel(layer), "llvm")
+                measurers[layer] = LocalMeasurer(bench_kernel(layer), "llvm")
             results = measurers[layer].measure([trace for trace, _ in top])
             times = [r.latency_s for r in results if r.ok and r.latency_s]
             retimed = min(times) if times else None

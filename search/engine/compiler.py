@@ -20,7 +20,7 @@ import numpy as np
 
 from .tvmenv import install_tensor_intrin_stub
 from .tvmenv import tvm as _tvm
-from .workloads import KernelSpec, build_module
+from .workloads import KEEP_STAGE, KernelSpec, build_module
 
 install_tensor_intrin_stub()
 
@@ -158,6 +158,42 @@ class DirectedMove:
         return f"Set {self.kind}#{self.index}={'x'.join(str(v) for v in self.values)}"
 
 
+def kept_stages(mod) -> tuple[str, ...]:
+    """The names of the blocks a kernel marks to stay stages of their own (its TE stages with
+    :data:`~.workloads.KEEP_STAGE`'s annotation)."""
+    from tvm.s_tir import Schedule
+
+    sch = Schedule(mod)
+    ((key, value),) = KEEP_STAGE.items()
+    blocks = [sch.get(b) for b in sch.get_child_blocks(sch.get_sblock("root"))]
+    return tuple(b.name_hint for b in blocks if str(b.annotations.get(key, "")) == value)
+
+
+def keep_stages(names: Sequence[str]):
+    """A MetaSchedule post-processor that rejects a schedule without these blocks. AutoInline
+    honours the annotation, but RandomComputeLocation (and the compute-location mutator) may still
+    choose to inline a block: a schedule that did would recompute the stage in its consumer's
+    inner loops (silu: a sigmoid for every multiply-add of the down projection)."""
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.postproc import PyPostproc
+
+    wanted = tuple(names)
+
+    @derived_object
+    class KeepStages(PyPostproc):
+        def _initialize_with_tune_context(self, context) -> None:
+            pass
+
+        def apply(self, sch) -> bool:
+            present = {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
+            return all(name in present for name in wanted)
+
+        def clone(self):
+            return keep_stages(wanted)
+
+    return KeepStages()
+
+
 class SearchSpace:
     """The design space of one kernel on one target, with its mutators and post-processors."""
 
@@ -192,10 +228,14 @@ class SearchSpace:
 
     def make_generator(self):
         """MetaSchedule's default space for the target kind, named explicitly: on sm_80+ the
-        from-target default would add tensor-core rules, which need the real intrinsics."""
+        from-target default would add tensor-core rules, which need the real intrinsics. A
+        kernel with stages that must stay stages (:data:`~.workloads.KEEP_STAGE`) gets one more
+        post-processor, which rejects a schedule that inlined one of them."""
         from tvm.s_tir import meta_schedule as ms
 
-        return ms.space_generator.PostOrderApply(sch_rules=self.kind, postprocs=self.kind, mutator_probs=self.kind)
+        kept = kept_stages(self.mod)
+        postprocs = self.kind if not kept else [*ms.postproc.Postproc.create(self.kind), keep_stages(kept)]
+        return ms.space_generator.PostOrderApply(sch_rules=self.kind, postprocs=postprocs, mutator_probs=self.kind)
 
     # -- names ---------------------------------------------------------------------------
     @property

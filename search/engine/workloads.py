@@ -155,8 +155,9 @@ def _te_batch_matmul(s, dtype):
     return [a, b, c]
 
 
-def _te_softmax_rows(x, shape, prefix=""):
-    """Numerically stable softmax over the last axis of a 2-D or 3-D TE tensor."""
+def _te_softmax_rows(x, shape, prefix="", scale=None):
+    """Numerically stable softmax over the last axis of a 2-D or 3-D TE tensor; with ``scale``
+    (> 0), softmax(scale * x), the scale applied once per element inside the exponential."""
     from tvm import te, tirx
 
     last = shape[-1]
@@ -164,26 +165,38 @@ def _te_softmax_rows(x, shape, prefix=""):
     r2 = te.reduce_axis((0, last), name="r2")
     lead = shape[:-1]
     mx = te.compute(lead, lambda *i: te.max(x[i + (r1,)], axis=r1), name=prefix + "max")
-    ex = te.compute(shape, lambda *i: tirx.exp(x[i] - mx[i[:-1]]), name=prefix + "exp")
+
+    def shifted(*i):
+        d = x[i] - mx[i[:-1]]
+        return tirx.exp(d if scale is None else d * scale)
+
+    ex = te.compute(shape, shifted, name=prefix + "exp")
     sm = te.compute(lead, lambda *i: te.sum(ex[i + (r2,)], axis=r2), name=prefix + "sum")
     return te.compute(shape, lambda *i: ex[i] / sm[i[:-1]], name=prefix + "softmax")
 
 
+#: a TE stage MetaSchedule's AutoInline must leave a stage of its own (the block annotation its
+#: rule reads). Used where inlining would recompute an expensive expression for every step of a
+#: consumer's reduction, or undo a layout change the consumer's vector loop wants.
+KEEP_STAGE = {"meta_schedule.inline_rule": "disable"}
+
+
 def _te_attention(s, dtype):
+    """softmax(Q K^T / sqrt(D)) V per head, in stages a CPU schedule can vectorize: K is
+    transposed into a stage of its own (the scores' reduction then reads keys contiguously
+    along the vector loop, as BLAS packs its operands; where to compute it, or to inline it
+    back, is the schedule's choice), and the 1/sqrt(D) scale is applied once per score inside
+    the softmax's exponential rather than once per multiply-add of Q K^T."""
     from tvm import te, tirx
 
     b, n, d = s["B"], s["S"], s["D"]
     q = te.placeholder((b, n, d), dtype, name="Q")
     k = te.placeholder((b, n, d), dtype, name="K")
     v = te.placeholder((b, n, d), dtype, name="V")
+    kt = te.compute((b, d, n), lambda h, c, j: k[h, j, c], name="K_T", attrs=KEEP_STAGE)
     rk = te.reduce_axis((0, d), name="rk")
-    scale = tirx.const(1.0 / math.sqrt(d), dtype)
-    scores = te.compute(
-        (b, n, n),
-        lambda h, i, j: te.sum(q[h, i, rk] * scale * k[h, j, rk], axis=rk),
-        name="QK",
-    )
-    p = _te_softmax_rows(scores, (b, n, n), prefix="P_")
+    scores = te.compute((b, n, n), lambda h, i, j: te.sum(q[h, i, rk] * kt[h, rk, j], axis=rk), name="QK")
+    p = _te_softmax_rows(scores, (b, n, n), prefix="P_", scale=tirx.const(1.0 / math.sqrt(d), dtype))
     rv = te.reduce_axis((0, n), name="rv")
     out = te.compute((b, n, d), lambda h, i, j: te.sum(p[h, i, rv] * v[h, rv, j], axis=rv), name="O")
     return [q, k, v, out]
@@ -220,6 +233,11 @@ def _te_conv2d(s, dtype):
 
 
 def _te_gated_mlp(s, dtype):
+    """down(silu(X W_gate) * (X W_up)). silu is a stage of its own: inlined into the down
+    projection it would recompute a sigmoid for every multiply-add (H times per element). The
+    product with the up projection stays in the down projection's reduction (an elementwise
+    stage reading both projections makes TVM 0.27's multi-level tiling fail: it fuses a consumer
+    of two producers under one of them)."""
     from tvm import te, tirx
 
     m, hdim, inter = s["M"], s["H"], s["I"]
@@ -232,10 +250,8 @@ def _te_gated_mlp(s, dtype):
     k2 = te.reduce_axis((0, inter), name="k2")
     g = te.compute((m, inter), lambda i, j: te.sum(x[i, k1] * w1[k1, j], axis=k1), name="gate")
     u = te.compute((m, inter), lambda i, j: te.sum(x[i, k3] * w3[k3, j], axis=k3), name="up")
-    act = te.compute((m, inter), lambda i, j: g[i, j] * tirx.sigmoid(g[i, j]) * u[i, j], name="act")
-    # With the down projection as act's consumer, MetaSchedule inlines act into it; an MLP that
-    # ends at act makes TVM 0.27's design-space generation fail (a consumer of two producers).
-    out = te.compute((m, hdim), lambda i, j: te.sum(act[i, k2] * w2[k2, j], axis=k2), name="down")
+    act = te.compute((m, inter), lambda i, j: g[i, j] * tirx.sigmoid(g[i, j]), name="silu", attrs=KEEP_STAGE)
+    out = te.compute((m, hdim), lambda i, j: te.sum(act[i, k2] * u[i, k2] * w2[k2, j], axis=k2), name="down")
     return [x, w1, w3, w2, out]
 
 

@@ -45,3 +45,27 @@ def test_a_cancel_or_the_wall_clock_ends_it_after_the_current_batch(gemm128, fas
     assert outcome.result.trials == 8  # the batch under way is finished, no other starts
     assert outcome.result.best is not None and outcome.result.best.status == "ok"
     assert sink.of(ev.RunFinished)[-1].status == ("cancelled" if stop == "cancelled" else "succeeded")
+
+
+def test_metaschedule_keeps_a_kernels_kept_stages_too(fast_config):
+    """MetaSchedule's own search runs the kernel's extra post-processor (a Python one, called
+    from its threads): every schedule it measures keeps the MLP's silu stage."""
+    import re
+
+    from search.engine.workloads import KernelSpec, validate
+
+    sink = ev.ListSink()
+    request = RunRequest(
+        kernel=validate(KernelSpec("gated_mlp", {"M": 8, "H": 32, "I": 16})),
+        strategy="evolutionary",
+        budget=Budget(trials=8),
+        settings=SearchSettings(measure_batch=4, seed=3),
+        timing=fast_config,
+    ).checked()
+    outcome = tune(request, sink=sink)
+    assert outcome.result.trials == 8
+    measured = [n for n in outcome.result.tree.nodes[1:] if n.status == "ok"]
+    assert measured
+    for node in measured:
+        blocks = re.findall(r'sblock\("(\w+)"\)', node.candidate.sch.mod.script())
+        assert "silu" in blocks

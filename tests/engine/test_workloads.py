@@ -121,3 +121,51 @@ def test_low_precision_is_offered_only_where_it_is_built():
         validate(KernelSpec("softmax", SMALL["softmax"], dtype="int8"))
     with pytest.raises(SpecError, match="not supported"):
         validate(KernelSpec("gemm", SMALL["gemm"], dtype="bfloat16"))
+
+
+def _blocks_of(sch) -> dict[str, str]:
+    """Each block's name -> the TVMScript of its body, in a scheduled module."""
+    import re
+
+    text = sch.mod.script()
+    parts = re.split(r'with T\.sblock\("(\w+)"\):', text)
+    return {parts[i]: parts[i + 1] for i in range(1, len(parts) - 1, 2)}
+
+
+def test_mlp_schedules_never_recompute_silu_inside_the_down_projection():
+    """silu is a stage of its own in every schedule the search can realize: inlined into the
+    down projection it evaluated a sigmoid for every multiply-add of the reduction. AutoInline
+    honours the stage's annotation; a schedule whose sampled compute location inlined it anyway
+    is rejected by the kernel's extra post-processor."""
+    from search.engine.compiler import SearchSpace, kept_stages
+
+    space = SearchSpace(validate(KernelSpec("gated_mlp", SMALL["gated_mlp"])), "llvm")
+    assert kept_stages(space.mod) == ("silu",)
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        blocks = _blocks_of(space.sample(rng).sch)
+        assert "sigmoid" in blocks["silu"]
+        assert not any("sigmoid" in body for name, body in blocks.items() if name.startswith("down"))
+    inlined = [s for s in space.sketches if "silu" not in _blocks_of(s)]
+    assert inlined, "MetaSchedule's compute-location sampling no longer inlines silu: the check is moot"
+    for sketch in inlined:  # replayed with its own decisions, the inlined schedule does not realize
+        assert space.realize(sketch.trace.simplified(remove_postproc=True), rng) is None
+    kept = [s for s in space.sketches if "silu" in _blocks_of(s)]
+    assert space.realize(kept[0].trace.simplified(remove_postproc=True), rng) is not None
+
+
+def test_attention_reads_transposed_keys_and_scales_once_per_score():
+    """K is a stage of its own, transposed (the schedule may place or inline it), and the
+    1/sqrt(D) scale sits in the softmax's exponential, not in Q K^T's multiply-adds."""
+    from search.engine.compiler import SearchSpace
+
+    spec = validate(KernelSpec("attention", SMALL["attention"]))
+    blocks = _blocks_of(type("S", (), {"mod": W.build_module(spec)}))
+    assert "K[" in blocks["K_T"] and '"meta_schedule.inline_rule": "disable"' in blocks["K_T"]
+    assert "K_T[" in blocks["QK"] and "0.5" not in blocks["QK"]  # D=4: scale 1/2
+    assert "T.exp" in blocks["P_exp"] and "0.5" in blocks["P_exp"]
+    space = SearchSpace(spec, "llvm")
+    # the transposed stage is a compute-location decision the search can change, not inlined away
+    assert any("K_T" in _blocks_of(s) for s in space.sketches) or any(
+        "sample_compute_location" in str(s.trace) for s in space.sketches
+    )

@@ -1,0 +1,80 @@
+"""The library's layers as they were written before 2026-12-05, for the design-space ablation.
+
+Until then the Llama-4-Scout MLP let MetaSchedule inline silu into the down projection (a
+sigmoid for every multiply-add), and attention read K untransposed in Q K^T with the 1/sqrt(D)
+scale inside its reduction. ``bench_kernel("llama4-scout-mlp-fused")`` (or
+``"llama3-8b-attention-fused"``, ``"flux-attention-fused"``) is that formulation of the layer,
+brought as a TVM IRModule (the way a user uploads one), so the measurement workers rebuild it
+from the spec alone and its reference is the unscheduled module itself. Any other name is the
+library's kernel. Rows of the old formulation run on other hosts before the change are named
+after the library layer; ``FUSED_BEFORE`` dates the change.
+"""
+
+from __future__ import annotations
+
+import math
+
+from search.engine.workloads import TIR_OP, KernelSpec, get_kernel, validate
+
+SUFFIX = "-fused"
+#: rows of the MLP and attention layers dated before this ran the fused formulation
+FUSED_BEFORE = "2026-12-05"
+FUSED_OPS = ("gated_mlp", "attention")
+
+
+def _te_gated_mlp_fused(s, dtype):
+    from tvm import te, tirx
+
+    m, hdim, inter = s["M"], s["H"], s["I"]
+    x = te.placeholder((m, hdim), dtype, name="X")
+    w1 = te.placeholder((hdim, inter), dtype, name="W_gate")
+    w3 = te.placeholder((hdim, inter), dtype, name="W_up")
+    w2 = te.placeholder((inter, hdim), dtype, name="W_down")
+    k1 = te.reduce_axis((0, hdim), name="k1")
+    k3 = te.reduce_axis((0, hdim), name="k3")
+    k2 = te.reduce_axis((0, inter), name="k2")
+    g = te.compute((m, inter), lambda i, j: te.sum(x[i, k1] * w1[k1, j], axis=k1), name="gate")
+    u = te.compute((m, inter), lambda i, j: te.sum(x[i, k3] * w3[k3, j], axis=k3), name="up")
+    act = te.compute((m, inter), lambda i, j: g[i, j] * tirx.sigmoid(g[i, j]) * u[i, j], name="act")
+    out = te.compute((m, hdim), lambda i, j: te.sum(act[i, k2] * w2[k2, j], axis=k2), name="down")
+    return [x, w1, w3, w2, out]
+
+
+def _te_attention_fused(s, dtype):
+    from tvm import te, tirx
+
+    b, n, d = s["B"], s["S"], s["D"]
+    q = te.placeholder((b, n, d), dtype, name="Q")
+    k = te.placeholder((b, n, d), dtype, name="K")
+    v = te.placeholder((b, n, d), dtype, name="V")
+    rk = te.reduce_axis((0, d), name="rk")
+    r1 = te.reduce_axis((0, n), name="r1")
+    r2 = te.reduce_axis((0, n), name="r2")
+    rv = te.reduce_axis((0, n), name="rv")
+    scale = tirx.const(1.0 / math.sqrt(d), dtype)
+    scores = te.compute((b, n, n), lambda h, i, j: te.sum(q[h, i, rk] * scale * k[h, j, rk], axis=rk), name="QK")
+    mx = te.compute((b, n), lambda h, i: te.max(scores[h, i, r1], axis=r1), name="P_max")
+    ex = te.compute((b, n, n), lambda h, i, j: tirx.exp(scores[h, i, j] - mx[h, i]), name="P_exp")
+    sm = te.compute((b, n), lambda h, i: te.sum(ex[h, i, r2], axis=r2), name="P_sum")
+    p = te.compute((b, n, n), lambda h, i, j: ex[h, i, j] / sm[h, i], name="P_softmax")
+    out = te.compute((b, n, d), lambda h, i, j: te.sum(p[h, i, rv] * v[h, rv, j], axis=rv), name="O")
+    return [q, k, v, out]
+
+
+_BUILD = {"gated_mlp": _te_gated_mlp_fused, "attention": _te_attention_fused}
+
+
+def bench_kernel(name: str) -> KernelSpec:
+    """The library's kernel ``name``, or with ``-fused`` the old formulation of an MLP or
+    attention layer as a brought IRModule."""
+    if not name.endswith(SUFFIX):
+        return get_kernel(name)
+    import tvm
+    from tvm import te
+
+    base = get_kernel(name[: -len(SUFFIX)])
+    if base.op not in _BUILD:
+        raise ValueError(f"{base.name} has no fused formulation (only {', '.join(FUSED_OPS)} layers)")
+    func = te.create_prim_func(_BUILD[base.op](base.shape, base.dtype))
+    text = tvm.ir.save_json(tvm.IRModule({"main": func}))
+    return validate(KernelSpec(op=TIR_OP, shape={}, dtype=base.dtype, name=name, module=text))
