@@ -193,8 +193,8 @@ KEEP_STAGE = {"meta_schedule.inline_rule": "disable"}
 def _te_attention(s, dtype):
     """softmax(Q K^T / sqrt(D)) V per head, in stages a CPU schedule can vectorize: K is
     transposed into a stage of its own (the scores' reduction then reads keys contiguously
-    along the vector loop, as BLAS packs its operands; where to compute it, or to inline it
-    back, is the schedule's choice), and the 1/sqrt(D) scale is applied once per score inside
+    along the vector loop, as BLAS packs its operands; where to compute it is the schedule's
+    choice, inlining it back is not), and the 1/sqrt(D) scale is applied once per score before
     the softmax's exponential rather than once per multiply-add of Q K^T."""
     from tvm import te, tirx
 
