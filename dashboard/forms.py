@@ -36,12 +36,22 @@ SECTIONS = {
     "branching": "settings",
     "seed": "settings",
     "variants": "settings",
+    "prior_variants": "settings",
     "fresh_samples": "settings",
     "refine": "settings",
     "llm_in_flight": "settings",
 }
 #: the levers beyond the papers; with the "paper" preset the form leaves them to the preset
-LEVERS = ("variants", "fresh_samples", "refine", "measured_reward", "directed", "compact_prompt", "llm_in_flight")
+LEVERS = (
+    "variants",
+    "prior_variants",
+    "fresh_samples",
+    "refine",
+    "measured_reward",
+    "directed",
+    "compact_prompt",
+    "llm_in_flight",
+)
 
 
 class NumberField(forms.Field):
@@ -130,6 +140,15 @@ class LaunchForm(forms.Form):
         initial=SearchSettings().variants,
         label="screening (variants per expansion)",
         help_text="children realized per expansion; the cost model keeps the best (1: the papers)",
+    )
+    prior_variants = _number(
+        "prior_variants",
+        required=False,
+        initial=SearchSettings().prior_variants,
+        label="prior's share of the variants",
+        help_text="colt/single-llm: the share of each expansion's screened variants that apply a mutator drawn "
+        "from the target's prior instead of the model's proposal; the cost model keeps the best of both (0: "
+        "every variant is the model's)",
     )
     fresh_samples = _number(
         "fresh_samples",

@@ -19,7 +19,7 @@ import numpy as np
 from . import events as ev
 from .compiler import Candidate, CostModel, SearchSpace
 from .measure import Measurer, MeasureResult
-from .policy import ExpansionPolicy, ExpansionRequest, Proposal, random_mutator
+from .policy import ExpansionPolicy, ExpansionRequest, Proposal, own_move, random_mutator
 from .request import Budget, SearchSettings, StopRule
 from .tree import Node, Tree, backpropagate, select
 from .warm import WarmReport, WarmStart
@@ -183,20 +183,24 @@ class MCTSSearch:
         return cand, applied, ""
 
     def _scored(
-        self, leaf: Node, cand: Candidate, applied: list[str], *, rescore_leaf: bool = True
+        self, leaf: Node, cand: Candidate, applied: list[str], *, rescore_leaf: bool = True, prior: float = 0.0
     ) -> tuple[Candidate, list[str], float]:
         """The child to keep and its score; the leaf is scored again in the same batch.
 
         With ``variants`` > 1 (screening), the proposal's mutators are applied again to the leaf
         until that many distinct new schedules exist, the cost model scores them all in one
         batched call, and the best-scored one is kept: one expansion (one LLM call) then
-        explores many points and the tree keeps the promising one."""
+        explores many points and the tree keeps the promising one. A share ``prior`` of the
+        attempts applies one mutator drawn from the target's prior instead (every other attempt
+        at 0.5), so the cost model chooses between the model's proposal and the prior's moves."""
         cands, moves = [cand], [applied]
         seen = {cand.shash}
-        for _ in range(2 * (self.s.variants - 1)):
+        for attempt in range(2 * (self.s.variants - 1)):
             if len(cands) >= self.s.variants:
                 break
-            trace, moved = self._apply(leaf.candidate.trace, applied)
+            from_prior = math.floor((attempt + 1) * prior) > math.floor(attempt * prior)
+            mutators = [random_mutator(self.space.mutator_probs, self.rng)] if from_prior else applied
+            trace, moved = self._apply(leaf.candidate.trace, mutators)
             other = self.space.realize(trace, self.rng) if trace is not None else None
             if other is None or other.shash in seen or other.shash in self.tree.hashes:
                 continue
@@ -259,13 +263,19 @@ class MCTSSearch:
             return None
         # child and parent scored by the same cost model, so "above its parent" (hit rate,
         # course alteration) compares like with like after the model retrains
-        cand, applied, score = self._scored(leaf, cand, applied)
-        replacement = self.policy.review(request, proposal, leaf.predicted, score)
+        # the prior competes only with a model's own proposal (a random one already is the prior)
+        prior = self.s.prior_variants if proposal.model is not None and not proposal.fallback else 0.0
+        cand, applied, score = self._scored(leaf, cand, applied, prior=prior)
+        replacement = self.policy.review(
+            request, proposal, leaf.predicted, score, own=own_move(applied, proposal.mutators)
+        )
         accepted, alt_score = False, None
         if replacement is not None and replacement.mutators:
             alt, alt_applied, _ = self._child_of(leaf, replacement)
             if alt is not None:
-                alt, alt_applied, alt_score = self._scored(leaf, alt, alt_applied, rescore_leaf=False)
+                alt, alt_applied, alt_score = self._scored(
+                    leaf, alt, alt_applied, rescore_leaf=False, prior=self.s.prior_variants
+                )
                 if alt_score >= score:  # the correction replaces the child unless it scores lower
                     accepted = True
                     cand, applied, score, proposal = alt, alt_applied, alt_score, replacement

@@ -78,9 +78,16 @@ class ExpansionPolicy:
         """A proposal of ``model`` applied no mutator or produced an invalid/duplicate child."""
 
     def review(
-        self, request: ExpansionRequest, proposal: Proposal, parent_score: float, child_score: float
+        self,
+        request: ExpansionRequest,
+        proposal: Proposal,
+        parent_score: float,
+        child_score: float,
+        *,
+        own: bool = True,
     ) -> Proposal | None:
-        """After a child is scored: return a replacement proposal (course alteration) or None."""
+        """After a child is scored (``own``: the kept child applied the proposal's mutators, not a
+        screened variant drawn from the prior): return a replacement proposal (course alteration) or None."""
         return None
 
     def escalated(
@@ -117,6 +124,12 @@ class RandomPolicy(ExpansionPolicy):
         return Proposal(mutators=[random_mutator(request.mutator_probs, self.rng)])
 
 
+def own_move(applied: list[str], proposed: list[str]) -> bool:
+    """Whether a kept child is its proposal's own: every mutator it applied is one the proposal
+    named (a directed move, "Set ...", is the proposal's too), none that screening drew from the prior."""
+    return all(m in proposed or not m.startswith("Mutate") for m in applied)
+
+
 def random_mutator(probs: Mapping[str, float], rng: np.random.Generator) -> str:
     names = list(probs)
     p = np.array([probs[n] for n in names], dtype=float)
@@ -131,6 +144,7 @@ class ModelStats:
     calls: int = 0
     scored: int = 0  # proposals whose child was scored against its parent
     hits: int = 0  # ... and scored above it
+    own: int = 0  # ... and kept the model's own mutators (not a variant screening drew from the prior)
     errors: int = 0
     errors_by_kind: dict = field(default_factory=dict)
     prompt_tokens: int = 0
@@ -145,6 +159,10 @@ class ModelStats:
     def hit_rate(self) -> float:
         return self.hits / self.scored if self.scored else 0.0
 
+    @property
+    def own_share(self) -> float:
+        return self.own / self.scored if self.scored else 0.0
+
     def error(self, kind: str, n: int = 1) -> None:
         self.errors += n
         self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + n
@@ -153,6 +171,7 @@ class ModelStats:
         return {
             "calls": self.calls,
             "hit_rate": self.hit_rate,
+            "own_share": self.own_share,
             "errors": self.errors,
             "errors_by_kind": dict(self.errors_by_kind),
             "prompt_tokens": self.prompt_tokens,
@@ -257,12 +276,14 @@ class LLMPolicy(ExpansionPolicy):
                 stats.error(outcome)
         self.escalations = state.escalations
         largest = self.fleet.largest.name
+        proposed = {call["call_id"]: call.get("mutators") or [] for call in state.calls}
         for node in sorted(state.nodes, key=lambda n: n.node_id):
             if node.created_by in self.stats and node.parent_score is not None:
                 s = self.stats[node.created_by]
                 s.scored += 1
                 hit = node.predicted > node.parent_score
                 s.hits += int(hit)
+                s.own += int(own_move(node.mutators, proposed.get(node.call_id, [])))
                 if node.created_by != largest:
                     self.streak = 0 if node.predicted >= node.parent_score else self.streak + 1
 
@@ -467,7 +488,13 @@ class LLMPolicy(ExpansionPolicy):
             self.stats[model].error("invalid_move" if reason.startswith("directed move") else "no_child")
 
     def review(
-        self, request: ExpansionRequest, proposal: Proposal, parent_score: float, child_score: float
+        self,
+        request: ExpansionRequest,
+        proposal: Proposal,
+        parent_score: float,
+        child_score: float,
+        *,
+        own: bool = True,
     ) -> Proposal | None:
         """Hit-rate bookkeeping, and course alteration on every k-th small-model regression."""
         from .prompting import correction_note
@@ -477,6 +504,7 @@ class LLMPolicy(ExpansionPolicy):
         stats = self.stats[proposal.model]
         stats.scored += 1
         stats.hits += int(child_score > parent_score)
+        stats.own += int(own)
         largest = self.fleet.largest.name
         if proposal.escalation or proposal.model == largest or self.k is None:
             return None

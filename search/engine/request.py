@@ -71,6 +71,10 @@ class SearchSettings:
     # beyond the papers: the levers (PRESETS["paper"] turns them off: the papers' search exactly).
     # The defaults are the combination measured best (docs/benchmarks.md, "Search levers")
     variants: int = 32  # screening: children realized per expansion; the cost model keeps the best
+    # of an LLM expansion's screened variants, the share that applies one mutator drawn from the
+    # target's prior (as mcts-random and MetaSchedule do) instead of the model's proposal: the cost
+    # model arbitrates between the model's idea and the prior's; 0: every variant is the model's
+    prior_variants: float = 0.0
     measured_reward: bool = True  # a measured node back-propagates best latency / its latency
     fresh_samples: int = 0  # per measurement round: design-space samples screened, the best joins the root
     refine: int = 512  # per measurement round: mutants of the fastest measured nodes screened, the best join
@@ -102,6 +106,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "paper": {
         "variants": 1,
+        "prior_variants": 0.0,
         "measured_reward": False,
         "fresh_samples": 0,
         "refine": 0,
@@ -176,6 +181,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "mutator_retries": Limit(int, 1, 20),
         "seed": Limit(int, 0, 2**31 - 1),
         "variants": Limit(int, 1, 256),
+        "prior_variants": Limit(float, 0, 1),
         "fresh_samples": Limit(int, 0, 4096),
         "refine": Limit(int, 0, 4096),
         "refine_generations": Limit(int, 1, 8),

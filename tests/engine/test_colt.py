@@ -3,10 +3,14 @@ with LLM calls through LiteLLM to a fake OpenAI-compatible server."""
 
 import itertools
 import json
+from dataclasses import asdict
 
 import pytest
 
 from search.engine import events as ev
+from search.engine.llm import LiteLLMClient
+from search.engine.mcts import SavedState
+from search.engine.policy import LLMPolicy
 from search.engine.request import Budget, RunRequest, SearchSettings
 from search.engine.tuning import tune
 from tests.engine.test_policy import fleet_at
@@ -34,14 +38,14 @@ def fake():
     server.close()
 
 
-def run(spec, measurer, fleet, strategy="colt", trials=8, expansions=8, in_flight=1, **budget):
+def run(spec, measurer, fleet, strategy="colt", trials=8, expansions=8, in_flight=1, settings=None, **budget):
     sink = ev.ListSink()
     request = RunRequest(
         kernel=spec,
         strategy=strategy,
         budget=Budget(trials=trials, **budget),
         settings=SearchSettings.paper(
-            measure_batch=4, expansions_per_round=expansions, seed=3, llm_in_flight=in_flight
+            measure_batch=4, expansions_per_round=expansions, seed=3, llm_in_flight=in_flight, **(settings or {})
         ),
         fleet=fleet,
     ).checked()
@@ -131,3 +135,40 @@ def test_a_fleet_whose_servers_are_all_down_still_finishes(gemm128, gemm_measure
     calls = sink.of(ev.LLMCallRecorded)
     assert calls and all(c.outcome == "server_error" for c in calls)
     assert outcome.result.trials == 8 and outcome.result.best is not None
+
+
+@pytest.mark.parametrize("prior", [0.0, 0.5])
+def test_prior_variants_compete_with_the_models_proposal_and_the_winner_is_counted(gemm128, gemm_measurer, prior):
+    """A model that always proposes MutateUnroll: with ``prior_variants`` half of each expansion's
+    screened variants apply the target's prior instead, the cost model keeps the best of both,
+    and the model's ``own_share`` counts the children that kept its own mutators, live and after
+    a resume alike."""
+    server = FakeLLMServer()
+    server.scripts["large"] = Script('{"mutators": ["MutateUnroll"], "next_model": "large"}')
+    try:
+        outcome, sink = run(
+            gemm128,
+            gemm_measurer,
+            fleet_at(server.api_base).only("large"),
+            strategy="single-llm",
+            trials=12,
+            settings={"variants": 8, "prior_variants": prior},
+        )
+    finally:
+        server.close()
+    calls = {c.call_id: c for c in sink.of(ev.LLMCallRecorded)}
+    nodes = sink.of(ev.NodeCreated)
+    by_model = [n for n in nodes if n.created_by == "large" and n.parent_score is not None]
+    assert len(by_model) >= 6
+    own = [n for n in by_model if set(n.mutators) <= set(calls[n.call_id].mutators)]
+    stats = outcome.llm_summary["models"]["large"]
+    assert stats["own_share"] == pytest.approx(len(own) / len(by_model))
+    if prior == 0.0:  # every child is the model's own
+        assert own == by_model
+    else:  # the prior's moves won some expansions (tile sizes, 90% of the prior), and lost others
+        assert 0 < len(own) < len(by_model)
+        assert any("MutateTileSize" in n.mutators for n in by_model)
+    # a resumed run counts the same from the saved nodes and calls
+    restored = LLMPolicy(fleet_at("http://127.0.0.1:9").only("large"), LiteLLMClient(), kernel="g", target="llvm")
+    restored.restore(SavedState(nodes=nodes, trials=12, calls=[asdict(c) for c in calls.values()]))
+    assert restored.stats["large"].own_share == pytest.approx(stats["own_share"])

@@ -76,6 +76,29 @@ def test_screening_keeps_the_best_scored_of_many_distinct_variants(gemm_space, g
     assert spy.model.evaluations - before == len(hashes)  # one batched call, counted
 
 
+@pytest.mark.parametrize("prior, own_attempts", [(0.0, "all"), (0.5, "even"), (1.0, "none")])
+def test_prior_variants_set_which_screening_attempts_apply_the_targets_prior(
+    gemm_space, gemm_measurer, monkeypatch, prior, own_attempts
+):
+    search, _ = trained_search(gemm_space, gemm_measurer, variants=16)
+    monkeypatch.setattr(search.space, "mutator_probs", {"MutateTileSize": 1.0})  # the prior: tile sizes only
+    asked = []
+    apply = search._apply
+    monkeypatch.setattr(
+        search, "_apply", lambda trace, mutators: (asked.append(list(mutators)), apply(trace, mutators))[1]
+    )
+    leaf = search.tree.nodes[1]
+    first, applied, _ = search._child_of(leaf, Proposal(mutators=["MutateUnroll"], model="m"))
+    asked.clear()
+    search._scored(leaf, first, applied, prior=prior)
+    assert asked
+    own = [i for i, m in enumerate(asked) if m == ["MutateUnroll"]]
+    drawn = [i for i, m in enumerate(asked) if m == ["MutateTileSize"]]
+    assert sorted(own + drawn) == list(range(len(asked)))
+    expect = {"all": range(len(asked)), "even": range(0, len(asked), 2), "none": []}[own_attempts]
+    assert own == list(expect)
+
+
 def test_without_screening_an_expansion_scores_one_child_and_its_parent(gemm_space, gemm_measurer):
     search, _ = trained_search(gemm_space, gemm_measurer)  # variants=1: the papers
     spy = ScoreSpy(search.cost_model)
