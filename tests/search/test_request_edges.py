@@ -148,6 +148,7 @@ def test_the_form_sets_the_levers_beyond_the_papers(client, team, monkeypatch):
             **FORM,
             "team": team.pk,
             "variants": "8",
+            "prior_variants": "0.5",
             "measured_reward": "on",
             "compact_prompt": "on",
             "llm_in_flight": "3",
@@ -155,7 +156,7 @@ def test_the_form_sets_the_levers_beyond_the_papers(client, team, monkeypatch):
     )
     assert response.status_code == 302
     settings = Run.objects.get().run_request.settings
-    assert settings.variants == 8 and settings.measured_reward is True
+    assert settings.variants == 8 and settings.measured_reward is True and settings.prior_variants == 0.5
     assert settings.compact_prompt is True and settings.llm_in_flight == 3
     client.post("/runs/new", {**FORM, "team": team.pk})
     defaults = Run.objects.order_by("-pk").first().run_request.settings
