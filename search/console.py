@@ -102,13 +102,14 @@ def summary_lines(summary: dict) -> list[str]:
         lines.append("  per model:")
         lines.append(
             f"    {'model':<20} {'calls':>5} {'share':>6} {'prompt':>7} {'compl.':>6} {'USD':>10} "
-            f"{'hit rate':>8} {'mean s':>6}  errors"
+            f"{'hit rate':>8} {'own':>5} {'mean s':>6}  errors"
         )
         for name, m in llm["models"].items():
             share = m["calls"] / llm["llm_calls"] if llm["llm_calls"] else 0.0
             errors = ", ".join(f"{k} {v}" for k, v in sorted(m["errors_by_kind"].items())) or "-"
             lines.append(
                 f"    {name:<20} {m['calls']:>5} {share:>6.0%} {m['prompt_tokens']:>7} {m['completion_tokens']:>6} "
-                f"{m['usd']:>10.6f} {m['hit_rate']:>8.0%} {m['mean_latency_s']:>6.1f}  {errors}"
+                f"{m['usd']:>10.6f} {m['hit_rate']:>8.0%} {m.get('own_share', 1.0):>5.0%} "
+                f"{m['mean_latency_s']:>6.1f}  {errors}"
             )
     return lines

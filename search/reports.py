@@ -10,6 +10,7 @@ from collections import defaultdict
 
 from django.db.models import Avg, Count, F, Q, Sum
 
+from .engine.policy import own_move
 from .engine.workloads import flops
 from .models import Escalation, Event, LLMCall, Node, Run
 
@@ -36,6 +37,7 @@ def model_costs(runs) -> dict:
             escalations_triggered=0,
             scored=0,
             hits=0,
+            own=0,
         )
         for r in calls.values("model").annotate(
             calls=Count("id"),
@@ -61,12 +63,22 @@ def model_costs(runs) -> dict:
     for r in scored:
         if r["created_by"] in rows:
             rows[r["created_by"]].update(scored=r["scored"], hits=r["hits"])
+    # own share: of those children, the share that kept the model's own mutators rather than a
+    # screened variant drawn from the target's prior (``prior_variants``)
+    proposed = {(c["run_id"], c["call_id"]): c["mutators"] for c in calls.values("run_id", "call_id", "mutators")}
+    for node in Node.objects.filter(run__in=runs, call_id__isnull=False, parent_score__isnull=False).values(
+        "run_id", "call_id", "created_by", "mutators"
+    ):
+        if node["created_by"] in rows:
+            own = own_move(node["mutators"] or [], proposed.get((node["run_id"], node["call_id"])) or [])
+            rows[node["created_by"]]["own"] += int(own)
     total_calls = sum(r["calls"] for r in rows.values())
     total_usd = sum(r["usd"] for r in rows.values())
     for r in rows.values():
         r["share"] = r["calls"] / total_calls if total_calls else 0.0
         r["usd_share"] = r["usd"] / total_usd if total_usd else 0.0
         r["hit_rate"] = r["hits"] / r["scored"] if r["scored"] else None
+        r["own_share"] = r["own"] / r["scored"] if r["scored"] else None
         r["errors"] = dict(sorted(r["errors"].items()))
     ordered = sorted(rows.values(), key=lambda r: (-r["usd"], r["model"]))
     return {
