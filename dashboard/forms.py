@@ -146,9 +146,9 @@ class LaunchForm(forms.Form):
         required=False,
         initial=SearchSettings().prior_variants,
         label="prior's share of the variants",
-        help_text="colt/single-llm: the share of each expansion's screened variants that apply a mutator drawn "
-        "from the target's prior instead of the model's proposal; the cost model keeps the best of both (0: "
-        "every variant is the model's)",
+        help_text="colt/single-llm with screening: the share of each expansion's screening attempts that apply "
+        "a mutator drawn from the target's prior instead of the model's proposal; the cost model keeps the best "
+        "of both (0: every attempt is the model's)",
     )
     fresh_samples = _number(
         "fresh_samples",

@@ -107,9 +107,10 @@ def summary_lines(summary: dict) -> list[str]:
         for name, m in llm["models"].items():
             share = m["calls"] / llm["llm_calls"] if llm["llm_calls"] else 0.0
             errors = ", ".join(f"{k} {v}" for k, v in sorted(m["errors_by_kind"].items())) or "-"
+            own = f"{m['own_share']:.0%}" if "own_share" in m else "-"
             lines.append(
                 f"    {name:<20} {m['calls']:>5} {share:>6.0%} {m['prompt_tokens']:>7} {m['completion_tokens']:>6} "
-                f"{m['usd']:>10.6f} {m['hit_rate']:>8.0%} {m.get('own_share', 1.0):>5.0%} "
+                f"{m['usd']:>10.6f} {m['hit_rate']:>8.0%} {own:>5} "
                 f"{m['mean_latency_s']:>6.1f}  {errors}"
             )
     return lines

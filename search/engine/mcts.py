@@ -213,6 +213,10 @@ class MCTSSearch:
         best = int(np.argmax(scores))
         return cands[best], moves[best], float(scores[best])
 
+    def _prior(self, proposal: Proposal) -> float:
+        """``prior_variants`` for a model's own proposal; none for a random one (already the prior's)."""
+        return self.s.prior_variants if proposal.model is not None and not proposal.fallback else 0.0
+
     def _rollout(self, cand: Candidate, score: float) -> float:
         """Reward: the cost model's score after a few random mutations, averaged."""
         rewards = []
@@ -263,19 +267,18 @@ class MCTSSearch:
             return None
         # child and parent scored by the same cost model, so "above its parent" (hit rate,
         # course alteration) compares like with like after the model retrains
-        # the prior competes only with a model's own proposal (a random one already is the prior)
-        prior = self.s.prior_variants if proposal.model is not None and not proposal.fallback else 0.0
-        cand, applied, score = self._scored(leaf, cand, applied, prior=prior)
+        cand, applied, score = self._scored(leaf, cand, applied, prior=self._prior(proposal))
         replacement = self.policy.review(
             request, proposal, leaf.predicted, score, own=own_move(applied, proposal.mutators)
         )
-        accepted, alt_score = False, None
+        accepted, alt_score, alt_own = False, None, True
         if replacement is not None and replacement.mutators:
             alt, alt_applied, _ = self._child_of(leaf, replacement)
             if alt is not None:
                 alt, alt_applied, alt_score = self._scored(
-                    leaf, alt, alt_applied, rescore_leaf=False, prior=self.s.prior_variants
+                    leaf, alt, alt_applied, rescore_leaf=False, prior=self._prior(replacement)
                 )
+                alt_own = own_move(alt_applied, replacement.mutators)
                 if alt_score >= score:  # the correction replaces the child unless it scores lower
                     accepted = True
                     cand, applied, score, proposal = alt, alt_applied, alt_score, replacement
@@ -291,7 +294,9 @@ class MCTSSearch:
             parent_score=leaf.predicted,
         )
         if replacement is not None:
-            self.policy.escalated(request, replacement, child_id=child.id, accepted=accepted, large_score=alt_score)
+            self.policy.escalated(
+                request, replacement, child_id=child.id, accepted=accepted, large_score=alt_score, own=alt_own
+            )
         reward = self._rollout(cand, score)
         self.sink.emit(ev.Backpropagated(backpropagate(child, reward), reward))
         return child

@@ -98,6 +98,7 @@ class ExpansionPolicy:
         child_id: int | None,
         accepted: bool,
         large_score: float | None,
+        own: bool = True,
     ) -> None:
         """What became of the replacement that :meth:`review` returned."""
 
@@ -527,6 +528,7 @@ class LLMPolicy(ExpansionPolicy):
         child_id: int | None,
         accepted: bool,
         large_score: float | None,
+        own: bool = True,
     ) -> None:
         from . import events as ev
 
@@ -536,6 +538,7 @@ class LLMPolicy(ExpansionPolicy):
             s = self.stats[replacement.model]
             s.scored += 1
             s.hits += int(large_score > request.leaf.predicted)
+            s.own += int(own)
         self.sink.emit(
             ev.Escalation(
                 node_id=request.leaf.id,

@@ -71,9 +71,10 @@ class SearchSettings:
     # beyond the papers: the levers (PRESETS["paper"] turns them off: the papers' search exactly).
     # The defaults are the combination measured best (docs/benchmarks.md, "Search levers")
     variants: int = 32  # screening: children realized per expansion; the cost model keeps the best
-    # of an LLM expansion's screened variants, the share that applies one mutator drawn from the
-    # target's prior (as mcts-random and MetaSchedule do) instead of the model's proposal: the cost
-    # model arbitrates between the model's idea and the prior's; 0: every variant is the model's
+    # of an LLM expansion's screening attempts (with variants > 1), the share that applies one
+    # mutator drawn from the target's prior (as mcts-random and MetaSchedule do) instead of the
+    # model's proposal: the cost model arbitrates between the model's idea and the prior's; 0:
+    # every attempt is the model's. The node stays the model's (its hit rate counts it)
     prior_variants: float = 0.0
     measured_reward: bool = True  # a measured node back-propagates best latency / its latency
     fresh_samples: int = 0  # per measurement round: design-space samples screened, the best joins the root

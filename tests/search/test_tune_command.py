@@ -55,6 +55,7 @@ def tune(*args, timeout=300):
         (["--kernel", "gemm-128", "--target", "tpu"], "unknown target 'tpu'"),
         (["--kernel", "gemm-128", "--strategy", "guess"], "unknown strategy 'guess'"),
         (["--kernel", "gemm-128", "--lam", "2"], "lam must be a number between 0 and 1"),
+        (["--kernel", "gemm-128", "--prior-variants", "1.5"], "prior_variants must be a number between 0 and 1"),
         ([], "which kernel?"),
     ],
 )
@@ -64,6 +65,13 @@ def test_bad_input_is_one_line_and_exit_code_2(args, message):
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_every_lever_beyond_the_papers_is_an_option():
+    from search.engine.request import PRESETS
+    from search.management.commands.tune import SETTINGS
+
+    assert set(PRESETS["paper"]) <= set(SETTINGS)
 
 
 def test_non_integer_trials_is_an_argparse_error():

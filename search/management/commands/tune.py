@@ -25,6 +25,7 @@ SETTINGS = (
     "seed",
     "course_alteration_k",
     "variants",
+    "prior_variants",
     "measured_reward",
     "fresh_samples",
     "refine",
@@ -118,6 +119,14 @@ class Command(BaseCommand):
             default=None,
             help=f"screening: children realized per expansion, the cost model keeps the best "
             f"(default {defaults.variants}; 1: the papers)",
+        )
+        search.add_argument(
+            "--prior-variants",
+            type=float,
+            default=None,
+            help=f"colt/single-llm with screening: the share of an expansion's screening attempts that apply a "
+            f"mutator drawn from the target's prior instead of the model's proposal (default "
+            f"{defaults.prior_variants}: every attempt is the model's)",
         )
         search.add_argument(
             "--fresh-samples",
