@@ -65,13 +65,11 @@ def model_costs(runs) -> dict:
             rows[r["created_by"]].update(scored=r["scored"], hits=r["hits"])
     # own share: of those children, the share that kept the model's own mutators rather than a
     # screened variant drawn from the target's prior (``prior_variants``)
-    proposed = {(c["run_id"], c["call_id"]): c["mutators"] for c in calls.values("run_id", "call_id", "mutators")}
     for node in Node.objects.filter(run__in=runs, call_id__isnull=False, parent_score__isnull=False).values(
-        "run_id", "call_id", "created_by", "mutators"
+        "created_by", "mutators"
     ):
         if node["created_by"] in rows:
-            own = own_move(node["mutators"] or [], proposed.get((node["run_id"], node["call_id"])) or [])
-            rows[node["created_by"]]["own"] += int(own)
+            rows[node["created_by"]]["own"] += int(own_move(node["mutators"] or []))
     total_calls = sum(r["calls"] for r in rows.values())
     total_usd = sum(r["usd"] for r in rows.values())
     for r in rows.values():

@@ -19,7 +19,7 @@ import numpy as np
 from . import events as ev
 from .compiler import Candidate, CostModel, SearchSpace
 from .measure import Measurer, MeasureResult
-from .policy import ExpansionPolicy, ExpansionRequest, Proposal, own_move, random_mutator
+from .policy import PRIOR, ExpansionPolicy, ExpansionRequest, Proposal, own_move, random_mutator
 from .request import Budget, SearchSettings, StopRule
 from .tree import Node, Tree, backpropagate, select
 from .warm import WarmReport, WarmStart
@@ -192,7 +192,8 @@ class MCTSSearch:
         batched call, and the best-scored one is kept: one expansion (one LLM call) then
         explores many points and the tree keeps the promising one. A share ``prior`` of the
         attempts applies one mutator drawn from the target's prior instead (every other attempt
-        at 0.5), so the cost model chooses between the model's proposal and the prior's moves."""
+        at 0.5), so the cost model chooses between the model's proposal and the prior's moves;
+        such a move is named "Prior <mutator>" in the child's mutators."""
         cands, moves = [cand], [applied]
         seen = {cand.shash}
         for attempt in range(2 * (self.s.variants - 1)):
@@ -206,7 +207,7 @@ class MCTSSearch:
                 continue
             seen.add(other.shash)
             cands.append(other)
-            moves.append(moved)
+            moves.append([PRIOR + m for m in moved] if from_prior else moved)
         scores = self.cost_model.predict([*cands, leaf.candidate] if rescore_leaf else cands)
         if rescore_leaf:
             leaf.predicted, scores = float(scores[-1]), scores[:-1]
@@ -268,9 +269,7 @@ class MCTSSearch:
         # child and parent scored by the same cost model, so "above its parent" (hit rate,
         # course alteration) compares like with like after the model retrains
         cand, applied, score = self._scored(leaf, cand, applied, prior=self._prior(proposal))
-        replacement = self.policy.review(
-            request, proposal, leaf.predicted, score, own=own_move(applied, proposal.mutators)
-        )
+        replacement = self.policy.review(request, proposal, leaf.predicted, score, own=own_move(applied))
         accepted, alt_score, alt_own = False, None, True
         if replacement is not None and replacement.mutators:
             alt, alt_applied, _ = self._child_of(leaf, replacement)
@@ -278,7 +277,7 @@ class MCTSSearch:
                 alt, alt_applied, alt_score = self._scored(
                     leaf, alt, alt_applied, rescore_leaf=False, prior=self._prior(replacement)
                 )
-                alt_own = own_move(alt_applied, replacement.mutators)
+                alt_own = own_move(alt_applied)
                 if alt_score >= score:  # the correction replaces the child unless it scores lower
                     accepted = True
                     cand, applied, score, proposal = alt, alt_applied, alt_score, replacement

@@ -125,10 +125,14 @@ class RandomPolicy(ExpansionPolicy):
         return Proposal(mutators=[random_mutator(request.mutator_probs, self.rng)])
 
 
-def own_move(applied: list[str], proposed: list[str]) -> bool:
-    """Whether a kept child is its proposal's own: every mutator it applied is one the proposal
-    named (a directed move, "Set ...", is the proposal's too), none that screening drew from the prior."""
-    return all(m in proposed or not m.startswith("Mutate") for m in applied)
+#: how a node's mutators name one that screening drew from the target's prior (``prior_variants``)
+PRIOR = "Prior "
+
+
+def own_move(applied: list[str]) -> bool:
+    """Whether a kept child is its proposal's own: none of the moves it applied is one that
+    screening drew from the target's prior instead (those are recorded as "Prior <mutator>")."""
+    return not any(m.startswith(PRIOR) for m in applied)
 
 
 def random_mutator(probs: Mapping[str, float], rng: np.random.Generator) -> str:
@@ -277,14 +281,13 @@ class LLMPolicy(ExpansionPolicy):
                 stats.error(outcome)
         self.escalations = state.escalations
         largest = self.fleet.largest.name
-        proposed = {call["call_id"]: call.get("mutators") or [] for call in state.calls}
         for node in sorted(state.nodes, key=lambda n: n.node_id):
             if node.created_by in self.stats and node.parent_score is not None:
                 s = self.stats[node.created_by]
                 s.scored += 1
                 hit = node.predicted > node.parent_score
                 s.hits += int(hit)
-                s.own += int(own_move(node.mutators, proposed.get(node.call_id, [])))
+                s.own += int(own_move(node.mutators))
                 if node.created_by != largest:
                     self.streak = 0 if node.predicted >= node.parent_score else self.streak + 1
 

@@ -160,14 +160,16 @@ def test_prior_variants_compete_with_the_models_proposal_and_the_winner_is_count
     nodes = sink.of(ev.NodeCreated)
     by_model = [n for n in nodes if n.created_by == "large" and n.parent_score is not None]
     assert len(by_model) >= 6
-    own = [n for n in by_model if set(n.mutators) <= set(calls[n.call_id].mutators)]
+    own = [n for n in by_model if n.mutators == ["MutateUnroll"]]  # the model's proposal
+    drawn = [n for n in by_model if len(n.mutators) == 1 and n.mutators[0].startswith("Prior Mutate")]
+    assert len(own) + len(drawn) == len(by_model)  # each kept child says where its move came from
     stats = outcome.llm_summary["models"]["large"]
     assert stats["own_share"] == pytest.approx(len(own) / len(by_model))
     if prior == 0.0:  # every child is the model's own
-        assert own == by_model
+        assert not drawn
     else:  # the prior's moves won some expansions (tile sizes, 90% of the prior), and lost others
-        assert 0 < len(own) < len(by_model)
-        assert any("MutateTileSize" in n.mutators for n in by_model)
+        assert own and drawn
+        assert any(n.mutators == ["Prior MutateTileSize"] for n in drawn)
     # a resumed run counts the same from the saved nodes and calls
     restored = LLMPolicy(fleet_at("http://127.0.0.1:9").only("large"), LiteLLMClient(), kernel="g", target="llvm")
     restored.restore(SavedState(nodes=nodes, trials=12, calls=[asdict(c) for c in calls.values()]))
