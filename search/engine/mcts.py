@@ -54,6 +54,10 @@ class SearchResult:
         return self.best.candidate if self.best else None
 
 
+#: the papers' root population: the children of these samples go to the largest model
+PAPERS_POPULATION = 3
+
+
 class MCTSSearch:
     def __init__(
         self,
@@ -214,6 +218,17 @@ class MCTSSearch:
         best = int(np.argmax(scores))
         return cands[best], moves[best], float(scores[best])
 
+    def _initial_model(self, leaf: Node) -> str | None:
+        """The model for a child of a depth-1 node: the largest, as the papers give it the first
+        calls; but with ``screened_to_small``, only under the papers' three root samples. The
+        children of root samples beyond those (a larger population, warm seeds, fresh samples)
+        get no model, and so go to a small one, as the other nodes screening adds do: with 16
+        samples the largest model otherwise made 94-97% of colt's calls (docs/benchmarks.md)."""
+        if not self.s.screened_to_small or leaf.depth == 0:
+            return self.policy.initial_model()
+        rank = self.tree.root.children.index(leaf)
+        return self.policy.initial_model() if rank < PAPERS_POPULATION else None
+
     def _prior(self, proposal: Proposal) -> float:
         """``prior_variants`` for a model's own proposal; none for a random one (already the prior's)."""
         return self.s.prior_variants if proposal.model is not None and not proposal.fallback else 0.0
@@ -258,7 +273,7 @@ class MCTSSearch:
         if leaf.depth <= 1:
             proposal = Proposal(
                 mutators=[random_mutator(self.space.mutator_probs, self.rng)],
-                next_model=self.policy.initial_model(),
+                next_model=self._initial_model(leaf),
             )
         elif proposal is None:
             proposal = self.policy.propose(request)

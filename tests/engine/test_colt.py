@@ -174,3 +174,27 @@ def test_prior_variants_compete_with_the_models_proposal_and_the_winner_is_count
     restored = LLMPolicy(fleet_at("http://127.0.0.1:9").only("large"), LiteLLMClient(), kernel="g", target="llvm")
     restored.restore(SavedState(nodes=nodes, trials=12, calls=[asdict(c) for c in calls.values()]))
     assert restored.stats["large"].own_share == pytest.approx(stats["own_share"])
+
+
+@pytest.mark.parametrize("to_small", [True, False])
+def test_only_the_papers_three_root_samples_hand_their_children_to_the_largest_model(
+    fake, gemm128, gemm_measurer, to_small
+):
+    """With a root population beyond the papers' three, the children of the extra samples go to a
+    small model (``screened_to_small``), so the largest model does not take most of the calls."""
+    outcome, sink = run(
+        gemm128,
+        gemm_measurer,
+        fleet_at(fake.api_base),
+        trials=8,
+        expansions=12,
+        settings={"population": 8, "screened_to_small": to_small},
+    )
+    created = sink.of(ev.NodeCreated)
+    roots = [n.node_id for n in created if n.parent_id == 0]
+    assert len(roots) == 8
+    under = [n for n in created if n.parent_id in roots and n.call_id is None]  # depth-1 random expansions
+    assert {roots.index(n.parent_id) for n in under} - {0, 1, 2}, "no child under an extra root sample"
+    for node in under:
+        papers = roots.index(node.parent_id) < 3
+        assert node.expand_model == ("large" if papers or not to_small else None)
