@@ -94,6 +94,9 @@ CONFIGS: dict[str, dict] = {
     "default+inflight3": {"llm_in_flight": 3},
     # the root's sketches: more first samples, or a large fresh sample screened every round
     "default+pop16": {"population": 16},
+    # the same, measured before 2026-12-05 03:40 with colt, when every root sample's children went
+    # to the largest model (its rows were renamed; a superseded configuration never counts as the same run)
+    "default+pop16-largest": {"population": 16},
     "default+fresh1024": {"fresh_samples": 1024},
     "refine512+directed": {"refine": 512, "directed": True},
     "directed": {"directed": True},
@@ -124,11 +127,16 @@ def levers(row_settings: dict, strategy: str | None = None) -> dict:
     return {k: full[k] for k in LEVER_KEYS if (llm or k not in LLM_ONLY) and (fleet or k not in FLEET_ONLY)}
 
 
+#: configurations whose rows ran code that has changed since, so they never stand for a new run
+SUPERSEDED = {"default+pop16-largest"}
+
+
 def same_run(store: dict, host: dict, layer: str, strategy: str, settings: SearchSettings, args, seed: int) -> bool:
     """A row of the same settings under another configuration name (``default`` is one of the
     named combinations): measured once, reported under both."""
     want = levers(settings.to_dict(), strategy)
     return any(
+        r["config"] not in SUPERSEDED and
         r["host"]["cpu"] == host["cpu"] and r["layer"] == layer and r["strategy"] == strategy and r["seed"] == seed
         and r.get("trials_budget", r["trials"]) == args.trials and r.get("wall_budget_s") == args.wall_clock
         and levers(r.get("settings") or {}, strategy) == want
