@@ -226,8 +226,8 @@ class MCTSSearch:
         samples the largest model otherwise made 94-97% of colt's calls (docs/benchmarks.md)."""
         if not self.s.screened_to_small or leaf.depth == 0:
             return self.policy.initial_model()
-        rank = self.tree.root.children.index(leaf)
-        return self.policy.initial_model() if rank < PAPERS_POPULATION else None
+        rank = self.tree.root.children.index(leaf) - self.warm_seeds  # the population comes after warm seeds
+        return self.policy.initial_model() if 0 <= rank < PAPERS_POPULATION else None
 
     def _prior(self, proposal: Proposal) -> float:
         """``prior_variants`` for a model's own proposal; none for a random one (already the prior's)."""
