@@ -88,6 +88,7 @@ CONFIGS: dict[str, dict] = {
     "default+directed": {"directed": True},
     # half of each LLM expansion's screened variants drawn from the target's mutator prior
     "default+prior50": {"prior_variants": 0.5},
+    "default+costroute": {"cost_routing": True},
     # the product's defaults with screening-added nodes expanded by the largest model (before 2026-12-04)
     "default-screened-to-largest": {"screened_to_small": False},
     "default-full-prompt": {"compact_prompt": False},
@@ -114,8 +115,8 @@ LEVER_KEYS = (*PRESETS["paper"], "expansions_per_round", "warm_start", "populati
 
 
 #: settings that only act where LLMs expand the tree, and where a fleet of several does
-LLM_ONLY = ("directed", "screened_to_small", "compact_prompt", "llm_in_flight", "prior_variants")
-FLEET_ONLY = ("screened_to_small",)
+LLM_ONLY = ("directed", "screened_to_small", "compact_prompt", "llm_in_flight", "prior_variants", "cost_routing")
+FLEET_ONLY = ("screened_to_small", "cost_routing")
 
 
 def levers(row_settings: dict, strategy: str | None = None) -> dict:

@@ -50,6 +50,7 @@ LEVERS = (
     "measured_reward",
     "directed",
     "compact_prompt",
+    "cost_routing",
     "llm_in_flight",
 )
 
@@ -186,6 +187,13 @@ class LaunchForm(forms.Form):
         help_text="colt/single-llm: the leaf's schedule, and for its parent and grandparent only what their step "
         "changed: fewer tokens to read per call (off in the papers)",
     )
+    cost_routing = forms.BooleanField(
+        required=False,
+        initial=SearchSettings().cost_routing,
+        label="cost-aware routing",
+        help_text="colt: the nodes screening adds go to the small model with the most expected hits per dollar "
+        "(hit rate over the price of a call), not to the best hit rate alone",
+    )
     llm_in_flight = _number(
         "llm_in_flight",
         required=False,
@@ -307,6 +315,7 @@ class LaunchForm(forms.Form):
         doc["settings"]["warm_start"] = bool(data.get("warm_start"))
         doc["settings"]["directed"] = bool(data.get("directed"))
         doc["settings"]["compact_prompt"] = bool(data.get("compact_prompt"))
+        doc["settings"]["cost_routing"] = bool(data.get("cost_routing"))
         if data.get("preset") in PRESETS and data["preset"] != "default":
             doc["settings"] = {k: v for k, v in doc["settings"].items() if k not in LEVERS}
             doc["settings"]["preset"] = data["preset"]

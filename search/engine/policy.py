@@ -211,6 +211,7 @@ class LLMPolicy(ExpansionPolicy):
         budget: Budget | None = None,
         directed: bool = False,
         screened_to_small: bool = True,
+        cost_routing: bool = False,
         compact_prompt: bool = False,
     ):
         from .llm import Fleet
@@ -225,6 +226,7 @@ class LLMPolicy(ExpansionPolicy):
         self.budget = budget or Budget()
         self.directed = directed  # replies may set one decision; prompts show the fastest schedule
         self.screened_to_small = screened_to_small  # who expands nodes screening added (see propose)
+        self.cost_routing = cost_routing  # ... which small model: hits per dollar, not hit rate alone
         # ancestors shown as what differs (prompting.user_prompt); directed prompts show them whole
         self.compact_prompt = compact_prompt and not directed
         self.stats = {m.name: ModelStats() for m in fleet.models}
@@ -435,20 +437,35 @@ class LLMPolicy(ExpansionPolicy):
         )
         return proposal
 
+    #: the call a model's price is read at (tokens in, tokens out): about what a compact prompt
+    #: and a reply cost; only the ratio between models matters
+    TYPICAL_CALL = (500, 50)
+
+    def call_price(self, name: str) -> float:
+        """What one call to ``name`` costs at the fleet's list prices; for a free fleet (local
+        servers priced at 0), its parameter count stands in: the compute each call takes."""
+        model = self.fleet.get(name)
+        price = model.cost(*self.TYPICAL_CALL)
+        return price if price > 0 else model.params
+
     def _unassigned_model(self) -> str:
         """Who expands a node no call assigned (screening added it: refine, fresh samples, a warm
         seed): the small model with the best hit rate so far, smoothed so that an unscored model
         counts as one hit in two (each gets tried), the smaller on a tie. Sending these to the
-        largest model, as depth-1 children are, made it 24-53% of the calls (docs/benchmarks.md)."""
+        largest model, as depth-1 children are, made it 24-53% of the calls (docs/benchmarks.md).
+        With ``cost_routing``: the most expected hits per dollar (the smoothed hit rate over the
+        price of a call), so a model half the price needs only half the hit rate."""
         small = [m for m in self.fleet.models if m.name != self.fleet.largest.name and self._healthy(m.name)]
         if not small:
             return self.fleet.largest.name
 
-        def smoothed(m) -> tuple[float, float]:
+        def smoothed(m) -> float:
             s = self.stats[m.name]
-            return ((s.hits + 1) / (s.scored + 2), -m.params)
+            return (s.hits + 1) / (s.scored + 2)
 
-        return max(small, key=smoothed).name
+        if self.cost_routing:
+            return max(small, key=lambda m: (smoothed(m) / self.call_price(m.name), -m.params)).name
+        return max(small, key=lambda m: (smoothed(m), -m.params)).name
 
     def route(self, request: ExpansionRequest) -> str:
         if request.model in self.stats:

@@ -83,6 +83,9 @@ class SearchSettings:
     directed: bool = False  # LLM replies may set one decision (tile factors, unroll step, compute location)
     # a node that screening added (no call assigned it) is expanded by a small model; off: the largest
     screened_to_small: bool = True
+    # with screened_to_small: that small model is the one with the most expected hits per dollar
+    # (smoothed hit rate / the price of a call at the fleet's list prices); off: the best hit rate
+    cost_routing: bool = False
     # the prompt shows the leaf's decisions and, for its parent and grandparent, only what differs
     # (the uncached part of a prompt ~320 -> ~200 tokens; local models read ~100-200 tokens/s);
     # off: every ancestor whole, as in the papers
@@ -114,6 +117,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "refine_generations": 1,
         "directed": False,
         "screened_to_small": False,
+        "cost_routing": False,
         "compact_prompt": False,
         "llm_in_flight": 1,
     },

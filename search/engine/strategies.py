@@ -107,6 +107,7 @@ class _LLMTreeSearch(TreeSearch):
             budget=self.request.budget,
             directed=self.request.settings.directed,
             screened_to_small=self.request.settings.screened_to_small,
+            cost_routing=self.request.settings.cost_routing,
             compact_prompt=self.request.settings.compact_prompt,
         )
 

@@ -278,3 +278,38 @@ def test_api_keys_come_from_the_environment_and_never_reach_events(fake, monkeyp
     assert secret not in json.dumps([e.to_dict() for e in sink.events])  # and nowhere else
     with pytest.raises(ValueError, match="environment"):
         ModelSpec.from_dict({"name": "x", "model": "openai/x", "params": 1e6, "api_key": secret})
+
+
+def test_cost_routing_sends_screened_nodes_to_the_most_hits_per_dollar(fake):
+    """With ``cost_routing``, a node no call assigned goes to the small model with the most expected
+    hits per dollar: a model at 0.58x the price needs only 0.58x the hit rate. Without it, the best
+    hit rate wins whatever it costs. A free fleet is priced by parameter count."""
+    fleet = fleet_at(fake.api_base)
+    small_price = fleet.get("small").cost(*LLMPolicy.TYPICAL_CALL)
+    mid_price = fleet.get("mid").cost(*LLMPolicy.TYPICAL_CALL)
+    assert 0.5 < small_price / mid_price < 0.6
+
+    def trained(**kw):
+        policy, sink = make_policy(fleet_at(fake.api_base), course_alteration_k=None, **kw)
+        policy.review(request_for("mid"), Proposal(["MutateTileSize"], model="mid"), 0.5, 0.9)  # mid: 2/3
+        return policy, sink
+
+    # small unscored (1/2) against mid's 2/3: the hit rate picks mid, the price picks small
+    assert trained()[0].propose(request_for(None)).model == "mid"
+    policy, sink = trained(cost_routing=True)
+    assert policy.call_price("small") == pytest.approx(small_price)
+    assert policy.propose(request_for(None)).model == "small"
+    # small misses twice (1/4): 0.25 / 0.58 of mid's price is still less than mid's 2/3
+    regress(policy, "small")
+    regress(policy, "small", parent=0.9, child=0.1)
+    assert policy.propose(request_for(None)).model == "mid"
+    assert [c.model for c in sink.of(ev.LLMCallRecorded)] == ["small", "mid"]
+    # never the largest while a small model is up, however cheap its hits
+    assert policy.stats["large"].calls == 0
+
+    # a free fleet: parameter counts stand in for prices (small is 0.5x mid's)
+    free = Fleet.of([ModelSpec(m.name, m.model, m.params, 0.0, 0.0, m.api_base) for m in fleet.models])
+    policy, _ = make_policy(free, course_alteration_k=None, cost_routing=True)
+    assert policy.call_price("mid") == 270e6
+    policy.review(request_for("mid"), Proposal(["MutateTileSize"], model="mid"), 0.5, 0.9)
+    assert policy.propose(request_for(None)).model == "small"

@@ -151,16 +151,18 @@ def test_the_form_sets_the_levers_beyond_the_papers(client, team, monkeypatch):
             "prior_variants": "0.5",
             "measured_reward": "on",
             "compact_prompt": "on",
+            "cost_routing": "on",
             "llm_in_flight": "3",
         },  # fmt: skip
     )
     assert response.status_code == 302
     settings = Run.objects.get().run_request.settings
     assert settings.variants == 8 and settings.measured_reward is True and settings.prior_variants == 0.5
-    assert settings.compact_prompt is True and settings.llm_in_flight == 3
+    assert settings.compact_prompt is True and settings.llm_in_flight == 3 and settings.cost_routing is True
     client.post("/runs/new", {**FORM, "team": team.pk})
     defaults = Run.objects.order_by("-pk").first().run_request.settings
     assert (defaults.variants, defaults.refine) == (SearchSettings().variants, SearchSettings().refine)
+    assert defaults.cost_routing is False
     client.post(
         "/runs/new",
         {**FORM, "team": team.pk, "preset": "paper", "variants": "8", "refine": "64", "compact_prompt": "on",

@@ -32,6 +32,7 @@ SETTINGS = (
     "refine_generations",
     "directed",
     "screened_to_small",
+    "cost_routing",
     "compact_prompt",
     "llm_in_flight",
     "warm_start",
@@ -177,6 +178,14 @@ class Command(BaseCommand):
             default=None,
             help=f"nodes that screening added (refine, fresh samples) are expanded by a small model, the best "
             f"by hit rate; off: by the largest (default {'on' if defaults.screened_to_small else 'off'})",
+        )
+        search.add_argument(
+            "--cost-routing",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=f"colt with --screened-to-small: that small model is the one with the most expected hits per "
+            f"dollar (hit rate over the price of a call), not the best hit rate "
+            f"(default {'on' if defaults.cost_routing else 'off'})",
         )
         search.add_argument(
             "--compact-prompt",
