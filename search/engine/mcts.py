@@ -56,6 +56,9 @@ class SearchResult:
 
 #: the papers' root population: the children of these samples go to the largest model
 PAPERS_POPULATION = 3
+#: the mutators label of a root child that a warm start placed (an earlier run's schedule), so a
+#: resumed run knows its population starts after them
+WARM_SEED = "Warm seed"
 
 
 class MCTSSearch:
@@ -487,7 +490,7 @@ class MCTSSearch:
             loaded = self._pretrain(self.space, same, report)
             for cand in loaded[: warm.seeds]:
                 if cand.shash not in self.tree.hashes:
-                    self._add(self.tree.root, cand, created_by=None, expand_model=None, mutators=[],
+                    self._add(self.tree.root, cand, created_by=None, expand_model=None, mutators=[WARM_SEED],
                               score=self._score(cand))  # fmt: skip
                     report.seeded += 1
         self.warm_seeds = report.seeded
@@ -527,6 +530,7 @@ class MCTSSearch:
             node.latency, node.status = saved.latency, saved.status
             node.fail_streak, node.dead = saved.fail_streak, saved.dead
         root = self.tree.root
+        self.warm_seeds = sum(c.mutators == [WARM_SEED] for c in root.children)
         root.visits = sum(c.visits for c in root.children)
         root.value = sum(c.value for c in root.children)
         self.expansions = root.visits

@@ -7,6 +7,7 @@ import pytest
 
 from search.engine import events as ev
 from search.engine.compiler import SearchSpace
+from search.engine.mcts import WARM_SEED, SavedState
 from search.engine.measure import LocalMeasurer
 from search.engine.request import Budget, RunRequest, SearchSettings
 from search.engine.tuning import tune
@@ -32,6 +33,15 @@ def measured(spec, n, seed):
     return [Record(spec, c.trace_json(), r.latency_s) for c, r in zip(cands, results, strict=True) if r.ok]
 
 
+def node_record(n):
+    """What persistence saves of a node (search.models.Node keeps these fields)."""
+    return ev.NodeRecord(
+        node_id=n.id, parent_id=n.parent.id, depth=n.depth, created_by=n.created_by, expand_model=n.expand_model,
+        mutators=list(n.mutators), predicted=n.predicted, visits=n.visits, value=n.value, status=n.status,
+        latency=n.latency, trace=n.candidate.trace_json(),
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def records(gemm128):
     return measured(OTHER, 8, seed=1), measured(gemm128, 6, seed=2)
@@ -52,9 +62,16 @@ def test_a_warm_start_pretrains_the_cost_model_and_seeds_this_kernels_fastest(ge
     seeded = search.tree.root.children
     assert [n.shash for n in seeded] == [gemm_space.load(r.trace).shash for r in fastest]
     assert all(n.status is None for n in seeded)  # measured again here, not taken on trust
+    assert all(n.mutators == [WARM_SEED] for n in seeded)  # labelled: an earlier run's schedule
     search.run()
     assert len(search.tree.root.children) >= 3 + 3  # the usual population beside the seeds
     assert search.cost_model.evaluations > 0 and search.trials == 4
+    # a resumed run knows the population starts after the seeds (who expands their children)
+    nodes = [node_record(n) for n in search.tree.nodes[1:]]
+    resumed, _ = new_search(gemm_space, gemm_measurer, warm_start=True)
+    resumed.restore(SavedState(nodes=nodes, trials=search.trials))
+    assert resumed.warm_seeds == 3
+    assert [n.mutators for n in resumed.tree.root.children[3:]] == [[]] * (len(search.tree.root.children) - 3)
 
 
 def test_records_of_other_kernels_alone_seed_nothing(gemm_space, gemm_measurer, records):
