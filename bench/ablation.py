@@ -89,6 +89,7 @@ CONFIGS: dict[str, dict] = {
     # half of each LLM expansion's screened variants drawn from the target's mutator prior
     "default+prior50": {"prior_variants": 0.5},
     "default+costroute": {"cost_routing": True},
+    "default+refine2048": {"refine": 2048},  # four times the default's screening per round
     # the product's defaults with screening-added nodes expanded by the largest model (before 2026-12-04)
     "default-screened-to-largest": {"screened_to_small": False},
     "default-full-prompt": {"compact_prompt": False},
