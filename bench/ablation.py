@@ -48,6 +48,8 @@ LEAD = (
     "the cost model keeps the best; `expansions_per_round`/`wide`: expansions between measurement rounds; "
     "`measured_reward`: measured latencies back-propagated as rewards; `prior50`: half of an LLM "
     "expansion's screening attempts apply the target's mutator prior instead of the model's proposal; "
+    "`costroute`: the nodes screening adds go to the small model with the most expected hits per dollar, "
+    "not the best hit rate; `refine2048`: refine screens 2048 mutants per round, not 512; "
     "`fresh_samples`: new design-space "
     "points screened each round, the best added at the root; `refine`: mutants of the fastest measured "
     "schedules screened each round, the best `measure_batch` join the tree; `directed`: LLM replies may set "

@@ -441,12 +441,15 @@ class LLMPolicy(ExpansionPolicy):
     #: and a reply cost; only the ratio between models matters
     TYPICAL_CALL = (500, 50)
 
-    def call_price(self, name: str) -> float:
-        """What one call to ``name`` costs at the fleet's list prices; for a free fleet (local
-        servers priced at 0), its parameter count stands in: the compute each call takes."""
-        model = self.fleet.get(name)
-        price = model.cost(*self.TYPICAL_CALL)
-        return price if price > 0 else model.params
+    def call_prices(self, names) -> dict[str, float]:
+        """What one call to each of ``names`` costs at the fleet's list prices. Where any of them is
+        free (a self-hosted server priced at 0), parameter counts stand in for all of them: the
+        compute each call takes, in one unit (dollars and parameters do not compare)."""
+        models = [self.fleet.get(n) for n in names]
+        prices = {m.name: m.cost(*self.TYPICAL_CALL) for m in models}
+        if all(p > 0 for p in prices.values()):
+            return prices
+        return {m.name: m.params for m in models}
 
     def _unassigned_model(self) -> str:
         """Who expands a node no call assigned (screening added it: refine, fresh samples, a warm
@@ -464,7 +467,8 @@ class LLMPolicy(ExpansionPolicy):
             return (s.hits + 1) / (s.scored + 2)
 
         if self.cost_routing:
-            return max(small, key=lambda m: (smoothed(m) / self.call_price(m.name), -m.params)).name
+            price = self.call_prices([m.name for m in small])
+            return max(small, key=lambda m: (smoothed(m) / price[m.name], -m.params)).name
         return max(small, key=lambda m: (smoothed(m), -m.params)).name
 
     def route(self, request: ExpansionRequest) -> str:

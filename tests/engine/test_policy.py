@@ -283,7 +283,7 @@ def test_api_keys_come_from_the_environment_and_never_reach_events(fake, monkeyp
 def test_cost_routing_sends_screened_nodes_to_the_most_hits_per_dollar(fake):
     """With ``cost_routing``, a node no call assigned goes to the small model with the most expected
     hits per dollar: a model at 0.58x the price needs only 0.58x the hit rate. Without it, the best
-    hit rate wins whatever it costs. A free fleet is priced by parameter count."""
+    hit rate wins whatever it costs. Where a small model is free, parameter counts price them all."""
     fleet = fleet_at(fake.api_base)
     small_price = fleet.get("small").cost(*LLMPolicy.TYPICAL_CALL)
     mid_price = fleet.get("mid").cost(*LLMPolicy.TYPICAL_CALL)
@@ -297,7 +297,7 @@ def test_cost_routing_sends_screened_nodes_to_the_most_hits_per_dollar(fake):
     # small unscored (1/2) against mid's 2/3: the hit rate picks mid, the price picks small
     assert trained()[0].propose(request_for(None)).model == "mid"
     policy, sink = trained(cost_routing=True)
-    assert policy.call_price("small") == pytest.approx(small_price)
+    assert policy.call_prices(["small", "mid"]) == pytest.approx({"small": small_price, "mid": mid_price})
     assert policy.propose(request_for(None)).model == "small"
     # small misses twice (1/4): 0.25 / 0.58 of mid's price is still less than mid's 2/3
     regress(policy, "small")
@@ -307,9 +307,11 @@ def test_cost_routing_sends_screened_nodes_to_the_most_hits_per_dollar(fake):
     # never the largest while a small model is up, however cheap its hits
     assert policy.stats["large"].calls == 0
 
-    # a free fleet: parameter counts stand in for prices (small is 0.5x mid's)
-    free = Fleet.of([ModelSpec(m.name, m.model, m.params, 0.0, 0.0, m.api_base) for m in fleet.models])
-    policy, _ = make_policy(free, course_alteration_k=None, cost_routing=True)
-    assert policy.call_price("mid") == 270e6
-    policy.review(request_for("mid"), Proposal(["MutateTileSize"], model="mid"), 0.5, 0.9)
-    assert policy.propose(request_for(None)).model == "small"
+    # a fleet where a small model is free: parameter counts stand in for every price (one unit)
+    for free_one in ("small", "mid"):
+        models = [ModelSpec(m.name, m.model, m.params, 0.0, 0.0, m.api_base) if m.name == free_one else m
+                  for m in fleet.models]  # fmt: skip
+        policy, _ = make_policy(Fleet.of(models), course_alteration_k=None, cost_routing=True)
+        assert policy.call_prices(["small", "mid"]) == {"small": 135e6, "mid": 270e6}
+        policy.review(request_for("mid"), Proposal(["MutateTileSize"], model="mid"), 0.5, 0.9)
+        assert policy.propose(request_for(None)).model == "small"  # 1/2 per 135M beats 2/3 per 270M
