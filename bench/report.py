@@ -199,7 +199,8 @@ def plot(layer: str, cells: dict) -> str | None:
 
 def wall_rows(cells: dict) -> list[list[str]]:
     out = []
-    for (layer, strategy, _), rs in sorted(cells.items(), key=lambda kv: (PAPER_LAYERS.index(kv[0][0]), kv[0][1])):
+    current = {k: rs for k, rs in cells.items() if k[0] in PAPER_LAYERS}  # not layers formulated differently before
+    for (layer, strategy, _), rs in sorted(current.items(), key=lambda kv: (PAPER_LAYERS.index(kv[0][0]), kv[0][1])):
         out.append([layer, strategy, f"{rs[0]['wall_budget_s']:.0f}", ", ".join(str(r["seed"]) for r in rs),
                     spread(rs), f"{median(rs, 'trials'):.0f}"])  # fmt: skip
     return out
