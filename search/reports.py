@@ -19,7 +19,7 @@ GOOD_OUTCOMES = ("ok", "escalation")
 
 
 def model_costs(runs) -> dict:
-    """Per model over ``runs``: calls, tokens, USD, mean latency, hit rate, errors by kind,
+    """Per model over ``runs``: calls, tokens, USD, mean latency, hit rate, USD per hit, errors by kind,
     escalations (calls it made as the escalation target, regressions of its own that
     triggered one) and its share of the calls. Rows sorted by USD, largest first."""
     calls = LLMCall.objects.filter(run__in=runs)
@@ -77,6 +77,9 @@ def model_costs(runs) -> dict:
         r["usd_share"] = r["usd"] / total_usd if total_usd else 0.0
         r["hit_rate"] = r["hits"] / r["scored"] if r["scored"] else None
         r["own_share"] = r["own"] / r["scored"] if r["scored"] else None
+        # what one hit cost: the price of a model's calls over the children it proposed that the
+        # cost model scored above their parent (what cost_routing weighs, per call, to route)
+        r["usd_per_hit"] = r["usd"] / r["hits"] if r["hits"] else None
         r["errors"] = dict(sorted(r["errors"].items()))
     ordered = sorted(rows.values(), key=lambda r: (-r["usd"], r["model"]))
     return {

@@ -206,6 +206,7 @@ def test_per_model_review_and_subtree_costs_add_up(client, colt_run):
         made = Node.objects.filter(run=run, created_by=name, call_id__isnull=False, parent_score__isnull=False)
         hits = sum(n.predicted > n.parent_score for n in made)
         assert row["hit_rate"] == (hits / len(made) if made else None)
+        assert row["usd_per_hit"] == (pytest.approx(row["usd"] / hits) if hits else None)
         own = sum(not any(m.startswith("Prior ") for m in n.mutators) for n in made)
         assert row["own_share"] == (own / len(made) if made else None)
     assert by_model["mid"]["errors"].get("parse_error", 0) >= 1  # the garbage replies are counted
@@ -219,6 +220,7 @@ def test_per_model_review_and_subtree_costs_add_up(client, colt_run):
     assert costs[0]["usd"] == pytest.approx(run.usd) and costs[0]["calls"] == run.llm_calls
     page = client.get(f"/runs/{run.pk}/costs").content.decode()
     assert all(f'data-model="{m}"' in page for m in by_model) and "Cost rolled up the tree" in page
+    assert "USD per hit" in page
     node = client.get(f"/api/runs/{run.pk}/nodes/{reports.costly_subtrees(run)[0]['node_id']}").json()
     assert node["subtree"]["usd"] > 0
 
