@@ -206,8 +206,12 @@ def run_rows(args, fleet) -> None:
                     k = key(host, layer, strategy, config, args.trials, seed, args.wall_clock)
                     settings = settings_for(config, seed)
                     stored = load()
-                    if k in stored or same_run(stored, host, layer, strategy, settings, args, seed):
+                    if same_run(stored, host, layer, strategy, settings, args, seed):
                         continue
+                    if k in stored:  # a row of this name ran other settings (``default``: the defaults then)
+                        k = f"{k}|{time.strftime('%Y-%m-%d')}"
+                        if k in stored:
+                            continue
                     request = RunRequest(
                         kernel=bench_kernel(layer),
                         strategy=strategy,
