@@ -37,6 +37,7 @@ SECTIONS = {
     "seed": "settings",
     "variants": "settings",
     "prior_variants": "settings",
+    "population": "settings",
     "fresh_samples": "settings",
     "refine": "settings",
     "llm_in_flight": "settings",
@@ -150,6 +151,14 @@ class LaunchForm(forms.Form):
         help_text="colt/single-llm with screening: the share of each expansion's screening attempts that apply "
         "a mutator drawn from the target's prior instead of the model's proposal; the cost model keeps the best "
         "of both (0: every attempt is the model's)",
+    )
+    population = _number(
+        "population",
+        required=False,
+        initial=SearchSettings().population,
+        label="root samples",
+        help_text="random design-space samples measured at the root before the tree grows; each one's sketch is "
+        "searched (3: the papers)",
     )
     fresh_samples = _number(
         "fresh_samples",

@@ -152,6 +152,7 @@ def test_the_form_sets_the_levers_beyond_the_papers(client, team, monkeypatch):
             "measured_reward": "on",
             "compact_prompt": "on",
             "cost_routing": "on",
+            "population": "16",
             "llm_in_flight": "3",
         },  # fmt: skip
     )
@@ -159,6 +160,7 @@ def test_the_form_sets_the_levers_beyond_the_papers(client, team, monkeypatch):
     settings = Run.objects.get().run_request.settings
     assert settings.variants == 8 and settings.measured_reward is True and settings.prior_variants == 0.5
     assert settings.compact_prompt is True and settings.llm_in_flight == 3 and settings.cost_routing is True
+    assert settings.population == 16
     client.post("/runs/new", {**FORM, "team": team.pk})
     defaults = Run.objects.order_by("-pk").first().run_request.settings
     assert (defaults.variants, defaults.refine) == (SearchSettings().variants, SearchSettings().refine)

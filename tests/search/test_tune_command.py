@@ -56,6 +56,7 @@ def tune(*args, timeout=300):
         (["--kernel", "gemm-128", "--strategy", "guess"], "unknown strategy 'guess'"),
         (["--kernel", "gemm-128", "--lam", "2"], "lam must be a number between 0 and 1"),
         (["--kernel", "gemm-128", "--prior-variants", "1.5"], "prior_variants must be a number between 0 and 1"),
+        (["--kernel", "gemm-128", "--population", "0"], "population must be"),
         ([], "which kernel?"),
     ],
 )
