@@ -275,12 +275,13 @@ def report() -> str:
     rows = list(load().values())
     peers = json.loads(PEERS.read_text()) if PEERS.exists() else {}
     cells: dict = {}
-    for r in rows:
-        cells.setdefault((r["host"]["cpu"], r["layer"], r["strategy"], label(r), r["trials"]), []).append(r)
+    for r in rows:  # a wall-clock row is its own cell, whatever number of trials it reached
+        budget = (r.get("wall_budget_s") or 0.0, 0 if r.get("wall_budget_s") else r["trials"])
+        cells.setdefault((r["host"]["cpu"], r["layer"], r["strategy"], label(r), budget), []).append(r)
     evo = {
         (cpu, layer, trials): statistics.median(r["best_s"] for r in rs if r["best_s"])
-        for (cpu, layer, strategy, _, trials), rs in cells.items()
-        if strategy == "evolutionary"
+        for (cpu, layer, strategy, _, (wall, trials)), rs in cells.items()
+        if strategy == "evolutionary" and not wall
     }
     paper = {  # per seed, to compare a configuration with the papers' search seed by seed
         (cpu, layer, strategy, r["seed"]): r["best_s"]
@@ -290,7 +291,7 @@ def report() -> str:
         if r["best_s"]
     }
     out = []
-    for (cpu, layer, strategy, config, trials), rs in sorted(cells.items()):
+    for (cpu, layer, strategy, config, (wall, trials)), rs in sorted(cells.items()):
         best = sorted(r["best_s"] * 1e3 for r in rs if r["best_s"]) or [float("nan")]
         med = statistics.median(best) / 1e3
         paired = [paper[(cpu, layer, strategy, r["seed"])] / r["best_s"] for r in rs
@@ -302,7 +303,9 @@ def report() -> str:
             [
                 cpu,
                 layer,
-                f"{strategy}@{trials}",
+                f"{strategy}@{trials}"
+                if not wall
+                else f"{strategy}@{wall:g}s ({statistics.median(r['trials'] for r in rs):.0f} trials)",
                 config,
                 ", ".join(str(r["seed"]) for r in sorted(rs, key=lambda r: r["seed"])),
                 f"{statistics.median(best):.3f} ({best[0]:.3f}-{best[-1]:.3f})",
