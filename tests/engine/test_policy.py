@@ -126,7 +126,9 @@ def test_calls_for_several_leaves_are_in_flight_at_once_and_accounted_in_order(f
     assert [(c.call_id, c.model, c.node_id) for c in calls] == [(1, "mid", 2), (2, "small", 2), (3, "large", 2)]
     assert policy.spent()["llm_calls"] == 3 and {s.calls for s in policy.stats.values()} == {1}
     busy, total = fake.busy_s()
-    assert total > 2 * busy  # more than two calls in flight on average while any was
+    # more than 1.5 calls in flight on average while any was (three overlap fully when nothing else
+    # runs; a loaded CI host measured 1.98): peak_in_flight above is the exact check
+    assert total > 1.5 * busy
     # one request: an ordinary call
     (single,) = policy.propose_many([request_for("small")])
     assert single.call_id == 4 and single.model == "small"
