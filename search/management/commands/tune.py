@@ -135,7 +135,7 @@ class Command(BaseCommand):
             type=int,
             default=None,
             help=f"random design-space samples at the root before the search (default {defaults.population}, as in "
-            f"the papers; 16 measured faster in docs/benchmarks.md, with fewer LLM calls)",
+            f"the papers; 16 was faster on most layers measured, with fewer LLM calls: docs/benchmarks.md)",
         )
         search.add_argument(
             "--fresh-samples",
