@@ -33,15 +33,6 @@ def measured(spec, n, seed):
     return [Record(spec, c.trace_json(), r.latency_s) for c, r in zip(cands, results, strict=True) if r.ok]
 
 
-def node_record(n):
-    """What persistence saves of a node (search.models.Node keeps these fields)."""
-    return ev.NodeRecord(
-        node_id=n.id, parent_id=n.parent.id, depth=n.depth, created_by=n.created_by, expand_model=n.expand_model,
-        mutators=list(n.mutators), predicted=n.predicted, visits=n.visits, value=n.value, status=n.status,
-        latency=n.latency, trace=n.candidate.trace_json(),
-    )  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def records(gemm128):
     return measured(OTHER, 8, seed=1), measured(gemm128, 6, seed=2)
@@ -67,7 +58,7 @@ def test_a_warm_start_pretrains_the_cost_model_and_seeds_this_kernels_fastest(ge
     assert len(search.tree.root.children) >= 3 + 3  # the usual population beside the seeds
     assert search.cost_model.evaluations > 0 and search.trials == 4
     # a resumed run knows the population starts after the seeds (who expands their children)
-    nodes = [node_record(n) for n in search.tree.nodes[1:]]
+    nodes = sink.of(ev.NodeCreated)  # the node records the engine emits (and persistence saves)
     resumed, _ = new_search(gemm_space, gemm_measurer, warm_start=True)
     resumed.restore(SavedState(nodes=nodes, trials=search.trials))
     assert resumed.warm_seeds == 3
