@@ -114,7 +114,7 @@ def settings_for(config: str, seed: int) -> SearchSettings:
 
 
 #: the settings that tell configurations apart
-LEVER_KEYS = (*PRESETS["paper"], "expansions_per_round", "warm_start", "population")
+LEVER_KEYS = tuple(dict.fromkeys((*PRESETS["paper"], "expansions_per_round", "warm_start", "population")))
 
 
 #: settings that only act where LLMs expand the tree, and where a fleet of several does

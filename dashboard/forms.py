@@ -44,6 +44,7 @@ SECTIONS = {
 }
 #: the levers beyond the papers; with the "paper" preset the form leaves them to the preset
 LEVERS = (
+    "population",
     "variants",
     "prior_variants",
     "fresh_samples",
@@ -157,8 +158,8 @@ class LaunchForm(forms.Form):
         required=False,
         initial=SearchSettings().population,
         label="root samples",
-        help_text="random design-space samples measured at the root before the tree grows; each one's sketch is "
-        "searched (3: the papers)",
+        help_text="random design-space samples at the root before the tree grows, measured when the cost model "
+        "ranks them into a round; each one's sketch is searched (3: the papers and the paper preset)",
     )
     fresh_samples = _number(
         "fresh_samples",

@@ -54,7 +54,10 @@ class Budget:
 
 @dataclass(frozen=True)
 class SearchSettings:
-    population: int = 3
+    # random design-space samples at the root (the papers: 3). Unmeasured until the cost model
+    # ranks them into a measurement round; more samples let the tree start from more sketches and
+    # mutate the best of them (docs/benchmarks.md, "root population")
+    population: int = 16
     branching: int = 2  # B
     max_depth: int = 500
     lam: float = 0.2  # model-balance weight
@@ -109,6 +112,7 @@ class SearchSettings:
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "paper": {
+        "population": 3,
         "variants": 1,
         "prior_variants": 0.0,
         "measured_reward": False,

@@ -152,7 +152,7 @@ def test_the_form_sets_the_levers_beyond_the_papers(client, team, monkeypatch):
             "measured_reward": "on",
             "compact_prompt": "on",
             "cost_routing": "on",
-            "population": "16",
+            "population": "8",
             "llm_in_flight": "3",
         },  # fmt: skip
     )
@@ -160,15 +160,15 @@ def test_the_form_sets_the_levers_beyond_the_papers(client, team, monkeypatch):
     settings = Run.objects.get().run_request.settings
     assert settings.variants == 8 and settings.measured_reward is True and settings.prior_variants == 0.5
     assert settings.compact_prompt is True and settings.llm_in_flight == 3 and settings.cost_routing is True
-    assert settings.population == 16
+    assert settings.population == 8
     client.post("/runs/new", {**FORM, "team": team.pk})
     defaults = Run.objects.order_by("-pk").first().run_request.settings
     assert (defaults.variants, defaults.refine) == (SearchSettings().variants, SearchSettings().refine)
-    assert defaults.cost_routing is False
+    assert defaults.cost_routing is False and defaults.population == SearchSettings().population == 16
     client.post(
         "/runs/new",
         {**FORM, "team": team.pk, "preset": "paper", "variants": "8", "refine": "64", "compact_prompt": "on",
-         "llm_in_flight": "4"},
+         "llm_in_flight": "4", "population": "16"},
     )  # fmt: skip
     paper = Run.objects.order_by("-pk").first().run_request.settings
     assert {k: getattr(paper, k) for k in PRESETS["paper"]} == PRESETS["paper"]  # the preset governs the levers
