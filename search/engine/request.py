@@ -54,10 +54,10 @@ class Budget:
 
 @dataclass(frozen=True)
 class SearchSettings:
-    # random design-space samples at the root (the papers: 3). Unmeasured until the cost model
-    # ranks them into a measurement round; more samples let the tree start from more sketches and
-    # mutate the best of them (docs/benchmarks.md, "root population")
-    population: int = 16
+    # random design-space samples at the root, as in the papers. Unmeasured until the cost model
+    # ranks them into a measurement round. 16 was measured against 3 on four hosts: faster on some,
+    # slower on every pair on another, inside the seed spread overall (docs/benchmarks.md)
+    population: int = 3
     branching: int = 2  # B
     max_depth: int = 500
     lam: float = 0.2  # model-balance weight

@@ -134,8 +134,8 @@ class Command(BaseCommand):
             "--population",
             type=int,
             default=None,
-            help=f"random design-space samples at the root before the search (default {defaults.population}: faster "
-            f"than the papers' 3 on most layers measured, with fewer LLM calls, docs/benchmarks.md; --preset paper: 3)",
+            help=f"random design-space samples at the root before the search (default {defaults.population}, as in "
+            f"the papers; 16 makes fewer LLM calls, its speed varied by host and layer: docs/benchmarks.md)",
         )
         search.add_argument(
             "--fresh-samples",
