@@ -197,6 +197,17 @@ def run(args) -> None:
         run_rows(args, fleet)
 
 
+def unhealthy_fleet(llm: dict | None, tolerated: float = 0.1) -> str | None:
+    """Why a run's LLM calls do not stand for its fleet (the model servers failed more than
+    ``tolerated`` of them, e.g. a server stopped under it), or None."""
+    models = (llm or {}).get("models") or {}
+    calls = sum(m["calls"] for m in models.values())
+    failed = sum((m.get("errors_by_kind") or {}).get("server_error", 0) for m in models.values())
+    if calls and failed > tolerated * calls:
+        return f"{failed} of its {calls} LLM calls failed at the model server"
+    return None
+
+
 def run_rows(args, fleet) -> None:
     host = host_info()
     for layer in args.kernels:
@@ -224,6 +235,10 @@ def run_rows(args, fleet) -> None:
                     started = time.perf_counter()
                     outcome = tune(request, sink=timer, warm=warm)
                     s = outcome.summary()
+                    why = unhealthy_fleet(s.get("llm"))
+                    if why:  # the row would measure the search without its LLMs: rerun it instead
+                        print(f"{layer} {strategy} {config} seed {seed}: not saved, {why}", flush=True)
+                        continue
                     save_records(host, layer, k, outcome)
                     row = {
                         "host": host,
