@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._report import table, write_section  # noqa: E402
 from bench.forms import SUFFIX, bench_kernel  # noqa: E402
 from bench.strategies import CallTimer, host_info  # noqa: E402
+from search.engine.llm import SERVER_ERROR, TIMEOUT  # noqa: E402
 from search.engine.request import PRESETS, Budget, RunRequest, SearchSettings  # noqa: E402
 from search.engine.strategies import STRATEGIES  # noqa: E402
 from search.engine.tuning import tune  # noqa: E402
@@ -198,13 +199,15 @@ def run(args) -> None:
 
 
 def unhealthy_fleet(llm: dict | None, tolerated: float = 0.1) -> str | None:
-    """Why a run's LLM calls do not stand for its fleet (the model servers failed more than
-    ``tolerated`` of them, e.g. a server stopped under it), or None."""
-    models = (llm or {}).get("models") or {}
-    calls = sum(m["calls"] for m in models.values())
-    failed = sum((m.get("errors_by_kind") or {}).get("server_error", 0) for m in models.values())
-    if calls and failed > tolerated * calls:
-        return f"{failed} of its {calls} LLM calls failed at the model server"
+    """Why a run's LLM calls do not stand for its fleet, or None: a model whose calls got no
+    reply (its server failed or timed out, e.g. stopped under the run) more than ``tolerated``
+    of the time. Per model: the policy backs off a failing model, so its failures would be a
+    small share of the whole fleet's calls."""
+    for name, m in ((llm or {}).get("models") or {}).items():
+        kinds = m.get("errors_by_kind") or {}
+        failed = kinds.get(SERVER_ERROR, 0) + kinds.get(TIMEOUT, 0)
+        if failed > tolerated * m["calls"]:
+            return f"{failed} of {name}'s {m['calls']} LLM calls got no reply"
     return None
 
 
@@ -236,7 +239,7 @@ def run_rows(args, fleet) -> None:
                     outcome = tune(request, sink=timer, warm=warm)
                     s = outcome.summary()
                     why = unhealthy_fleet(s.get("llm"))
-                    if why:  # the row would measure the search without its LLMs: rerun it instead
+                    if why:  # the row would measure the search without its LLMs; run it again later
                         print(f"{layer} {strategy} {config} seed {seed}: not saved, {why}", flush=True)
                         continue
                     save_records(host, layer, k, outcome)

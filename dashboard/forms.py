@@ -44,7 +44,6 @@ SECTIONS = {
 }
 #: the levers beyond the papers; with the "paper" preset the form leaves them to the preset
 LEVERS = (
-    "population",
     "variants",
     "prior_variants",
     "fresh_samples",

@@ -171,4 +171,6 @@ def test_the_form_sets_the_levers_beyond_the_papers(client, team, monkeypatch):
          "llm_in_flight": "4", "population": "16"},
     )  # fmt: skip
     paper = Run.objects.order_by("-pk").first().run_request.settings
-    assert {k: getattr(paper, k) for k in PRESETS["paper"]} == PRESETS["paper"]  # the preset governs the levers
+    levers = {k: v for k, v in PRESETS["paper"].items() if k != "population"}
+    assert {k: getattr(paper, k) for k in levers} == levers  # the preset governs the levers
+    assert paper.population == 16  # root samples sit above the preset, with seed: set, they are kept
