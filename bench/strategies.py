@@ -57,7 +57,20 @@ def host_info() -> dict:
         "cores": len(os.sched_getaffinity(0)),
         "machine": platform.machine(),
         "python": platform.python_version(),
+        "calibration_ms": calibration_ms(),
     }
+
+
+def calibration_ms(repeat: int = 7) -> float:
+    """How fast this machine runs a fixed piece of work (ms, the fastest of ``repeat``): two
+    machines of one CPU model differed by 26-29% in numpy's time for the same layers
+    (emeraldrapids, 2026-12-05), so rows from machines whose calibrations differ do not compare."""
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        sum(i * i for i in range(300_000))
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1e3, 3)
 
 
 def fmt_ms(seconds):
