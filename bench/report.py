@@ -249,6 +249,18 @@ def main() -> None:
         else f"**Incomplete: {len(missing)} of {len(PAPER_LAYERS) * len(CELLS)} cells not measured yet** "
         f"({'; '.join(missing)})."
     )
+    calibrated = [r["host"].get("calibration_ms") for rs in cells.values() for r in rs]
+    known = sorted(c for c in calibrated if c)
+    if known and (known[-1] > 1.1 * known[0] or len(known) < len(calibrated)):
+        status += (
+            f" Machines: the rows' calibrations span {known[0]:.1f}-{known[-1]:.1f} ms"
+            f" ({len(calibrated) - len(known)} rows from before calibrations were recorded): "
+            "rows from machines of different speed are compared."
+        )
+    elif not known:
+        status += (
+            " The rows predate machine calibrations: they may come from machines of one CPU model but different speed."
+        )
     lead = (
         f"All rows: host `{host}`, one stream per core (`taskset`), so every kernel runs on one thread; "
         f"the tree strategies in search configuration `{args.config}` (see the ablation below), evolutionary is "
