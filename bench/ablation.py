@@ -115,7 +115,7 @@ def settings_for(config: str, seed: int) -> SearchSettings:
 
 
 #: the settings that tell configurations apart
-LEVER_KEYS = tuple(dict.fromkeys((*PRESETS["paper"], "expansions_per_round", "warm_start", "population")))
+LEVER_KEYS = (*PRESETS["paper"], "expansions_per_round", "warm_start")  # the preset names population
 
 
 #: settings that only act where LLMs expand the tree, and where a fleet of several does
@@ -126,7 +126,7 @@ FLEET_ONLY = ("screened_to_small", "cost_routing")
 def levers(row_settings: dict, strategy: str | None = None) -> dict:
     """A row's lever values in full (older rows store only what differs from the papers' search);
     for a strategy without LLMs, without the settings that only act on LLM calls."""
-    full = {**PRESETS["paper"], "expansions_per_round": None, "warm_start": False, "population": 3, **row_settings}
+    full = {**PRESETS["paper"], "expansions_per_round": None, "warm_start": False, **row_settings}
     llm = strategy is None or STRATEGIES[strategy].uses_llm
     fleet = strategy is None or strategy == "colt"
     return {k: full[k] for k in LEVER_KEYS if (llm or k not in LLM_ONLY) and (fleet or k not in FLEET_ONLY)}

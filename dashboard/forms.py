@@ -158,7 +158,7 @@ class LaunchForm(forms.Form):
         initial=SearchSettings().population,
         label="root samples",
         help_text="random design-space samples at the root before the tree grows, measured when the cost model "
-        "ranks them into a round; each one's sketch is searched (3: the papers and the paper preset)",
+        "ranks them into a round; each one's sketch is searched (3: the papers)",
     )
     fresh_samples = _number(
         "fresh_samples",

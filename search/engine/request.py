@@ -55,8 +55,8 @@ class Budget:
 @dataclass(frozen=True)
 class SearchSettings:
     # random design-space samples at the root, as in the papers. Unmeasured until the cost model
-    # ranks them into a measurement round. 16 was measured against 3 on four hosts: faster on some,
-    # slower on every pair on another, inside the seed spread overall (docs/benchmarks.md)
+    # ranks them into a measurement round. 16 against 3: 1.03x over 23 same-seed pairs on three
+    # hosts, inside the seed spread, with fewer LLM calls (docs/benchmarks.md)
     population: int = 3
     branching: int = 2  # B
     max_depth: int = 500
