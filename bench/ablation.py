@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._report import table, write_section  # noqa: E402
 from bench.forms import SUFFIX, bench_kernel  # noqa: E402
-from bench.strategies import CallTimer, host_info  # noqa: E402
+from bench.strategies import CallTimer, host_info, machine  # noqa: E402
 from search.engine.llm import SERVER_ERROR, TIMEOUT  # noqa: E402
 from search.engine.request import PRESETS, Budget, RunRequest, SearchSettings  # noqa: E402
 from search.engine.strategies import STRATEGIES  # noqa: E402
@@ -142,7 +142,7 @@ def same_run(store: dict, host: dict, layer: str, strategy: str, settings: Searc
     want = levers(settings.to_dict(), strategy)
     return any(
         r["config"] not in SUPERSEDED and
-        r["host"]["cpu"] == host["cpu"] and r["layer"] == layer and r["strategy"] == strategy and r["seed"] == seed
+        machine(r["host"]) == machine(host) and r["layer"] == layer and r["strategy"] == strategy and r["seed"] == seed
         and r.get("trials_budget", r["trials"]) == args.trials and r.get("wall_budget_s") == args.wall_clock
         and levers(r.get("settings") or {}, strategy) == want
         for r in store.values()
@@ -151,7 +151,7 @@ def same_run(store: dict, host: dict, layer: str, strategy: str, settings: Searc
 
 def key(host: dict, layer: str, strategy: str, config: str, trials: int, seed: int, wall: float | None = None) -> str:
     budget = f"{trials}" if wall is None else f"{trials}+{wall:g}s"
-    return f"{host['cpu']}|{layer}|{strategy}|{config}|{budget}|{seed}"
+    return f"{machine(host)}|{layer}|{strategy}|{config}|{budget}|{seed}"
 
 
 def load() -> dict:
@@ -223,7 +223,7 @@ def run_rows(args, fleet) -> None:
                     if same_run(stored, host, layer, strategy, settings, args, seed):
                         continue
                     if k in stored:  # a row of this name ran other settings (``default``: the defaults then)
-                        k = f"{k}|{time.strftime('%Y-%m-%d')}"
+                        k = f"{k}|{time.strftime('%Y-%m-%d %H:%M')}"
                         if k in stored:
                             continue
                     request = RunRequest(
@@ -295,7 +295,7 @@ def report() -> str:
     cells: dict = {}
     for r in rows:  # a wall-clock row is its own cell, whatever number of trials it reached
         budget = (r.get("wall_budget_s") or 0.0, 0 if r.get("wall_budget_s") else r["trials"])
-        cells.setdefault((r["host"]["cpu"], r["layer"], r["strategy"], label(r), budget), []).append(r)
+        cells.setdefault((machine(r["host"]), r["layer"], r["strategy"], label(r), budget), []).append(r)
     evo = {
         (cpu, layer, trials): statistics.median(r["best_s"] for r in rs if r["best_s"])
         for (cpu, layer, strategy, _, (wall, trials)), rs in cells.items()

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.strategies import host_info  # noqa: E402
+from bench.strategies import host_info, machine  # noqa: E402
 from search.engine.workloads import PAPER_LAYERS, check_output, get_kernel, make_inputs, reference  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "peers.json"
@@ -102,7 +102,7 @@ def main() -> None:
             "numpy": np.__version__,
             "date": time.strftime("%Y-%m-%d %H:%M"),
         }
-        stored[f"{host['cpu']}|{layer}"] = row
+        stored[f"{machine(host)}|{layer}"] = row
         print(f"{layer}: numpy {row['numpy_s'] * 1e3:.3f} ms (one thread), correct={ok}", flush=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(stored, indent=1))

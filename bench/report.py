@@ -20,8 +20,12 @@ per core, e.g. on a 2-core host::
     taskset -c 0 .venv/bin/python bench/ablation.py --strategies mcts-random colt evolutionary \\
         --configs default --seeds 0 --trials 100000 --wall-clock 300 --kernels $L
     # once both streams are done: each row's fastest schedules timed again on the quiet host
-    taskset -c 0 .venv/bin/python bench/retime.py --host znver5 --since "YYYY-MM-DD HH:MM"
-    .venv/bin/python bench/report.py --host znver5
+    taskset -c 0 .venv/bin/python bench/retime.py --since "YYYY-MM-DD HH:MM"
+    .venv/bin/python bench/report.py --host emeraldrapids-19f57b
+
+Rows are grouped by machine (``bench.strategies.machine``: the CPU model and the boot), since two
+machines of one CPU model ran 26-29% apart; rows from before boots were recorded go under the CPU
+model alone.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench._report import table, write_section  # noqa: E402
 from bench.ablation import levers, settings_for  # noqa: E402
+from bench.strategies import machine  # noqa: E402
 from search.engine.workloads import PAPER_LAYERS, flops, get_kernel  # noqa: E402
 
 STORE = ROOT / "bench" / "results" / "ablation.json"
@@ -86,7 +91,7 @@ def select_rows(store: dict, host: str, config: str, wall: bool = False) -> dict
     settings = settings_for(config, 0).to_dict()
     cells: dict = {}
     for r in store.values():
-        if r["host"]["cpu"] != host or bool(r.get("wall_budget_s")) != wall:
+        if machine(r["host"]) != host or bool(r.get("wall_budget_s")) != wall:
             continue
         strategy = r["strategy"]
         if strategy != "evolutionary" and levers(r.get("settings") or {}, strategy) != levers(settings, strategy):
@@ -225,7 +230,9 @@ HEADERS = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", help="the CPU whose rows to report (default: the one with most rows)")
+    parser.add_argument(
+        "--host", help="the machine whose rows to report, e.g. emeraldrapids-19f57b (default: the one with most rows)"
+    )
     parser.add_argument("--config", default="default", help="the tree strategies' search configuration")
     parser.add_argument("--no-docs", action="store_true")
     parser.add_argument(
@@ -238,7 +245,7 @@ def main() -> None:
     args = parser.parse_args()
     store = json.loads(STORE.read_text())
     peers = json.loads(PEERS.read_text()) if PEERS.exists() else {}
-    host = args.host or Counter(r["host"]["cpu"] for r in store.values()).most_common(1)[0][0]
+    host = args.host or Counter(machine(r["host"]) for r in store.values()).most_common(1)[0][0]
     cells = select_rows(store, host, args.config)
     retimed = bool(cells) and all("retimed_s" in r for rs in cells.values() for r in rs)
     BEST["key"] = "retimed_s" if retimed else "best_s"

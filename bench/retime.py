@@ -10,7 +10,9 @@ again with the same measurer (correctness checked, timing number 3, repeat 5, mi
 ``retimed_s``. The report then compares rows by ``retimed_s`` where every row of a cell has it.
 Run it with both cores idle::
 
-    taskset -c 0 .venv/bin/python bench/retime.py --host znver4
+    taskset -c 0 .venv/bin/python bench/retime.py --since "2026-12-05 10:00"
+
+Rows pair by machine (``bench.strategies.machine``): by default this machine's rows only.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.ablation import RECORDS, RESULTS, load  # noqa: E402
 from bench.forms import bench_kernel  # noqa: E402
+from bench.strategies import host_info, machine  # noqa: E402
 from search.engine.measure import LocalMeasurer  # noqa: E402
 
 TOP = 3
@@ -49,18 +52,22 @@ def store(key: str, values: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", required=True, help="the CPU name the rows were measured on (this host's)")
+    parser.add_argument(
+        "--host",
+        help="the machine of the rows (default: this one; a CPU name: rows from before boots were recorded)",
+    )
     parser.add_argument("--since", default="", help="only rows dated at or after this (YYYY-MM-DD HH:MM)")
     parser.add_argument("--again", action="store_true", help="also rows already retimed")
     args = parser.parse_args()
+    host = args.host or machine(host_info())
     measurers: dict[str, LocalMeasurer] = {}
     try:
         for key, row in sorted(load().items()):
-            if row["host"]["cpu"] != args.host or row.get("date", "") < args.since:
+            if machine(row["host"]) != host or row.get("date", "") < args.since:
                 continue
             if "retimed_s" in row and not args.again:
                 continue
-            records = records_of(key, args.host)
+            records = records_of(key, row["host"]["cpu"])
             if not records:
                 continue
             top = sorted(records, key=lambda r: r[1])[:TOP]

@@ -58,7 +58,23 @@ def host_info() -> dict:
         "machine": platform.machine(),
         "python": platform.python_version(),
         "calibration_ms": calibration_ms(),
+        "machine_id": machine_id(),
     }
+
+
+def machine_id() -> str:
+    """This machine's boot, six hex digits: the project's machines are lent per session, and two
+    of one CPU model ran 26-29% apart, so rows pair only with rows of the same boot."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")[:6]
+    except OSError:
+        return ""
+
+
+def machine(host: dict) -> str:
+    """The name rows are grouped and paired under: the CPU model, and for rows that recorded their
+    boot, that boot (``emeraldrapids-19f57b``); older rows, without one, under the CPU model alone."""
+    return f"{host['cpu']}-{host['machine_id']}" if host.get("machine_id") else host["cpu"]
 
 
 def calibration_ms(repeat: int = 7) -> float:
