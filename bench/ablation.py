@@ -49,7 +49,8 @@ LEAD = (
     "the cost model keeps the best; `expansions_per_round`/`wide`: expansions between measurement rounds; "
     "`measured_reward`: measured latencies back-propagated as rewards; `prior50`: half of an LLM "
     "expansion's screening attempts apply the target's mutator prior instead of the model's proposal; "
-    "`costroute`: the nodes screening adds go to the small model with the most expected hits per dollar, "
+    "`cutoff3`: a candidate whose first timed run is already 3x slower than the best is timed by that run "
+    "alone; `costroute`: the nodes screening adds go to the small model with the most expected hits per dollar, "
     "not the best hit rate; `refine2048`: refine screens 2048 mutants per round, not 512; "
     "`fresh_samples`: new design-space "
     "points screened each round, the best added at the root; `refine`: mutants of the fastest measured "
@@ -99,6 +100,9 @@ CONFIGS: dict[str, dict] = {
     "default+inflight3": {"llm_in_flight": 3},
     # the root's sketches: more first samples, or a large fresh sample screened every round
     "default+pop16": {"population": 16},
+    # a candidate whose first timed run is 3x slower than the best is not timed in full
+    "default+cutoff3": {"timing_cutoff": 3.0},
+    "default+pop16+cutoff3": {"population": 16, "timing_cutoff": 3.0},
     # the same, measured before 2026-12-05 03:40 with colt, when every root sample's children went
     # to the largest model (its rows were renamed; a superseded configuration never counts as the same run)
     "default+pop16-largest": {"population": 16},
@@ -262,6 +266,9 @@ def run_rows(args, fleet) -> None:
                         "curve": timer.curve,
                         "llm": s.get("llm"),
                         "llm_s": timer.llm_s,
+                        "measure_s": s.get("measure_s"),  # building, checking and timing candidates
+                        "build_s": s.get("build_s"),
+                        "coarse_trials": s.get("coarse_trials"),
                         "date": time.strftime("%Y-%m-%d %H:%M"),
                         "warm_start": s.get("warm_start"),
                     }

@@ -41,6 +41,7 @@ SECTIONS = {
     "fresh_samples": "settings",
     "refine": "settings",
     "llm_in_flight": "settings",
+    "timing_cutoff": "settings",
 }
 #: the levers beyond the papers; with the "paper" preset the form leaves them to the preset
 LEVERS = (
@@ -53,6 +54,7 @@ LEVERS = (
     "compact_prompt",
     "cost_routing",
     "llm_in_flight",
+    "timing_cutoff",
 )
 
 
@@ -210,6 +212,15 @@ class LaunchForm(forms.Form):
         label="LLM calls in flight",
         help_text="colt: calls at once, for different leaves and models (one per model server, so at most the "
         "fleet's size); worth it with remote providers (1: one at a time, as in the papers)",
+    )
+    timing_cutoff = _number(
+        "timing_cutoff",
+        required=False,
+        initial=SearchSettings().timing_cutoff,
+        label="timing cutoff (x best)",
+        help_text="a candidate whose first timed run is already this many times slower than the best so far keeps "
+        "that run's time and is not timed in full (it cannot become the best); blank: every candidate in full, as "
+        "in the papers",
     )
     remeasure_baseline = forms.BooleanField(
         required=False,

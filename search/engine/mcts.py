@@ -12,6 +12,7 @@ request from outside (cancel).
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +49,9 @@ class SearchResult:
     history: list = field(default_factory=list)  # (trial, best latency so far)
     expansions: int = 0
     evaluations: int = 0  # schedules scored by the trained cost model
+    measure_s: float = 0.0  # of elapsed_s, in the measurer: building, checking and timing candidates
+    build_s: float = 0.0  # of measure_s, compiling
+    coarse: int = 0  # candidates timed by one run only (slower than the timing cutoff)
 
     @property
     def best_candidate(self) -> Candidate | None:
@@ -90,6 +94,9 @@ class MCTSSearch:
         self.expansions = 0
         self.best: Node | None = None
         self.history: list[tuple[int, float]] = []
+        self.measure_s = 0.0
+        self.build_s = 0.0
+        self.coarse = 0
         self.warm_seeds = 0  # root children a warm start placed (the population is drawn beside them)
         self.flops = flops(space.spec)
         self.expansions_per_round = settings.expansions_per_round or settings.measure_batch * (
@@ -352,7 +359,15 @@ class MCTSSearch:
             if self.stop.interrupt() is not None:
                 picks = picks[: len(results)]
                 break
-            results += self.measurer.measure([node.candidate.trace_json()])
+            started = time.perf_counter()
+            cutoff = self.s.timing_cutoff * self.best_latency if self.s.timing_cutoff and self.best_latency else None
+            if cutoff:  # a candidate already this much slower than the best is not timed in full
+                results += self.measurer.measure([node.candidate.trace_json()], cutoff_s=cutoff)
+            else:
+                results += self.measurer.measure([node.candidate.trace_json()])
+            self.measure_s += time.perf_counter() - started
+            self.build_s += results[-1].build_s
+            self.coarse += bool(getattr(results[-1], "coarse", False))
         if not picks:
             return 0
         for node, res in zip(picks, results, strict=True):
@@ -637,4 +652,7 @@ class MCTSSearch:
             history=list(self.history),
             expansions=self.expansions,
             evaluations=self.cost_model.evaluations,
+            measure_s=self.measure_s,
+            build_s=self.build_s,
+            coarse=self.coarse,
         )

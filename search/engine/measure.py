@@ -5,6 +5,11 @@ each. :class:`LocalMeasurer` compiles and times them in a TVM ``PopenPoolExecuto
 (so that a schedule that crashes the compiler or runs for minutes kills a worker, not the
 search), checks every output against the kernel's numpy reference, and then times it with
 ``time_evaluator`` (number, repeat, min_repeat_ms). A wrong result is a failed candidate.
+
+With a cutoff (``measure(..., cutoff_s=...)``, the search's ``timing_cutoff`` times its best
+latency) a candidate is first run once; if that run is already slower than the cutoff, that run's
+time is its latency (``coarse``) and the full timing is skipped: a schedule several times slower
+than the best cannot become the best, and timing it in full costs number x repeat of its runs.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ class MeasureResult:
     build_s: float = 0.0
     max_error: float | None = None
     error: str = ""
+    # timed by one run only: slower than the cutoff the search gave, so not timed in full
+    coarse: bool = False
 
     @property
     def ok(self) -> bool:
@@ -59,7 +66,13 @@ class MeasureResult:
 class Measurer(Protocol):
     """Builds and times candidates; ``None`` as a trace means the unscheduled kernel."""
 
-    def measure(self, traces: Sequence[list | None], config: MeasureConfig | None = None) -> list[MeasureResult]: ...
+    def measure(
+        self, traces: Sequence[list | None], config: MeasureConfig | None = None, *, cutoff_s: float | None = None
+    ) -> list[MeasureResult]:
+        """One result per trace (None: the unscheduled kernel). With ``cutoff_s``, a candidate
+        whose single first timed run is slower than that may come back ``coarse``, timed by that
+        run alone; a measurer may ignore it and time everything in full."""
+        ...
 
     def close(self) -> None: ...
 
@@ -153,6 +166,11 @@ def measure_in_worker(
                 return MeasureResult(
                     WRONG, build_s=build_s, max_error=max_error, error="output differs from the numpy reference"
                 ).to_dict()
+        cutoff = cfg.get("cutoff_s")
+        if cutoff:  # one timed run first (the check above warmed it): far slower than the cutoff, done
+            first = float(fn.time_evaluator("main", dev, number=1, repeat=1)(*args).results[0])
+            if first > cutoff:
+                return MeasureResult(OK, first, [first], build_s, max_error, coarse=True).to_dict()
         evaluator = fn.time_evaluator(
             "main", dev, number=cfg["number"], repeat=cfg["repeat"], min_repeat_ms=cfg["min_repeat_ms"]
         )
@@ -246,8 +264,10 @@ class LocalMeasurer:
             initargs=(root,),
         )
 
-    def measure(self, traces, config: MeasureConfig | None = None) -> list[MeasureResult]:
-        cfg = asdict(config or self.config)
+    def measure(
+        self, traces, config: MeasureConfig | None = None, *, cutoff_s: float | None = None
+    ) -> list[MeasureResult]:
+        cfg = {**asdict(config or self.config), "cutoff_s": cutoff_s}
         results = []
         for trace_json in traces:
             future = self._pool.submit(

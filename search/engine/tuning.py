@@ -79,6 +79,10 @@ class TuneOutcome:
             "expansions": self.result.expansions,
             "evaluations": self.result.evaluations,
             "evaluations_per_trial": self.result.evaluations / self.result.trials if self.result.trials else 0.0,
+            # where the wall-clock went: in the measurer (building, checking, timing), of that building
+            "measure_s": round(self.result.measure_s, 3),
+            "build_s": round(self.result.build_s, 3),
+            "coarse_trials": self.result.coarse,  # timed by one run (slower than the timing cutoff)
             "nodes": len(self.result.tree) - 1,
             "stop_reason": self.result.stop_reason,
             "baseline_latency_s": self.baseline_latency,

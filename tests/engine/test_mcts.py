@@ -187,3 +187,43 @@ def test_refine_generations_climb_from_the_best_scored_mutants(gemm_space, gemm_
     top = sorted(scored.values(), reverse=True)[:4]  # the best of all generations join
     assert sorted((n.predicted for n in added), reverse=True) == pytest.approx(top)
     assert all(n.parent in fastest and 1 <= len(n.mutators) <= 3 for n in added)
+
+
+class CutoffSpy:
+    """The real measurer, with the cutoff of every call and the search's best at that moment kept."""
+
+    def __init__(self, measurer):
+        self.measurer = measurer
+        self.search = None
+        self.calls = []  # (cutoff_s, best latency when called)
+        self.results = []
+
+    def measure(self, traces, config=None, *, cutoff_s=None):
+        self.calls.append((cutoff_s, self.search.best_latency))
+        self.results += self.measurer.measure(traces, config, cutoff_s=cutoff_s)
+        return self.results[-len(traces) :]
+
+
+def test_timing_cutoff_times_candidates_far_slower_than_the_best_by_one_run(gemm_space, gemm_measurer):
+    spy = CutoffSpy(gemm_measurer)
+    settings = SearchSettings.paper(measure_batch=4, expansions_per_round=4, seed=3, timing_cutoff=1.5)
+    search, sink = new_search(gemm_space, spy, settings, trials=12)
+    spy.search = search
+    result = search.run()
+    assert result.trials == 12 and len(spy.calls) == 12
+    assert spy.calls[0] == (None, None)  # no best yet: the first candidate is timed in full
+    for cutoff, best in spy.calls:
+        assert cutoff == (pytest.approx(1.5 * best) if best else None)
+    coarse = [(r, cutoff) for r, (cutoff, _) in zip(spy.results, spy.calls, strict=True) if r.coarse]
+    assert result.coarse == len(coarse) > 0  # random gemm schedules: some are far slower than the best
+    for r, cutoff in coarse:  # one run, slower than the cutoff: it cannot be the best
+        assert len(r.repeats_s) == 1 and r.latency_s > cutoff > result.best_latency
+    assert result.measure_s > result.build_s > 0
+
+
+def test_without_a_timing_cutoff_every_candidate_is_timed_in_full(gemm_space, gemm_measurer):
+    spy = CutoffSpy(gemm_measurer)
+    search, _ = new_search(gemm_space, spy, SearchSettings.paper(measure_batch=4, seed=3), trials=8)
+    spy.search = search
+    result = search.run()
+    assert [c for c, _ in spy.calls] == [None] * 8 and result.coarse == 0

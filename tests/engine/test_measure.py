@@ -26,3 +26,14 @@ def test_a_trace_that_does_not_apply_is_a_build_error_not_a_crash(gemm_measurer)
     assert "no_such_block" in res.error
     # the worker survives: the next candidate is measured normally
     assert gemm_measurer.measure([None])[0].status == OK
+
+
+def test_a_candidate_slower_than_the_cutoff_is_timed_by_one_run(gemm_measurer):
+    cfg = MeasureConfig(number=2, repeat=3, min_repeat_ms=0)
+    coarse = gemm_measurer.measure([None], cfg, cutoff_s=1e-9)[0]  # every run is slower than this
+    assert coarse.ok and coarse.coarse
+    assert len(coarse.repeats_s) == 1 and coarse.latency_s == coarse.repeats_s[0] > 0
+    assert coarse.max_error is not None  # checked against numpy all the same
+    full = gemm_measurer.measure([None], cfg, cutoff_s=60.0)[0]  # faster than the cutoff: timed in full
+    assert full.ok and not full.coarse and len(full.repeats_s) == 3
+    assert not gemm_measurer.measure([None], cfg)[0].coarse  # no cutoff: in full

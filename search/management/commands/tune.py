@@ -36,6 +36,7 @@ SETTINGS = (
     "cost_routing",
     "compact_prompt",
     "llm_in_flight",
+    "timing_cutoff",
     "warm_start",
 )
 
@@ -158,6 +159,14 @@ class Command(BaseCommand):
             help=f"colt: LLM calls in flight at once, for different leaves and models (one per model server, "
             f"so at most the fleet's size); worth it with remote providers or a server per core "
             f"(default {defaults.llm_in_flight}: one at a time, as in the papers)",
+        )
+        search.add_argument(
+            "--timing-cutoff",
+            type=float,
+            default=None,
+            help="a candidate whose first timed run is already this many times slower than the best so far keeps "
+            "that run's time and is not timed in full, since it cannot become the best (at least 1; default: "
+            f"{defaults.timing_cutoff or 'off'}, every candidate timed in full as in the papers)",
         )
         search.add_argument(
             "--refine-generations",
