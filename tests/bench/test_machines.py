@@ -34,3 +34,25 @@ def test_a_row_of_another_machine_of_the_same_cpu_is_not_the_same_run():
     assert same_run(stored(HERE), HERE, "deepseek-r1-moe", "mcts-random", settings, args, 0)
     assert not same_run(stored(HERE), HERE, "deepseek-r1-moe", "mcts-random", settings_for("default+pop16", 0), args, 0)
     assert key(HERE, "flux-conv2d", "colt", "default", 64, 1) == "emeraldrapids-19f57b|flux-conv2d|colt|default|64|1"
+
+
+def row(host: dict, config: str, seed: int, best_s: float, **extra) -> dict:
+    return {"host": host, "layer": "flux-conv2d", "strategy": "mcts-random", "config": config, "seed": seed,
+            "best_s": best_s, "wall_s": 100.0, **extra}  # fmt: skip
+
+
+def test_a_lever_is_read_from_same_seed_pairs_on_one_machine():
+    from bench.pairs import pairs
+
+    store = {
+        "a": row(HERE, "default", 0, 0.004, retimed_s=0.002),
+        "b": row(HERE, "default+pop16", 0, 0.003, retimed_s=0.001),
+        "c": row(HERE, "default", 1, 0.002),
+        "d": row(HERE, "default+pop16", 1, 0.004, wall_s=50.0),
+        "e": row(THERE, "default+pop16", 2, 0.001),  # another machine's: no pair here
+        "f": row(HERE, "default", 2, 0.002),
+    }
+    found = pairs(store, machine(HERE), "default", "default+pop16")
+    assert [(p["seed"], p["retimed"]) for p in found] == [(0, True), (1, False)]
+    assert found[0]["speed"] == 2.0  # both retimed: the retimed latencies
+    assert found[1]["speed"] == 0.5 and found[1]["wall"] == 0.5  # as run

@@ -1,0 +1,118 @@
+"""Same-seed pairs of two search configurations on one machine: how a lever changes each run.
+
+For every (layer, strategy, seed) that both configurations measured on the machine, the speed
+ratio (the base's best latency / the configuration's: above 1, the lever is faster), the
+wall-clock ratio and, where the rows have them, LLM calls and USD. Best latencies are the
+retimed ones where both rows of a pair were timed again (``bench/retime.py``), else as run.
+Rows pair only within one machine (``bench.strategies.machine``)::
+
+    .venv/bin/python bench/pairs.py --config default+pop16            # this machine's rows
+    .venv/bin/python bench/pairs.py --host emeraldrapids-19f57b --config default+cutoff3 --strategy mcts-random
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._report import table  # noqa: E402
+from bench.ablation import load  # noqa: E402
+from bench.strategies import host_info, machine  # noqa: E402
+
+
+def best(row: dict, retimed: bool) -> float | None:
+    return row.get("retimed_s") if retimed else row.get("best_s")
+
+
+def pairs(store: dict, host: str, base: str, config: str, strategy: str | None = None) -> list[dict]:
+    """One dict per same-seed pair of ``base`` and ``config`` rows on machine ``host``."""
+    rows: dict = {}
+    for r in store.values():
+        if machine(r["host"]) != host or r.get("wall_budget_s") or (strategy and r["strategy"] != strategy):
+            continue
+        if r["config"] in (base, config):
+            rows[(r["layer"], r["strategy"], r["seed"], r["config"])] = r
+    out = []
+    for (layer, strat, seed, name), b in sorted(rows.items()):
+        c = rows.get((layer, strat, seed, config))
+        if name != base or c is None:
+            continue
+        retimed = "retimed_s" in b and "retimed_s" in c
+        if not (best(b, retimed) and best(c, retimed)):
+            continue
+        llm_b, llm_c = b.get("llm") or {}, c.get("llm") or {}
+        out.append(
+            {
+                "layer": layer,
+                "strategy": strat,
+                "seed": seed,
+                "base_ms": best(b, retimed) * 1e3,
+                "ms": best(c, retimed) * 1e3,
+                "speed": best(b, retimed) / best(c, retimed),
+                "wall": c["wall_s"] / b["wall_s"],
+                "retimed": retimed,
+                "calls": (llm_b.get("llm_calls"), llm_c.get("llm_calls")),
+                "usd": llm_c["usd"] / llm_b["usd"] if llm_b.get("usd") and llm_c.get("usd") else None,
+            }
+        )
+    return out
+
+
+def summary(found: list[dict]) -> str:
+    """Geometric means of the speed and wall-clock ratios, per strategy and over all pairs."""
+    lines = []
+    for strat in sorted({p["strategy"] for p in found}) + [None]:
+        ps = [p for p in found if strat is None or p["strategy"] == strat]
+        speed = statistics.geometric_mean(p["speed"] for p in ps)
+        wall = statistics.geometric_mean(p["wall"] for p in ps)
+        faster = sum(p["speed"] > 1 for p in ps)
+        lines.append(
+            f"{strat or 'all'}: speed {speed:.2f}x, wall-clock {wall:.2f}x over {len(ps)} pairs "
+            f"({faster} faster; speed {min(p['speed'] for p in ps):.2f}-{max(p['speed'] for p in ps):.2f}x)"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", help="the machine (default: this one)")
+    parser.add_argument("--base", default="default")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--strategy")
+    args = parser.parse_args()
+    host = args.host or machine(host_info())
+    found = pairs(load(), host, args.base, args.config, args.strategy)
+    if not found:
+        print(f"no same-seed pairs of {args.base} and {args.config} on {host}")
+        return
+    headers = ["layer", "strategy", "seed", f"{args.base} ms", f"{args.config} ms", "speed", "wall-clock"]
+    print(
+        table(
+            [*headers, "calls", "USD"],
+            [
+                [
+                    p["layer"],
+                    p["strategy"],
+                    p["seed"],
+                    f"{p['base_ms']:.3f}",
+                    f"{p['ms']:.3f}" + ("" if p["retimed"] else " (as run)"),
+                    f"{p['speed']:.2f}x",
+                    f"{p['wall']:.2f}x",
+                    "-" if p["calls"][0] is None else f"{p['calls'][0]} -> {p['calls'][1]}",
+                    f"{p['usd']:.2f}x" if p["usd"] else "-",
+                ]
+                for p in found
+            ],  # fmt: skip
+        )
+    )
+    print()
+    print(summary(found))
+
+
+if __name__ == "__main__":
+    main()
