@@ -81,6 +81,14 @@ def summary_lines(summary: dict) -> list[str]:
         ("GFLOP/s", gflops),
         ("time spent", f"{summary['elapsed_s']:.1f} s"),
     ]
+    if summary.get("measure_s"):  # where the wall-clock went (the tree strategies measure through the measurer)
+        rows[-1] = (
+            "time spent",
+            f"{summary['elapsed_s']:.1f} s ({summary['measure_s']:.1f} s building, checking and timing "
+            f"candidates, of which {summary['build_s']:.1f} s building)",
+        )
+    if summary.get("coarse_trials"):
+        rows.append(("timed by one run", f"{summary['coarse_trials']} trials (slower than the timing cutoff)"))
     if summary.get("evaluations"):  # the tree strategies' cost-model screening
         rows.insert(4, ("cost-model evals", f"{summary['evaluations_per_trial']:.0f} per measured trial"))
     warm = summary.get("warm_start")

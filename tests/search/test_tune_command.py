@@ -108,6 +108,8 @@ def test_a_real_run_writes_a_replayable_schedule(tmp_path):
         "6",
         "--measure-batch",
         "3",
+        "--timing-cutoff",
+        "1.5",
         *FAST_CLI,
         "--out",
         str(out),
@@ -117,6 +119,12 @@ def test_a_real_run_writes_a_replayable_schedule(tmp_path):
     assert "[6/6 trials]" in proc.stdout and "speedup" in proc.stdout and "GFLOP/s" in proc.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["trials"] == 6 and summary["best_latency_s"] > 0
+    # where the time went, and the trials the cutoff timed by one run (random schedules: some are slow)
+    assert summary["elapsed_s"] > summary["measure_s"] > summary["build_s"] > 0
+    assert "building, checking and timing candidates" in proc.stdout
+    assert (f"{summary['coarse_trials']} trials (slower than the timing cutoff)" in proc.stdout) == (
+        summary["coarse_trials"] > 0
+    )
     assert summary["speedup"] == pytest.approx(summary["baseline_latency_s"] / summary["best_latency_s"])
     script = (out / "best_schedule.py").read_text()
     assert "T.prim_func" in script
