@@ -55,7 +55,7 @@ LEAD = (
     "`fresh_samples`: new design-space "
     "points screened each round, the best added at the root; `refine`: mutants of the fastest measured "
     "schedules screened each round, the best `measure_batch` join the tree; `directed`: LLM replies may set "
-    "one decision; `warm`: the cost model pre-trained on the other layers' records from this host, never this "
+    "one decision; `warm`: the cost model pre-trained on the other layers' records from this CPU model, never this "
     "layer's own, a leave-one-out row; `default`: the product's defaults when the row ran, recorded in the "
     "row). Against `paper` the ratio pairs runs of the same seed "
     "(geometric mean of paper's best / this best); against evolutionary@256 and numpy it is their "
@@ -77,8 +77,9 @@ CONFIGS: dict[str, dict] = {
     "refine512": {"refine": 512},
     "refine512+measured": {"refine": 512, "measured_reward": True},
     "screen32+measured+refine512": {"variants": 32, "measured_reward": True, "refine": 512},
-    # leave-one-out warm start: the cost model pre-trained on the other layers' records on this
-    # host (bench/out/records, written by every tree-strategy row); never this layer's own
+    # leave-one-out warm start: the cost model pre-trained on the other layers' records from this
+    # CPU model's machines (bench/out/records/<cpu>, written by every tree-strategy row); never
+    # this layer's own
     "refine512+warm": {"refine": 512, "warm_start": True},
     "refine512+fresh256": {"refine": 512, "fresh_samples": 256},
     "refine2048": {"refine": 2048},
@@ -184,7 +185,8 @@ def save_records(host: dict, layer: str, k: str, outcome) -> None:
 
 
 def leave_one_out(host: dict, layer: str) -> WarmStart:
-    """The records of every other layer's runs on this host (never this layer's own)."""
+    """The records of every other layer's runs on this CPU model's machines (never this layer's own:
+    the cost model learns throughput relative to each workload, so a machine's speed cancels)."""
     records = []
     for path in sorted((RECORDS / host["cpu"]).glob("*.json")):
         data = json.loads(path.read_text())

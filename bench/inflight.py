@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.strategies import host_info  # noqa: E402
+from bench.strategies import host_info, machine  # noqa: E402
 from search.engine import events as ev  # noqa: E402
 from search.engine.llm import Fleet, ModelSpec  # noqa: E402
 from search.engine.request import Budget, RunRequest, SearchSettings  # noqa: E402
@@ -108,7 +108,7 @@ def report() -> str:
     rows = load().values()
     cells: dict = {}
     for r in rows:
-        cells.setdefault((r["host"]["cpu"], r["kernel"], r["trials"], r["delay_s"], r["in_flight"]), []).append(r)
+        cells.setdefault((machine(r["host"]), r["kernel"], r["trials"], r["delay_s"], r["in_flight"]), []).append(r)
     lines = [
         "| host | kernel | trials | provider delay s | llm_in_flight | seeds | wall s: median (min-max) | "
         "LLM calls | s waiting on calls | mean calls in flight | best ms (median) |",
@@ -144,7 +144,7 @@ def main() -> None:
         return
     for seed in args.seeds:
         for n in args.in_flight:
-            key = f"{host_info()['cpu']}|{args.kernel}|{args.trials}|{args.delay:g}|{n}|{seed}"
+            key = f"{machine(host_info())}|{args.kernel}|{args.trials}|{args.delay:g}|{n}|{seed}"
             if key in load():
                 continue
             row = run_one(args.kernel, args.trials, args.delay, n, seed)

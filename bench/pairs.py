@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._report import table  # noqa: E402
-from bench.ablation import load  # noqa: E402
+from bench.ablation import levers, load, settings_for  # noqa: E402
 from bench.strategies import host_info, machine  # noqa: E402
 
 
@@ -29,14 +29,22 @@ def best(row: dict, retimed: bool) -> float | None:
     return row.get("retimed_s") if retimed else row.get("best_s")
 
 
-def pairs(store: dict, host: str, base: str, config: str, strategy: str | None = None) -> list[dict]:
-    """One dict per same-seed pair of ``base`` and ``config`` rows on machine ``host``."""
+def pairs(store: dict, host: str, base: str, config: str, strategy: str | None = None, trials: int = 64) -> list[dict]:
+    """One dict per same-seed pair of ``base`` and ``config`` rows on machine ``host`` at ``trials``
+    (no wall-clock rows); a row that ran other settings than its name means today (a ``default`` row
+    from before a default changed) is left out."""
     rows: dict = {}
     for r in store.values():
         if machine(r["host"]) != host or r.get("wall_budget_s") or (strategy and r["strategy"] != strategy):
             continue
-        if r["config"] in (base, config):
-            rows[(r["layer"], r["strategy"], r["seed"], r["config"])] = r
+        if r.get("trials_budget", r["trials"]) != trials or r["config"] not in (base, config):
+            continue
+        want = settings_for(r["config"], 0).to_dict()
+        if r["strategy"] != "evolutionary" and levers(r.get("settings") or {}, r["strategy"]) != levers(
+            want, r["strategy"]
+        ):
+            continue
+        rows[(r["layer"], r["strategy"], r["seed"], r["config"])] = r
     out = []
     for (layer, strat, seed, name), b in sorted(rows.items()):
         c = rows.get((layer, strat, seed, config))
@@ -84,9 +92,10 @@ def main() -> None:
     parser.add_argument("--base", default="default")
     parser.add_argument("--config", required=True)
     parser.add_argument("--strategy")
+    parser.add_argument("--trials", type=int, default=64)
     args = parser.parse_args()
     host = args.host or machine(host_info())
-    found = pairs(load(), host, args.base, args.config, args.strategy)
+    found = pairs(load(), host, args.base, args.config, args.strategy, args.trials)
     if not found:
         print(f"no same-seed pairs of {args.base} and {args.config} on {host}")
         return

@@ -19,7 +19,9 @@ per core, e.g. on a 2-core host::
     # equal wall-clock: every strategy gets 300 s (and trials enough not to stop first)
     taskset -c 0 .venv/bin/python bench/ablation.py --strategies mcts-random colt evolutionary \\
         --configs default --seeds 0 --trials 100000 --wall-clock 300 --kernels $L
-    # once both streams are done: each row's fastest schedules timed again on the quiet host
+    # once both streams are done: each row's fastest schedules timed again on the quiet host, and
+    # numpy timed on this machine (the report's numpy column is per machine)
+    taskset -c 0 .venv/bin/python bench/peers.py
     taskset -c 0 .venv/bin/python bench/retime.py --since "YYYY-MM-DD HH:MM"
     .venv/bin/python bench/report.py --host emeraldrapids-19f57b
 

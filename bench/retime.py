@@ -12,7 +12,7 @@ Run it with both cores idle::
 
     taskset -c 0 .venv/bin/python bench/retime.py --since "2026-12-05 10:00"
 
-Rows pair by machine (``bench.strategies.machine``): by default this machine's rows only.
+Rows pair by machine (``bench.strategies.machine``): only this machine's rows are timed again.
 """
 
 from __future__ import annotations
@@ -52,14 +52,10 @@ def store(key: str, values: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--host",
-        help="the machine of the rows (default: this one; a CPU name: rows from before boots were recorded)",
-    )
     parser.add_argument("--since", default="", help="only rows dated at or after this (YYYY-MM-DD HH:MM)")
     parser.add_argument("--again", action="store_true", help="also rows already retimed")
     args = parser.parse_args()
-    host = args.host or machine(host_info())
+    host = machine(host_info())  # only this machine's rows: another's, timed here, would mix two machines
     measurers: dict[str, LocalMeasurer] = {}
     try:
         for key, row in sorted(load().items()):

@@ -218,8 +218,9 @@ class LaunchForm(forms.Form):
         required=False,
         initial=SearchSettings().timing_cutoff,
         label="timing cutoff (x best)",
-        help_text="a candidate whose first timed run is already this many times slower than the best so far keeps "
-        "that run's time and is not timed in full (it cannot become the best); blank: every candidate in full, as "
+        help_text="mcts-random/colt/single-llm: a candidate whose first two single runs are already this many times "
+        "slower than the best so far keeps the faster run's time and is not timed in full (it will not be the best; "
+        "at least 1.5); blank: every candidate in full, as "
         "in the papers",
     )
     remeasure_baseline = forms.BooleanField(

@@ -88,7 +88,7 @@ def summary_lines(summary: dict) -> list[str]:
             f"candidates, of which {summary['build_s']:.1f} s building)",
         )
     if summary.get("coarse_trials"):
-        rows.append(("timed by one run", f"{summary['coarse_trials']} trials (slower than the timing cutoff)"))
+        rows.append(("timed by two runs", f"{summary['coarse_trials']} trials (slower than the timing cutoff)"))
     if summary.get("evaluations"):  # the tree strategies' cost-model screening
         rows.insert(4, ("cost-model evals", f"{summary['evaluations_per_trial']:.0f} per measured trial"))
     warm = summary.get("warm_start")

@@ -209,6 +209,8 @@ class Measurement(models.Model):
     latency = models.FloatField(null=True, blank=True)
     build_s = models.FloatField(default=0.0)
     error = models.TextField(blank=True)
+    # timed by two single runs only, not in full: slower than the run's timing cutoff
+    coarse = models.BooleanField(default=False)
     seq = models.PositiveIntegerField()
 
     class Meta:

@@ -86,7 +86,13 @@ class DatabaseSink:
             run_id=self.run_id,
             trial=e.trial,
             defaults=dict(
-                node_id=e.node_id, status=e.status, latency=e.latency_s, build_s=e.build_s, error=e.error, seq=seq
+                node_id=e.node_id,
+                status=e.status,
+                latency=e.latency_s,
+                build_s=e.build_s,
+                error=e.error,
+                coarse=e.coarse,
+                seq=seq,
             ),
         )
         Node.objects.filter(run_id=self.run_id, node_id=e.node_id).update(status=e.status, latency=e.latency_s)
@@ -132,6 +138,7 @@ def saved_state(run: Run) -> SavedState | None:
     return SavedState(
         nodes=saved,
         trials=run.measurements.count(),
+        coarse=run.measurements.filter(coarse=True).count(),
         history=history,
         calls=calls,
         escalations=run.escalation_events.count(),

@@ -119,6 +119,8 @@ def node_detail(run: Run, node_id: int, *, script: bool = False) -> dict | None:
     if node is None:
         return None
     data = {f: getattr(node, f) for f in NODE_FIELDS if f != "trace"}
+    # timed by two single runs only (slower than the run's timing cutoff), not in full
+    data["coarse"] = run.measurements.filter(node_id=node_id, coarse=True).exists()
     data["call"] = None
     if node.call_id is not None:
         call = LLMCall.objects.filter(run=run, call_id=node.call_id).values(*CALL_FIELDS).first()

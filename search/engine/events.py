@@ -123,6 +123,7 @@ class NodeMeasured(Event):
     latency_s: float | None
     build_s: float = 0.0
     error: str = ""
+    coarse: bool = False  # timed by two single runs only: slower than the run's timing cutoff
 
 
 @dataclass(frozen=True)

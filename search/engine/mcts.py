@@ -36,6 +36,7 @@ class SavedState:
     history: list = field(default_factory=list)  # (trial, best latency so far)
     calls: list = field(default_factory=list)  # dicts of LLMCallRecorded fields
     escalations: int = 0
+    coarse: int = 0  # measurements timed by two single runs (the timing cutoff)
 
 
 @dataclass
@@ -51,7 +52,7 @@ class SearchResult:
     evaluations: int = 0  # schedules scored by the trained cost model
     measure_s: float = 0.0  # of elapsed_s, in the measurer: building, checking and timing candidates
     build_s: float = 0.0  # of measure_s, compiling
-    coarse: int = 0  # candidates timed by one run only (slower than the timing cutoff)
+    coarse: int = 0  # candidates timed by two single runs only (slower than the timing cutoff)
 
     @property
     def best_candidate(self) -> Candidate | None:
@@ -375,7 +376,8 @@ class MCTSSearch:
             node.status = res.status
             latency = res.latency_s if res.ok else None
             node.latency = latency
-            self.sink.emit(ev.NodeMeasured(node.id, self.trials, res.status, latency, res.build_s, res.error))
+            coarse = bool(getattr(res, "coarse", False))
+            self.sink.emit(ev.NodeMeasured(node.id, self.trials, res.status, latency, res.build_s, res.error, coarse))
             if latency is not None and (self.best_latency is None or latency < self.best_latency):
                 self.best = node
                 speedup = self.baseline / latency if self.baseline else None
@@ -550,6 +552,7 @@ class MCTSSearch:
         root.value = sum(c.value for c in root.children)
         self.expansions = root.visits
         self.trials = state.trials
+        self.coarse = state.coarse
         measured = [n for n in self.tree.nodes[1:] if n.status is not None]
         ok = [n for n in measured if n.status == "ok" and n.latency]
         self.best = min(ok, key=lambda n: n.latency or math.inf) if ok else None

@@ -7,9 +7,10 @@ search), checks every output against the kernel's numpy reference, and then time
 ``time_evaluator`` (number, repeat, min_repeat_ms). A wrong result is a failed candidate.
 
 With a cutoff (``measure(..., cutoff_s=...)``, the search's ``timing_cutoff`` times its best
-latency) a candidate is first run once; if that run is already slower than the cutoff, that run's
-time is its latency (``coarse``) and the full timing is skipped: a schedule several times slower
-than the best cannot become the best, and timing it in full costs number x repeat of its runs.
+latency) a candidate is first timed by two single runs; if the faster is already slower than the
+cutoff, it is the candidate's latency (``coarse``) and the full timing is skipped: a schedule
+1.5 times or more slower than the best in two runs will not be the best, and timing it in full
+costs number x repeat of its runs.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class MeasureResult:
     build_s: float = 0.0
     max_error: float | None = None
     error: str = ""
-    # timed by one run only: slower than the cutoff the search gave, so not timed in full
+    # timed by two single runs only (the faster kept): slower than the cutoff the search gave
     coarse: bool = False
 
     @property
@@ -70,8 +71,8 @@ class Measurer(Protocol):
         self, traces: Sequence[list | None], config: MeasureConfig | None = None, *, cutoff_s: float | None = None
     ) -> list[MeasureResult]:
         """One result per trace (None: the unscheduled kernel). With ``cutoff_s``, a candidate
-        whose single first timed run is slower than that may come back ``coarse``, timed by that
-        run alone; a measurer may ignore it and time everything in full."""
+        whose first two single runs are both slower than that may come back ``coarse``, timed by
+        those runs alone; a measurer may ignore it and time everything in full."""
         ...
 
     def close(self) -> None: ...
@@ -167,8 +168,8 @@ def measure_in_worker(
                     WRONG, build_s=build_s, max_error=max_error, error="output differs from the numpy reference"
                 ).to_dict()
         cutoff = cfg.get("cutoff_s")
-        if cutoff:  # one timed run first (the check above warmed it): far slower than the cutoff, done
-            first = float(fn.time_evaluator("main", dev, number=1, repeat=1)(*args).results[0])
+        if cutoff:  # two single timed runs first (the check above warmed it): far slower than the cutoff, done
+            first = min(float(x) for x in fn.time_evaluator("main", dev, number=1, repeat=2)(*args).results)
             if first > cutoff:
                 return MeasureResult(OK, first, [first], build_s, max_error, coarse=True).to_dict()
         evaluator = fn.time_evaluator(

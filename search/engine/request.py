@@ -96,9 +96,10 @@ class SearchSettings:
     # LLM calls in flight at once, for different leaves (virtual loss spreads the selection) and
     # different models (one per model server); 1: one call at a time, as in the papers
     llm_in_flight: int = 1
-    # a candidate whose single first timed run is already this many times slower than the best
-    # measured so far keeps that run's time and is not timed in full (number x repeat runs, at
-    # least min_repeat_ms each): it cannot become the best. None: every candidate in full (the papers)
+    # tree strategies: a candidate whose first two single runs are already this many times slower
+    # than the best measured so far keeps the faster run's time and is not timed in full (number x
+    # repeat runs, at least min_repeat_ms each): it will not be the best. At least 1.5, so one noisy
+    # run cannot drop a contender. None: every candidate timed in full (the papers)
     timing_cutoff: float | None = None
     warm_start: bool = False  # opt-in: earlier runs' records pre-train the cost model and seed the root
 
@@ -200,7 +201,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "refine": Limit(int, 0, 4096),
         "refine_generations": Limit(int, 1, 8),
         "llm_in_flight": Limit(int, 1, 16),
-        "timing_cutoff": Limit(float, 1, 1000, optional=True),
+        "timing_cutoff": Limit(float, 1.5, 1000, optional=True),
     },
     "timing": {
         "number": Limit(int, 1, 1000),

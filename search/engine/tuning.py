@@ -82,7 +82,7 @@ class TuneOutcome:
             # where the wall-clock went: in the measurer (building, checking, timing), of that building
             "measure_s": round(self.result.measure_s, 3),
             "build_s": round(self.result.build_s, 3),
-            "coarse_trials": self.result.coarse,  # timed by one run (slower than the timing cutoff)
+            "coarse_trials": self.result.coarse,  # timed by two single runs (slower than the timing cutoff)
             "nodes": len(self.result.tree) - 1,
             "stop_reason": self.result.stop_reason,
             "baseline_latency_s": self.baseline_latency,

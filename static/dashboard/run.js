@@ -55,7 +55,7 @@
         for (const id of e.path) { const n = S.nodes.get(id); if (n) n.visits += 1; }
         break;
       case "node_measured": {
-        const n = S.nodes.get(e.node_id); if (n) { n.latency = e.latency_s; n.status = e.status; }
+        const n = S.nodes.get(e.node_id); if (n) { n.latency = e.latency_s; n.status = e.status; n.coarse = !!e.coarse; }
         S.trials = Math.max(S.trials, e.trial); break;
       }
       case "best_improved":
@@ -375,7 +375,8 @@
       ["made by", d.created_by || "random move", "the model whose proposal made this node"],
       ["mutators", (d.mutators || []).join(", ")],
       ["status", d.status || "not measured"],
-      ["latency", fmt(d.latency)],
+      ["latency", d.coarse ? `${fmt(d.latency)} (two single runs: slower than the timing cutoff)` : fmt(d.latency),
+        "the mean of the timing's repeats, or the faster of two single runs for a schedule far slower than the best"],
       ["score", d.predicted !== undefined ? d.predicted.toFixed(3) : null, "the cost model's score when the node was made (higher is faster)"],
       ["parent score", d.parent_score !== null && d.parent_score !== undefined ? d.parent_score.toFixed(3) : null],
       ["visits / value", `${d.visits} / ${(d.value || 0).toFixed(3)}`, "UCT statistics: times on a selected path, summed reward"],

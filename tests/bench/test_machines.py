@@ -3,7 +3,7 @@
 
 from types import SimpleNamespace
 
-from bench.ablation import key, same_run, settings_for
+from bench.ablation import LEVER_KEYS, key, same_run, settings_for
 from bench.strategies import host_info, machine
 
 OLD = {"cpu": "emeraldrapids", "cores": 1}  # a row from before boots were recorded
@@ -37,8 +37,10 @@ def test_a_row_of_another_machine_of_the_same_cpu_is_not_the_same_run():
 
 
 def row(host: dict, config: str, seed: int, best_s: float, **extra) -> dict:
+    settings = {k: v for k, v in settings_for(config, seed).to_dict().items() if k in LEVER_KEYS}
     return {"host": host, "layer": "flux-conv2d", "strategy": "mcts-random", "config": config, "seed": seed,
-            "best_s": best_s, "wall_s": 100.0, **extra}  # fmt: skip
+            "best_s": best_s, "wall_s": 100.0, "trials": 64, "trials_budget": 64, "settings": settings,
+            **extra}  # fmt: skip
 
 
 def test_a_lever_is_read_from_same_seed_pairs_on_one_machine():
@@ -51,6 +53,9 @@ def test_a_lever_is_read_from_same_seed_pairs_on_one_machine():
         "d": row(HERE, "default+pop16", 1, 0.004, wall_s=50.0),
         "e": row(THERE, "default+pop16", 2, 0.001),  # another machine's: no pair here
         "f": row(HERE, "default", 2, 0.002),
+        "g": row(HERE, "default+pop16", 2, 0.001, trials_budget=256),  # another budget: no pair
+        "h": row(HERE, "default", 3, 0.002, settings={**row(HERE, "default", 3, 0)["settings"], "population": 16}),
+        "i": row(HERE, "default+pop16", 3, 0.001),  # its base ran other defaults then: no pair
     }
     found = pairs(store, machine(HERE), "default", "default+pop16")
     assert [(p["seed"], p["retimed"]) for p in found] == [(0, True), (1, False)]

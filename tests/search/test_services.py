@@ -175,6 +175,26 @@ def test_resume_and_cancel_commands(gemm128, gemm_measurer, queued):
         call_command("cancel", "999999")
 
 
+def test_a_timing_cutoff_run_keeps_which_latencies_were_timed_by_two_runs(client, team, queued, gemm128, gemm_measurer):
+    from dataclasses import replace
+
+    from search.persistence import saved_state
+
+    settings = replace(SETTINGS, timing_cutoff=1.5)
+    run = create_run(spec=gemm128, budget=Budget(trials=8), settings=settings, timing=FAST, team=team)
+    services.execute_run(run.pk, measurer=gemm_measurer)
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUCCEEDED and run.request["settings"]["timing_cutoff"] == 1.5
+    coarse = list(Measurement.objects.filter(run=run, coarse=True))
+    assert coarse, "random gemm schedules: some are 1.5x slower than the best"
+    assert all(m.latency > 1.5 * run.best_latency for m in coarse)
+    assert client.get(f"/api/runs/{run.pk}/nodes/{coarse[0].node_id}").json()["coarse"] is True
+    assert client.get(f"/api/runs/{run.pk}/nodes/{run.best_node_id}").json()["coarse"] is False
+    assert saved_state(run).coarse == len(coarse)  # a resumed run counts on from there
+    events = [e.data for e in Event.objects.filter(run=run, kind="node_measured")]
+    assert sum(bool(e.get("coarse")) for e in events) == len(coarse)  # the page's replay shows them
+
+
 def test_run_list_launch_page_and_node_api(client, team, queued, gemm128, gemm_measurer):
     run = create_run(spec=gemm128, budget=Budget(trials=4), settings=SETTINGS, timing=FAST, team=team)
     services.execute_run(run.pk, measurer=gemm_measurer)

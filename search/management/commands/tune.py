@@ -164,8 +164,9 @@ class Command(BaseCommand):
             "--timing-cutoff",
             type=float,
             default=None,
-            help="a candidate whose first timed run is already this many times slower than the best so far keeps "
-            "that run's time and is not timed in full, since it cannot become the best (at least 1; default: "
+            help="tree strategies: a candidate whose first two single runs are already this many times slower than "
+            "the best so far keeps the faster run's time and is not timed in full, since it will not be the best "
+            "(at least 1.5; default: "
             f"{defaults.timing_cutoff or 'off'}, every candidate timed in full as in the papers)",
         )
         search.add_argument(
