@@ -8,6 +8,11 @@ Rows pair only within one machine (``bench.strategies.machine``)::
 
     .venv/bin/python bench/pairs.py --config default+pop16            # this machine's rows
     .venv/bin/python bench/pairs.py --host emeraldrapids-19f57b --config default+cutoff3 --strategy mcts-random
+    .venv/bin/python bench/pairs.py --config default+cutoff3 --wall-clock 300   # equal wall-clock rows
+
+At a trial budget the pairs also compare the time spent building and timing candidates
+(``measure`` column: the configuration's / the base's); at a wall-clock budget, the trials
+each row measured in its time.
 """
 
 from __future__ import annotations
@@ -29,15 +34,24 @@ def best(row: dict, retimed: bool) -> float | None:
     return row.get("retimed_s") if retimed else row.get("best_s")
 
 
-def pairs(store: dict, host: str, base: str, config: str, strategy: str | None = None, trials: int = 64) -> list[dict]:
+def pairs(
+    store: dict,
+    host: str,
+    base: str,
+    config: str,
+    strategy: str | None = None,
+    trials: int = 64,
+    wall: float | None = None,
+) -> list[dict]:
     """One dict per same-seed pair of ``base`` and ``config`` rows on machine ``host`` at ``trials``
-    (no wall-clock rows); a row that ran other settings than its name means today (a ``default`` row
-    from before a default changed) is left out."""
+    or, given ``wall``, at that wall-clock budget (whatever trials they reached); a row that ran
+    other settings than its name means today (a ``default`` row from before a default changed) is
+    left out."""
     rows: dict = {}
     for r in store.values():
-        if machine(r["host"]) != host or r.get("wall_budget_s") or (strategy and r["strategy"] != strategy):
+        if machine(r["host"]) != host or r.get("wall_budget_s") != wall or (strategy and r["strategy"] != strategy):
             continue
-        if r.get("trials_budget", r["trials"]) != trials or r["config"] not in (base, config):
+        if (wall is None and r.get("trials_budget", r["trials"]) != trials) or r["config"] not in (base, config):
             continue
         want = settings_for(r["config"], 0).to_dict()
         if r["strategy"] != "evolutionary" and levers(r.get("settings") or {}, r["strategy"]) != levers(
@@ -63,6 +77,8 @@ def pairs(store: dict, host: str, base: str, config: str, strategy: str | None =
                 "ms": best(c, retimed) * 1e3,
                 "speed": best(b, retimed) / best(c, retimed),
                 "wall": c["wall_s"] / b["wall_s"],
+                "measure": c["measure_s"] / b["measure_s"] if b.get("measure_s") and c.get("measure_s") else None,
+                "trials": (b["trials"], c["trials"]),
                 "retimed": retimed,
                 "calls": (llm_b.get("llm_calls"), llm_c.get("llm_calls")),
                 "usd": llm_c["usd"] / llm_b["usd"] if llm_b.get("usd") and llm_c.get("usd") else None,
@@ -79,8 +95,10 @@ def summary(found: list[dict]) -> str:
         speed = statistics.geometric_mean(p["speed"] for p in ps)
         wall = statistics.geometric_mean(p["wall"] for p in ps)
         faster = sum(p["speed"] > 1 for p in ps)
+        measured = [p["measure"] for p in ps if p["measure"]]
+        measure = f", measuring {statistics.geometric_mean(measured):.2f}x" if measured else ""
         lines.append(
-            f"{strat or 'all'}: speed {speed:.2f}x, wall-clock {wall:.2f}x over {len(ps)} pairs "
+            f"{strat or 'all'}: speed {speed:.2f}x, wall-clock {wall:.2f}x{measure} over {len(ps)} pairs "
             f"({faster} faster; speed {min(p['speed'] for p in ps):.2f}-{max(p['speed'] for p in ps):.2f}x)"
         )
     return "\n".join(lines)
@@ -93,16 +111,17 @@ def main() -> None:
     parser.add_argument("--config", required=True)
     parser.add_argument("--strategy")
     parser.add_argument("--trials", type=int, default=64)
+    parser.add_argument("--wall-clock", type=float, help="pair the rows of this wall-clock budget instead")
     args = parser.parse_args()
     host = args.host or machine(host_info())
-    found = pairs(load(), host, args.base, args.config, args.strategy, args.trials)
+    found = pairs(load(), host, args.base, args.config, args.strategy, args.trials, args.wall_clock)
     if not found:
         print(f"no same-seed pairs of {args.base} and {args.config} on {host}")
         return
     headers = ["layer", "strategy", "seed", f"{args.base} ms", f"{args.config} ms", "speed", "wall-clock"]
     print(
         table(
-            [*headers, "calls", "USD"],
+            [*headers, "measure", "trials", "calls", "USD"],
             [
                 [
                     p["layer"],
@@ -112,6 +131,8 @@ def main() -> None:
                     f"{p['ms']:.3f}" + ("" if p["retimed"] else " (as run)"),
                     f"{p['speed']:.2f}x",
                     f"{p['wall']:.2f}x",
+                    f"{p['measure']:.2f}x" if p["measure"] else "-",
+                    f"{p['trials'][0]} -> {p['trials'][1]}",
                     "-" if p["calls"][0] is None else f"{p['calls'][0]} -> {p['calls'][1]}",
                     f"{p['usd']:.2f}x" if p["usd"] else "-",
                 ]

@@ -61,3 +61,22 @@ def test_a_lever_is_read_from_same_seed_pairs_on_one_machine():
     assert [(p["seed"], p["retimed"]) for p in found] == [(0, True), (1, False)]
     assert found[0]["speed"] == 2.0  # both retimed: the retimed latencies
     assert found[1]["speed"] == 0.5 and found[1]["wall"] == 0.5  # as run
+
+
+def test_wall_clock_rows_pair_apart_and_the_time_spent_measuring_is_compared():
+    from bench.pairs import pairs, summary
+
+    at = {"trials_budget": 100_000, "wall_budget_s": 300.0}
+    store = {
+        "a": row(HERE, "default", 0, 0.004, measure_s=80.0),
+        "b": row(HERE, "default+cutoff3", 0, 0.004, measure_s=40.0),
+        "c": row(HERE, "default", 0, 0.003, trials=120, **at),
+        "d": row(HERE, "default+cutoff3", 0, 0.002, trials=200, **at),
+        "e": row(HERE, "default+cutoff3", 1, 0.002, trials=210, **at),  # no base at seed 1
+        "f": row(HERE, "default+cutoff3", 0, 0.002, trials=90, **{**at, "wall_budget_s": 100.0}),  # another budget
+    }
+    at_trials = pairs(store, machine(HERE), "default", "default+cutoff3")
+    assert [(p["measure"], p["trials"]) for p in at_trials] == [(0.5, (64, 64))]
+    at_wall = pairs(store, machine(HERE), "default", "default+cutoff3", wall=300.0)
+    assert [(p["seed"], p["trials"], p["speed"], p["measure"]) for p in at_wall] == [(0, (120, 200), 1.5, None)]
+    assert "measuring 0.50x" in summary(at_trials) and "measuring" not in summary(at_wall)
