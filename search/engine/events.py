@@ -148,6 +148,8 @@ class Progress(Event):
     llm_calls: int = 0
     usd: float = 0.0
     evaluations: int = 0  # schedules the trained cost model has scored (screening's work)
+    measure_s: float = 0.0  # of elapsed_s: building, checking and timing candidates (tree strategies)
+    coarse: int = 0  # candidates timed by two single runs only (slower than the timing cutoff)
 
 
 @dataclass(frozen=True)

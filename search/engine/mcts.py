@@ -473,6 +473,8 @@ class MCTSSearch:
                 llm_calls=spent["llm_calls"],
                 usd=spent["usd"],
                 evaluations=self.cost_model.evaluations,
+                measure_s=round(self.measure_s, 3),
+                coarse=self.coarse,
             )
         )
 

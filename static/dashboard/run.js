@@ -11,6 +11,7 @@
     header: null, trials: 0, trialsBudget: 0, calls: 0, usd: 0, perModel: {}, largest: null,
     bestId: null, best: null, baseline: null, bestSeries: [], escalations: [], status: null,
     dirty: true, layout: null, selected: null, transform: d3.zoomIdentity, drawn: 0, live: 0, evaluations: 0,
+    elapsed: 0, measureS: 0, llmS: 0, coarse: 0,  // where the run's time went (progress, llm_call)
     pendingSent: [], latencies: [],  // event-to-screen latency, for events that carry sent_ms
     log: [], replaying: false, improvements: [],  // every event applied (for the replay), best improvements
   };
@@ -62,11 +63,12 @@
         S.bestId = e.node_id; S.best = e.latency_s; S.bestSeries.push([e.trial, e.latency_s]);
         S.improvements.push({node_id: e.node_id, trial: e.trial, latency: e.latency_s}); break;
       case "llm_call":
-        S.calls += 1; S.usd += e.usd; S.perModel[e.model] = (S.perModel[e.model] || 0) + 1; break;
+        S.calls += 1; S.usd += e.usd; S.llmS += e.latency_s || 0; S.perModel[e.model] = (S.perModel[e.model] || 0) + 1; break;
       case "escalation":
         S.escalations.push(e); break;
       case "progress":
-        S.trials = e.trials; S.trialsBudget = e.trials_budget; S.evaluations = e.evaluations || 0; break;
+        S.trials = e.trials; S.trialsBudget = e.trials_budget; S.evaluations = e.evaluations || 0;
+        S.elapsed = e.elapsed_s || 0; S.measureS = e.measure_s || 0; S.coarse = e.coarse || 0; break;
       case "run_finished":
         S.status = e.status; S.stopReason = e.reason; S.phase = e.status; S.phaseFinal = true; break;
     }
@@ -225,7 +227,8 @@
     const base = S.baseline || h.baseline_latency;
     document.getElementById("speedup").textContent = S.best && base ? `${(base / S.best).toFixed(1)}x over unscheduled` : "";
     const budgets = [["trials", S.trials, S.trialsBudget], ["LLM calls", S.calls, h.budget.llm_calls],
-                     ["USD", S.usd, h.budget.usd]];
+                     ["USD", S.usd, h.budget.usd], ["wall-clock s", Math.round(S.elapsed), h.budget.wall_s]];
+    document.getElementById("time-split").textContent = timeSplit();
     // built with textContent only: model names and event fields are never parsed as HTML
     document.getElementById("budgets").replaceChildren(...budgets.map(([k, v, lim]) => {
       const pct = lim ? Math.min(100, 100 * v / lim) : 0;
@@ -281,12 +284,23 @@
     drawPlot();
   }
 
+  // where the search's time went, at the last measurement round: building and timing candidates,
+  // waiting on LLM calls, and the rest (the tree, screening, the cost model); the tree strategies report it
+  function timeSplit() {
+    if (!S.elapsed || !S.measureS) return "";
+    const llm = Math.min(S.llmS, S.elapsed - S.measureS), rest = Math.max(0, S.elapsed - S.measureS - llm);
+    const pct = (x) => `${Math.round(100 * x / S.elapsed)}%`;
+    const coarse = S.coarse ? ` (${S.coarse} timed by two runs: slower than the timing cutoff)` : "";
+    return `time: ${pct(S.measureS)} building and timing candidates${coarse} · ${pct(llm)} LLM calls · ` +
+      `${pct(rest)} search and cost model, of ${Math.round(S.elapsed)} s`;
+  }
+
   // --- replay: the tree as it was after any event of the log ------------------------------------
   function reset() {
     Object.assign(S, {
       lastSeq: 0, nodes: new Map([[0, {node_id: 0, parent_id: null, created_by: null, visits: 0, depth: 0}]]),
       trials: 0, calls: 0, usd: 0, perModel: {}, bestId: null, best: null, bestSeries: [], escalations: [],
-      evaluations: 0, layout: null, improvements: [],
+      evaluations: 0, elapsed: 0, measureS: 0, llmS: 0, coarse: 0, layout: null, improvements: [],
     });
   }
   function replayTo(seq) {

@@ -139,6 +139,12 @@ def test_launch_a_run_and_watch_it_grow_live(server, member, page, tmp_path):
     assert run.status == "succeeded" and run.escalations > 0
     assert page.evaluate("window.coltState.lastSeq") == run.last_seq  # every event reached the page
     page.wait_for_function("document.querySelector('#status').textContent === 'succeeded'")
+    # where the time went: candidates, LLM calls, the rest (shares of the elapsed seconds)
+    split = page.text_content("#time-split")
+    assert "building and timing candidates" in split and "LLM calls" in split, split
+    shares = [int(x) for x in re.findall(r"(\d+)%", split)]
+    assert len(shares) == 3 and 97 <= sum(shares) <= 103 and shares[0] > 0, split
+    assert "(no limit)" in page.text_content("[data-budget='wall-clock s']")
     shot(page, "run-page.png", tmp_path)
 
 

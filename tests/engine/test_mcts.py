@@ -211,6 +211,11 @@ def test_timing_cutoff_times_candidates_far_slower_than_the_best_by_one_run(gemm
     spy.search = search
     result = search.run()
     assert result.trials == 12 and len(spy.calls) == 12
+    # the progress events tell the page where the time went, as the run measured it
+    progress = sink.of(ev.Progress)
+    assert [p.measure_s for p in progress] == sorted(p.measure_s for p in progress)
+    assert all(0 < p.measure_s < p.elapsed_s for p in progress)
+    assert (progress[-1].measure_s, progress[-1].coarse) == (pytest.approx(result.measure_s, abs=1e-3), result.coarse)
     assert spy.calls[0] == (None, None)  # no best yet: the first candidate is timed in full
     for cutoff, best in spy.calls:
         assert cutoff == (pytest.approx(1.5 * best) if best else None)
