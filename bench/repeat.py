@@ -78,7 +78,7 @@ def run(args) -> None:
             order = Order()
             started = time.perf_counter()
             outcome = tune(request, sink=order)
-            tree = getattr(outcome.result, "tree", None)  # evolutionary: no tree, no order kept
+            tree = getattr(outcome.result, "tree", None)
             nodes = tree.nodes if tree else []
             row = {
                 "host": host,
@@ -98,11 +98,12 @@ def run(args) -> None:
 
 
 def parted(a: list, b: list) -> int | None:
-    """The first trial (1-based) at which two runs measured different schedules; None: never."""
+    """The first trial (1-based) at which two runs measured different schedules (one stopping
+    before the other counts); None: the same schedules throughout."""
     for i, (x, y) in enumerate(zip(a, b, strict=False)):
         if x != y:
             return i + 1
-    return None
+    return min(len(a), len(b)) + 1 if len(a) != len(b) else None
 
 
 def report(rows: list[dict]) -> str:

@@ -82,6 +82,11 @@ def value(row: dict, what: str) -> float | None:
 
 
 def median(rows: list[dict], what: str) -> float | None:
+    """The cell's median of ``what``; for speed, 1 / the median best latency, the table's figure
+    (with an even number of seeds the median of speeds would be another number)."""
+    if what == "speed":
+        best = [b for b in (best_of(r) for r in rows) if b]
+        return 1.0 / statistics.median(best) if best else None
     values = [v for v in (value(r, what) for r in rows) if v is not None]
     return statistics.median(values) if values else None
 

@@ -44,8 +44,9 @@
         S.trialsBudget = e.budget.trials;
         if (!S.phaseFinal) S.phase = S.baseline || (S.header && S.header.baseline_latency) ? "searching" : "measuring the unscheduled kernel";
         break;
-      case "run_resumed":
-        S.status = "running"; S.stopReason = ""; S.phase = "searching"; S.phaseFinal = false; break;
+      case "run_resumed":  // the time split starts again: elapsed and measuring time restart in the new process
+        S.status = "running"; S.stopReason = ""; S.phase = "searching"; S.phaseFinal = false;
+        S.elapsed = 0; S.measureS = 0; S.llmS = 0; break;
       case "baseline_measured":
         S.baseline = e.latency_s; S.repeats = e.repeats_s || []; S.phase = "searching"; break;
       case "node_created":
@@ -70,6 +71,7 @@
         S.trials = e.trials; S.trialsBudget = e.trials_budget; S.evaluations = e.evaluations || 0;
         S.elapsed = e.elapsed_s || 0; S.measureS = e.measure_s || 0; S.coarse = e.coarse || 0; break;
       case "run_finished":
+        S.elapsed = e.elapsed_s || S.elapsed;
         S.status = e.status; S.stopReason = e.reason; S.phase = e.status; S.phaseFinal = true; break;
     }
     S.dirty = true;

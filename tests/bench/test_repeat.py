@@ -14,6 +14,7 @@ def test_repeats_part_at_the_first_schedule_they_measured_differently():
     assert parted(["a", "b", "c"], ["a", "b", "x"]) == 3
     assert parted(["a", "b"], ["a", "b"]) is None
     assert parted(["a"], ["b"]) == 1
+    assert parted(["a", "b"], ["a"]) == 2  # one run stopped early
 
 
 def test_the_report_gives_each_group_its_spread_and_where_its_repeats_parted():
