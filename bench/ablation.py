@@ -102,7 +102,7 @@ CONFIGS: dict[str, dict] = {
     "default+inflight3": {"llm_in_flight": 3},
     # the root's sketches: more first samples, or a large fresh sample screened every round
     "default+pop16": {"population": 16},
-    # a candidate whose first timed run is 3x slower than the best is not timed in full
+    # a candidate whose first two single runs are 3x slower than the best is not timed in full
     "default+cutoff3": {"timing_cutoff": 3.0},
     "default+pop16+cutoff3": {"population": 16, "timing_cutoff": 3.0},
     # the same, measured before 2026-12-05 03:40 with colt, when every root sample's children went
@@ -307,29 +307,29 @@ def report() -> str:
         budget = (r.get("wall_budget_s") or 0.0, 0 if r.get("wall_budget_s") else r["trials"])
         cells.setdefault((machine(r["host"]), r["layer"], r["strategy"], label(r), budget), []).append(r)
     evo = {
-        (cpu, layer, trials): statistics.median(r["best_s"] for r in rs if r["best_s"])
-        for (cpu, layer, strategy, _, (wall, trials)), rs in cells.items()
+        (where, layer, trials): statistics.median(r["best_s"] for r in rs if r["best_s"])
+        for (where, layer, strategy, _, (wall, trials)), rs in cells.items()
         if strategy == "evolutionary" and not wall
     }
     paper = {  # per seed, to compare a configuration with the papers' search seed by seed
-        (cpu, layer, strategy, r["seed"]): r["best_s"]
-        for (cpu, layer, strategy, config, _), rs in cells.items()
+        (where, layer, strategy, r["seed"]): r["best_s"]
+        for (where, layer, strategy, config, _), rs in cells.items()
         if config == "paper" and strategy != "evolutionary"
         for r in rs
         if r["best_s"]
     }
     out = []
-    for (cpu, layer, strategy, config, (wall, trials)), rs in sorted(cells.items()):
+    for (where, layer, strategy, config, (wall, trials)), rs in sorted(cells.items()):
         best = sorted(r["best_s"] * 1e3 for r in rs if r["best_s"]) or [float("nan")]
         med = statistics.median(best) / 1e3
-        paired = [paper[(cpu, layer, strategy, r["seed"])] / r["best_s"] for r in rs
-                  if r["best_s"] and (cpu, layer, strategy, r["seed"]) in paper]  # fmt: skip
+        paired = [paper[(where, layer, strategy, r["seed"])] / r["best_s"] for r in rs
+                  if r["best_s"] and (where, layer, strategy, r["seed"]) in paper]  # fmt: skip
         ref = statistics.geometric_mean(paired) if paired else None
-        e256 = evo.get((cpu, layer, 256))
-        numpy = (peers.get(f"{cpu}|{layer.removesuffix(SUFFIX)}") or {}).get("numpy_s")
+        e256 = evo.get((where, layer, 256))
+        numpy = (peers.get(f"{where}|{layer.removesuffix(SUFFIX)}") or {}).get("numpy_s")
         out.append(
             [
-                cpu,
+                where,
                 layer,
                 f"{strategy}@{trials}"
                 if not wall

@@ -74,8 +74,6 @@ def best_of(row: dict) -> float | None:
 
 def value(row: dict, what: str) -> float | None:
     llm = row.get("llm") or {}
-    if what == "speed":  # higher is better: 1 / best latency (speedup ratios are its ratios)
-        return 1.0 / best_of(row) if best_of(row) else None
     if what in ("usd", "largest_share", "llm_calls"):
         return llm.get(what)
     return row.get(what)

@@ -368,7 +368,6 @@ class MCTSSearch:
                 results += self.measurer.measure([node.candidate.trace_json()])
             self.measure_s += time.perf_counter() - started
             self.build_s += results[-1].build_s
-            self.coarse += bool(getattr(results[-1], "coarse", False))
         if not picks:
             return 0
         for node, res in zip(picks, results, strict=True):
@@ -377,6 +376,7 @@ class MCTSSearch:
             latency = res.latency_s if res.ok else None
             node.latency = latency
             coarse = bool(getattr(res, "coarse", False))
+            self.coarse += coarse
             self.sink.emit(ev.NodeMeasured(node.id, self.trials, res.status, latency, res.build_s, res.error, coarse))
             if latency is not None and (self.best_latency is None or latency < self.best_latency):
                 self.best = node
