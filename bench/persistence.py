@@ -23,10 +23,10 @@ class TimedMeasurer:
     def __init__(self, inner):
         self.inner, self.seconds = inner, 0.0
 
-    def measure(self, traces, config=None):
+    def measure(self, traces, config=None, *, cutoff_s=None):
         start = time.perf_counter()
         try:
-            return self.inner.measure(traces, config)
+            return self.inner.measure(traces, config, cutoff_s=cutoff_s)
         finally:
             self.seconds += time.perf_counter() - start
 

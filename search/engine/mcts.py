@@ -361,11 +361,9 @@ class MCTSSearch:
                 picks = picks[: len(results)]
                 break
             started = time.perf_counter()
+            # a candidate already this much slower than the best is not timed in full
             cutoff = self.s.timing_cutoff * self.best_latency if self.s.timing_cutoff and self.best_latency else None
-            if cutoff:  # a candidate already this much slower than the best is not timed in full
-                results += self.measurer.measure([node.candidate.trace_json()], cutoff_s=cutoff)
-            else:
-                results += self.measurer.measure([node.candidate.trace_json()])
+            results += self.measurer.measure([node.candidate.trace_json()], cutoff_s=cutoff)
             self.measure_s += time.perf_counter() - started
             self.build_s += results[-1].build_s
         if not picks:

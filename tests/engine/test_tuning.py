@@ -19,7 +19,7 @@ class RecordingMeasurer:
         self.inner = inner
         self.seen: dict[str, MeasureResult] = {}
 
-    def measure(self, traces, config=None):
+    def measure(self, traces, config=None, *, cutoff_s=None):
         results = self.inner.measure(traces, config)
         for trace, res in zip(traces, results, strict=True):
             self.seen[json.dumps(trace)] = res
@@ -35,7 +35,7 @@ class ReplayMeasurer:
     def __init__(self, seen):
         self.seen = seen
 
-    def measure(self, traces, config=None):
+    def measure(self, traces, config=None, *, cutoff_s=None):
         return [self.seen[json.dumps(t)] for t in traces]
 
     def close(self):
@@ -155,7 +155,7 @@ def test_a_cancel_takes_effect_between_the_candidates_of_a_batch(gemm128, gemm_m
     flag = {"stop": False}
 
     class StopAfterFirst:
-        def measure(self, traces, config=None):
+        def measure(self, traces, config=None, *, cutoff_s=None):
             results = gemm_measurer.measure(traces, config)
             if traces != [None]:
                 flag["stop"] = True  # the cancel arrives while the first candidate is timed

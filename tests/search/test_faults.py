@@ -71,7 +71,7 @@ class FaultyMeasurer:
     def __init__(self, inner):
         self.inner, self.count, self.ok_seen, self.injected = inner, 0, 0, {"build": 0, "wrong": 0}
 
-    def measure(self, traces, config=None):
+    def measure(self, traces, config=None, *, cutoff_s=None):
         sent = []
         for trace in traces:
             if trace is not None:

@@ -32,7 +32,7 @@ class DyingMeasurer:
     def __init__(self, inner, die_on):
         self.inner, self.candidates, self.die_on = inner, 0, die_on
 
-    def measure(self, traces, config=None):
+    def measure(self, traces, config=None, *, cutoff_s=None):
         if traces != [None]:
             self.candidates += len(traces)
             if self.candidates >= self.die_on:
@@ -128,7 +128,7 @@ def test_cancel_a_queued_run_at_once_and_a_running_one_between_candidates(queued
     run = create_run(spec=gemm128, budget=Budget(trials=400), settings=SETTINGS, timing=FAST)
 
     class CancelOnFirstCandidate:
-        def measure(self, traces, config=None):
+        def measure(self, traces, config=None, *, cutoff_s=None):
             if traces != [None]:
                 services.cancel_run(run.pk)
             return gemm_measurer.measure(traces, config)
