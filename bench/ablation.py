@@ -53,6 +53,9 @@ LEAD = (
     "and is not timed in full; `costroute`: the nodes screening adds go to the small model with the most "
     "expected hits per dollar, "
     "not the best hit rate; `refine2048`: refine screens 2048 mutants per round, not 512; "
+    "`scout1`/`scout2`: each round one/two sketches the tree has no schedule of, each the best-scored of a "
+    "few samples, join the root and are measured in the next round, and the root samples come from distinct "
+    "sketches; "
     "`fresh_samples`: new design-space "
     "points screened each round, the best added at the root; `refine`: mutants of the fastest measured "
     "schedules screened each round, the best `measure_batch` join the tree; `directed`: LLM replies may set "
@@ -109,6 +112,9 @@ CONFIGS: dict[str, dict] = {
     # to the largest model (its rows were renamed; a superseded configuration never counts as the same run)
     "default+pop16-largest": {"population": 16},
     "default+fresh1024": {"fresh_samples": 1024},
+    # each round the best-scored sample of the best-scored sketch(es) the tree lacks, measured
+    "default+scout1": {"sketch_scout": 1},
+    "default+scout2": {"sketch_scout": 2},
     "refine512+directed": {"refine": 512, "directed": True},
     "directed": {"directed": True},
 }

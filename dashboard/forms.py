@@ -39,6 +39,7 @@ SECTIONS = {
     "prior_variants": "settings",
     "population": "settings",
     "fresh_samples": "settings",
+    "sketch_scout": "settings",
     "refine": "settings",
     "llm_in_flight": "settings",
     "timing_cutoff": "settings",
@@ -48,6 +49,7 @@ LEVERS = (
     "variants",
     "prior_variants",
     "fresh_samples",
+    "sketch_scout",
     "refine",
     "measured_reward",
     "directed",
@@ -168,6 +170,14 @@ class LaunchForm(forms.Form):
         initial=SearchSettings().fresh_samples,
         label="fresh root samples per round",
         help_text="new design-space points the cost model screens each round; the best joins the root (0: the papers)",
+    )
+    sketch_scout = _number(
+        "sketch_scout",
+        required=False,
+        initial=SearchSettings().sketch_scout,
+        label="new sketches measured per round",
+        help_text="sketches the tree has no schedule of, each the best-scored of a few samples, measured each "
+        "round; the root samples come from distinct sketches (0: the papers)",
     )
     refine = _number(
         "refine",

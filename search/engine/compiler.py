@@ -10,6 +10,7 @@ Measuring lives in :mod:`search.engine.measure`; it runs candidates in worker pr
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -107,6 +108,9 @@ class Candidate:
 
     sch: Any  # tvm.s_tir.Schedule
     shash: str
+    #: the index of the design-space sketch a random sample was drawn from (mutators keep it);
+    #: None where not known (a mutant, a loaded trace)
+    sketch: int | None = None
 
     @property
     def trace(self):
@@ -225,6 +229,7 @@ class SearchSpace:
         #: mutator name -> probability, only those this kernel's design space has
         self.mutator_probs = {n: p for n, p in probs.items() if n in self.mutators}
         self._tvm = tvm
+        self._signatures: dict[str, int] | None = None
 
     def make_generator(self):
         """MetaSchedule's default space for the target kind, named explicitly: on sm_80+ the
@@ -260,17 +265,32 @@ class SearchSpace:
             return None
         return Candidate(sch=sch, shash=structural_hash(sch.mod))
 
-    def sample(self, rng: np.random.Generator, attempts: int = 16) -> Candidate | None:
-        """A random point of the design space: a sketch with fresh sampling decisions."""
+    def sample(self, rng: np.random.Generator, attempts: int = 16, sketch: int | None = None) -> Candidate | None:
+        """A random point of the design space: a sketch (``sketch``'s, or one drawn at random)
+        with fresh sampling decisions; the candidate records its sketch's index."""
         from tvm.s_tir import Trace
 
         for _ in range(attempts):
-            sketch = self.sketches[int(rng.integers(len(self.sketches)))]
-            base = sketch.trace.simplified(remove_postproc=True)
+            index = int(rng.integers(len(self.sketches))) if sketch is None else sketch
+            base = self.sketches[index].trace.simplified(remove_postproc=True)
             cand = self.realize(Trace(base.insts, {}), rng)
             if cand is not None:
+                cand.sketch = index
                 return cand
         return None
+
+    def _signature(self, trace) -> str:
+        insts, _ = trace_to_json(trace.simplified(remove_postproc=True), remove_postproc=True)
+        return json.dumps(insts)
+
+    def sketch_of(self, cand: Candidate) -> int | None:
+        """The sketch a random sample (as :meth:`sample` draws it, unmutated) came from: its
+        instructions without their decisions are the sketch's. None for a schedule a mutator
+        changed beyond its decisions (the parallel mutator rewrites an annotation) or that no
+        sketch of this space produced."""
+        if self._signatures is None:
+            self._signatures = {self._signature(s.trace): i for i, s in enumerate(self.sketches)}
+        return self._signatures.get(self._signature(cand.trace))
 
     def mutate(self, trace, name: str, rng: np.random.Generator):
         """Apply one named mutator to a trace; the new trace, or None if it does not apply."""

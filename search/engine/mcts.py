@@ -59,6 +59,9 @@ class SearchResult:
         return self.best.candidate if self.best else None
 
 
+#: sketch scouting: samples drawn per missing sketch (at most), and in all per round (about)
+SCOUT_SAMPLES = 4
+SCOUT_POOL = 256
 #: the papers' root population: the children of these samples go to the largest model
 PAPERS_POPULATION = 3
 #: the mutators label of a root child that a warm start placed (an earlier run's schedule), so a
@@ -98,6 +101,7 @@ class MCTSSearch:
         self.measure_s = 0.0
         self.build_s = 0.0
         self.coarse = 0
+        self.scouts: list[Node] = []  # root children of new sketches, measured in the next round
         self.warm_seeds = 0  # root children a warm start placed (the population is drawn beside them)
         self.flops = flops(space.spec)
         self.expansions_per_round = settings.expansions_per_round or settings.measure_batch * (
@@ -340,8 +344,11 @@ class MCTSSearch:
             node.predicted = float(score)
         k = min(self.s.measure_batch, self.budget.trials - self.trials, len(pending))
         order = sorted(pending, key=lambda n: (-n.predicted, n.id))
-        picks: list[Node] = []
-        for _ in range(k):
+        # sketch scouts first: measuring them is their point (the cost model, trained on the
+        # sketches already measured, cannot rank a new sketch against those)
+        picks: list[Node] = [n for n in self.scouts if n.status is None][:k]
+        self.scouts = []
+        for _ in range(k - len(picks)):
             rest = [n for n in order if n not in picks]
             if self.rng.random() < self.s.epsilon:
                 picks.append(rest[int(self.rng.integers(len(rest)))])
@@ -406,6 +413,39 @@ class MCTSSearch:
             best = int(np.argmax(scores))
             self._add(self.tree.root, fresh[best], created_by=None, expand_model=None, mutators=[],
                       score=float(scores[best]))  # fmt: skip
+
+    def _scout_sketches(self) -> None:
+        """With ``sketch_scout``: after a round, draw a few samples of every sketch the tree has no
+        node of yet, score them with the cost model in one batch, and add the best-scored sample
+        of each of the ``sketch_scout`` best sketches at the root, to be measured in the next
+        round. Mutators never change a schedule's sketch, so without this a run explores only
+        the sketches of its root samples (3 of the attention layers' 81)."""
+        want = min(self.s.sketch_scout, self.s.measure_batch)
+        if not want or len(self.space.sketches) < 2:
+            return
+        present = {n.sketch for n in self.tree.root.children}
+        missing = [i for i in range(len(self.space.sketches)) if i not in present]
+        if not missing:
+            return
+        per = max(1, min(SCOUT_SAMPLES, SCOUT_POOL // len(missing)))
+        drawn, seen = [], set(self.tree.hashes)
+        for index in missing:
+            for _ in range(per):
+                cand = self.space.sample(self.rng, attempts=2, sketch=index)
+                if cand is not None and cand.shash not in seen:
+                    seen.add(cand.shash)
+                    drawn.append(cand)
+        if not drawn:
+            return
+        scores = self.cost_model.predict(drawn)
+        best: dict[int, tuple[float, Candidate]] = {}
+        for cand, score in zip(drawn, scores, strict=True):
+            if cand.sketch not in best or score > best[cand.sketch][0]:
+                best[cand.sketch] = (float(score), cand)
+        for score, cand in sorted(best.values(), key=lambda x: -x[0])[:want]:
+            self.scouts.append(
+                self._add(self.tree.root, cand, created_by=None, expand_model=None, mutators=[], score=score)
+            )
 
     def _refine(self) -> None:
         """With ``refine``: after a round, mutate the fastest measured nodes (one random mutator
@@ -481,10 +521,12 @@ class MCTSSearch:
 
     def _init_population(self) -> None:
         want = len(self.tree.root.children) + self.s.population  # beside any warm-start seeds
-        for _ in range(self.s.population * 4):
+        # with sketch_scout: the samples come from distinct sketches, as many as there are
+        order = [int(i) for i in self.rng.permutation(len(self.space.sketches))] if self.s.sketch_scout else []
+        for i in range(self.s.population * 4):
             if len(self.tree.root.children) >= want:
                 break
-            cand = self.space.sample(self.rng)
+            cand = self.space.sample(self.rng, sketch=order[i % len(order)] if order else None)
             if cand is None or cand.shash in self.tree.hashes:
                 continue
             self._add(self.tree.root, cand, created_by=None, expand_model=None, mutators=[], score=self._score(cand))
@@ -547,7 +589,14 @@ class MCTSSearch:
             node.latency, node.status = saved.latency, saved.status
             node.fail_streak, node.dead = saved.fail_streak, saved.dead
         root = self.tree.root
+        for child in root.children:  # the sketches (a sample's: its instructions) pass down
+            child.sketch = self.space.sketch_of(child.candidate) if child.mutators != [WARM_SEED] else None
+        for node in self.tree.nodes[1:]:  # ids are in creation order: a parent before its children
+            if node.depth > 1:
+                node.sketch = node.parent.sketch
         self.warm_seeds = sum(c.mutators == [WARM_SEED] for c in root.children)
+        if self.s.sketch_scout:  # root children beyond the population still unmeasured: scouts
+            self.scouts = [c for c in root.children[self.warm_seeds + self.s.population :] if c.status is None]
         root.visits = sum(c.visits for c in root.children)
         root.value = sum(c.value for c in root.children)
         self.expansions = root.visits
@@ -638,6 +687,7 @@ class MCTSSearch:
             if self.stop.interrupt() is None and self.trials < self.budget.trials:
                 measured = self.measure_round()
                 self._fresh_root_child()
+                self._scout_sketches()
                 self._refine()
             self._progress()
             reason = reason or self._stop_reason()

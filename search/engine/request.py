@@ -81,6 +81,12 @@ class SearchSettings:
     prior_variants: float = 0.0
     measured_reward: bool = True  # a measured node back-propagates best latency / its latency
     fresh_samples: int = 0  # per measurement round: design-space samples screened, the best joins the root
+    # per measurement round: sketches the tree has no node of yet, each represented by the best
+    # of a few samples the cost model scores, that join the root and are measured in the next
+    # round (mutators never change a schedule's sketch: with 3 root samples a run sees 3 of the
+    # attention layers' 81 sketches); also draws the root population from distinct sketches.
+    # 0: off (the papers)
+    sketch_scout: int = 0
     refine: int = 512  # per measurement round: mutants of the fastest measured nodes screened, the best join
     refine_generations: int = 1  # refine's budget split over generations, each mutating the best of the last
     directed: bool = False  # LLM replies may set one decision (tile factors, unroll step, compute location)
@@ -123,6 +129,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "prior_variants": 0.0,
         "measured_reward": False,
         "fresh_samples": 0,
+        "sketch_scout": 0,
         "refine": 0,
         "refine_generations": 1,
         "directed": False,
@@ -199,6 +206,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "variants": Limit(int, 1, 256),
         "prior_variants": Limit(float, 0, 1),
         "fresh_samples": Limit(int, 0, 4096),
+        "sketch_scout": Limit(int, 0, 16),
         "refine": Limit(int, 0, 4096),
         "refine_generations": Limit(int, 1, 8),
         "llm_in_flight": Limit(int, 1, 16),

@@ -32,6 +32,7 @@ class Node:
         "status",
         "fail_streak",
         "dead",
+        "sketch",
     )
 
     def __init__(
@@ -58,6 +59,12 @@ class Node:
         self.visits = 0
         self.value = 0.0
         self.predicted = predicted
+        #: the design-space sketch the node's schedule descends from: a root child's sample's
+        #: (``candidate.sketch``), below that its parent's (mutators change decisions, never the
+        #: sketch); None where unknown
+        self.sketch: int | None = None
+        if parent is not None:
+            self.sketch = getattr(candidate, "sketch", None) if parent.parent is None else parent.sketch
         self.latency: float | None = None
         self.status: str | None = None  # None until measured
         self.fail_streak = 0

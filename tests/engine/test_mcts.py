@@ -148,6 +148,74 @@ def test_without_fresh_samples_the_root_keeps_its_first_population(gemm_space, g
     assert len(search.tree.root.children) == before == 3
 
 
+def test_with_sketch_scout_the_root_samples_come_from_distinct_sketches(gemm_space, gemm_measurer):
+    assert len(gemm_space.sketches) == 3
+    for seed in range(3):
+        search, _ = new_search(gemm_space, gemm_measurer, SearchSettings.paper(sketch_scout=1, seed=seed))
+        search._init_population()
+        assert sorted(c.sketch for c in search.tree.root.children) == [0, 1, 2]
+
+
+def test_a_nodes_sketch_is_its_root_samples_and_a_stored_trace_tells_it_again(gemm_space, gemm_measurer):
+    search, _ = trained_search(gemm_space, gemm_measurer, population=3, sketch_scout=1)
+    below = [n for n in search.tree.nodes[1:] if n.depth > 1]
+    assert below  # the four expansions
+    for node in below:
+        ancestor = node
+        while ancestor.depth > 1:
+            ancestor = ancestor.parent
+        assert node.sketch == ancestor.sketch is not None
+    for child in search.tree.root.children:  # what restore() reads: a stored trace, replayed
+        loaded = gemm_space.load(child.candidate.trace_json())
+        assert gemm_space.sketch_of(loaded) == child.sketch
+
+
+def test_sketch_scout_adds_the_best_scored_missing_sketch_and_measures_it_next(gemm_space, gemm_measurer):
+    search, sink = trained_search(gemm_space, gemm_measurer, population=1, sketch_scout=1)
+    present = {n.sketch for n in search.tree.nodes[1:]}
+    assert len(present) == 1  # one root sample: every node is of its sketch
+    spy = ScoreSpy(search.cost_model)
+    search.cost_model = spy
+    before = list(search.tree.root.children)
+    search._scout_sketches()
+    added = [c for c in search.tree.root.children if c not in before]
+    hashes, scores = spy.batches[-1]
+    assert len(added) == 1 and added[0].sketch not in present
+    assert len(hashes) == len(set(hashes)) and len(hashes) >= 4  # a few samples of each of the two missing
+    assert added[0].shash == hashes[int(np.argmax(scores))]  # the best-scored sketch's best sample
+    assert added[0].status is None and search.scouts == added
+    for _ in range(6):  # more unmeasured nodes, which the cost model ranks
+        search.expand(select(search.tree, branching=2, lam=0.0, c=1.4, params={}, rng=search.rng))
+    assert len([n for n in search.tree.nodes[1:] if n.status is None]) > 4
+    batch = search._pick_batch()
+    assert batch[0] is added[0] and len(batch) == 4  # measured first; the cost model fills the rest
+    assert search.scouts == []
+
+
+def test_sketch_scout_does_nothing_once_every_sketch_is_in_the_tree(gemm_space, gemm_measurer):
+    search, _ = trained_search(gemm_space, gemm_measurer, population=3, sketch_scout=2)
+    before = len(search.tree)
+    search._scout_sketches()
+    assert len(search.tree) == before and search.scouts == []
+
+
+def test_a_run_with_sketch_scout_measures_every_sketch(gemm_space, gemm_measurer):
+    settings = SearchSettings.paper(population=1, sketch_scout=1, measure_batch=4, expansions_per_round=4, seed=1)
+    search, _ = new_search(gemm_space, gemm_measurer, settings, trials=12)
+    result = search.run()
+    assert result.trials == 12
+    measured = {n.sketch for n in search.tree.nodes[1:] if n.status is not None}
+    assert measured == {0, 1, 2}
+    paper, _ = new_search(
+        gemm_space,
+        gemm_measurer,
+        SearchSettings.paper(population=1, measure_batch=4, expansions_per_round=4, seed=1),
+        trials=12,
+    )
+    paper.run()
+    assert len({n.sketch for n in paper.tree.nodes[1:]}) == 1  # without it: the first sample's sketch only
+
+
 def refined(search):
     """Run one refine step with a spy on the cost model: (the spy, the two fastest measured
     nodes, whose mutants may join, the nodes added)."""

@@ -29,6 +29,7 @@ SETTINGS = (
     "measured_reward",
     "population",
     "fresh_samples",
+    "sketch_scout",
     "refine",
     "refine_generations",
     "directed",
@@ -144,6 +145,14 @@ class Command(BaseCommand):
             default=None,
             help=f"each round, screen this many new design-space samples and add the best at the root "
             f"(default {defaults.fresh_samples}; 0: the papers)",
+        )
+        search.add_argument(
+            "--sketch-scout",
+            type=int,
+            default=None,
+            help=f"each round, measure this many sketches the tree has none of (each the best-scored of a few "
+            f"samples), and draw the root samples from distinct sketches (default {defaults.sketch_scout}; 0: "
+            f"the papers)",
         )
         search.add_argument(
             "--refine",
