@@ -89,6 +89,8 @@ def summary_lines(summary: dict) -> list[str]:
         )
     if summary.get("coarse_trials"):
         rows.append(("timed by two runs", f"{summary['coarse_trials']} trials (slower than the timing cutoff)"))
+    if summary.get("sketches_total"):  # the tree strategies: which sketches the run reached
+        rows.append(("sketches measured", f"{summary['sketches']} of {summary['sketches_total']}"))
     if summary.get("evaluations"):  # the tree strategies' cost-model screening
         rows.insert(4, ("cost-model evals", f"{summary['evaluations_per_trial']:.0f} per measured trial"))
     warm = summary.get("warm_start")

@@ -150,6 +150,8 @@ class Progress(Event):
     evaluations: int = 0  # schedules the trained cost model has scored (screening's work)
     measure_s: float = 0.0  # of elapsed_s: building, checking and timing candidates (tree strategies)
     coarse: int = 0  # candidates timed by two single runs only (slower than the timing cutoff)
+    sketches: int = 0  # design-space sketches with a measured schedule (tree strategies)
+    sketches_total: int = 0  # the design space's sketches (0: not a tree strategy)
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,8 @@ class SearchResult:
     measure_s: float = 0.0  # of elapsed_s, in the measurer: building, checking and timing candidates
     build_s: float = 0.0  # of measure_s, compiling
     coarse: int = 0  # candidates timed by two single runs only (slower than the timing cutoff)
+    sketches: int = 0  # design-space sketches with a measured schedule
+    sketches_total: int = 0  # the design space's sketches
 
     @property
     def best_candidate(self) -> Candidate | None:
@@ -513,8 +515,15 @@ class MCTSSearch:
                 evaluations=self.cost_model.evaluations,
                 measure_s=round(self.measure_s, 3),
                 coarse=self.coarse,
+                sketches=self.sketches_measured,
+                sketches_total=len(self.space.sketches),
             )
         )
+
+    @property
+    def sketches_measured(self) -> int:
+        """How many of the design space's sketches have a measured schedule."""
+        return len({n.sketch for n in self.tree.nodes[1:] if n.status is not None and n.sketch is not None})
 
     def _stop_reason(self) -> str | None:
         return self.stop.reason(trials=self.trials, **self.policy.spent())
@@ -708,4 +717,6 @@ class MCTSSearch:
             measure_s=self.measure_s,
             build_s=self.build_s,
             coarse=self.coarse,
+            sketches=self.sketches_measured,
+            sketches_total=len(self.space.sketches),
         )

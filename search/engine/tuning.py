@@ -83,6 +83,9 @@ class TuneOutcome:
             "measure_s": round(self.result.measure_s, 3),
             "build_s": round(self.result.build_s, 3),
             "coarse_trials": self.result.coarse,  # timed by two single runs (slower than the timing cutoff)
+            # design-space sketches with a measured schedule, of the space's (0 of 0: evolutionary)
+            "sketches": self.result.sketches,
+            "sketches_total": self.result.sketches_total,
             "nodes": len(self.result.tree) - 1,
             "stop_reason": self.result.stop_reason,
             "baseline_latency_s": self.baseline_latency,

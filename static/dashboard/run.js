@@ -10,7 +10,7 @@
     lastSeq: 0, nodes: new Map([[0, {node_id: 0, parent_id: null, created_by: null, visits: 0, depth: 0}]]),
     header: null, trials: 0, trialsBudget: 0, calls: 0, usd: 0, perModel: {}, largest: null,
     bestId: null, best: null, baseline: null, bestSeries: [], escalations: [], status: null,
-    dirty: true, layout: null, selected: null, transform: d3.zoomIdentity, drawn: 0, live: 0, evaluations: 0,
+    dirty: true, layout: null, selected: null, transform: d3.zoomIdentity, drawn: 0, live: 0, evaluations: 0, sketches: 0, sketchesTotal: 0,
     elapsed: 0, measureS: 0, llmS: 0, coarse: 0,  // where the run's time went (progress, llm_call)
     pendingSent: [], latencies: [],  // event-to-screen latency, for events that carry sent_ms
     log: [], replaying: false, improvements: [],  // every event applied (for the replay), best improvements
@@ -69,7 +69,8 @@
         S.escalations.push(e); break;
       case "progress":
         S.trials = e.trials; S.trialsBudget = e.trials_budget; S.evaluations = e.evaluations || 0;
-        S.elapsed = e.elapsed_s || 0; S.measureS = e.measure_s || 0; S.coarse = e.coarse || 0; break;
+        S.elapsed = e.elapsed_s || 0; S.measureS = e.measure_s || 0; S.coarse = e.coarse || 0;
+        S.sketches = e.sketches || 0; S.sketchesTotal = e.sketches_total || 0; break;
       case "run_finished":
         S.elapsed = e.elapsed_s || S.elapsed;
         S.status = e.status; S.stopReason = e.reason; S.phase = e.status; S.phaseFinal = true; break;
@@ -225,6 +226,7 @@
     document.getElementById("last-seq").textContent = S.lastSeq;
     document.getElementById("node-count").textContent = `${S.nodes.size - 1} nodes`;
     document.getElementById("evals").textContent = S.trials ? `${Math.round(S.evaluations / S.trials)}` : "-";
+    document.getElementById("sketches").textContent = S.sketchesTotal ? `${S.sketches} of ${S.sketchesTotal}` : "-";
     document.getElementById("best").textContent = fmt(S.best);
     const base = S.baseline || h.baseline_latency;
     document.getElementById("speedup").textContent = S.best && base ? `${(base / S.best).toFixed(1)}x over unscheduled` : "";
@@ -302,7 +304,7 @@
     Object.assign(S, {
       lastSeq: 0, nodes: new Map([[0, {node_id: 0, parent_id: null, created_by: null, visits: 0, depth: 0}]]),
       trials: 0, calls: 0, usd: 0, perModel: {}, bestId: null, best: null, bestSeries: [], escalations: [],
-      evaluations: 0, elapsed: 0, measureS: 0, llmS: 0, coarse: 0, layout: null, improvements: [],
+      evaluations: 0, elapsed: 0, measureS: 0, llmS: 0, coarse: 0, sketches: 0, sketchesTotal: 0, layout: null, improvements: [],
     });
   }
   function replayTo(seq) {

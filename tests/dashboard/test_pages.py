@@ -145,6 +145,9 @@ def test_launch_a_run_and_watch_it_grow_live(server, member, page, tmp_path):
     shares = [int(x) for x in re.findall(r"(\d+)%", split)]
     assert len(shares) == 3 and 97 <= sum(shares) <= 103 and shares[0] > 0, split
     assert "(no limit)" in page.text_content("[data-budget='wall-clock s']")
+    # the design space's sketches the run measured a schedule of (gemm: 3)
+    measured, total = (int(x) for x in re.fullmatch(r"(\d+) of (\d+)", page.text_content("#sketches")).groups())
+    assert total == 3 and 1 <= measured <= total
     shot(page, "run-page.png", tmp_path)
 
 

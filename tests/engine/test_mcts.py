@@ -201,19 +201,22 @@ def test_sketch_scout_does_nothing_once_every_sketch_is_in_the_tree(gemm_space, 
 
 def test_a_run_with_sketch_scout_measures_every_sketch(gemm_space, gemm_measurer):
     settings = SearchSettings.paper(population=1, sketch_scout=1, measure_batch=4, expansions_per_round=4, seed=1)
-    search, _ = new_search(gemm_space, gemm_measurer, settings, trials=12)
+    search, sink = new_search(gemm_space, gemm_measurer, settings, trials=12)
     result = search.run()
     assert result.trials == 12
     measured = {n.sketch for n in search.tree.nodes[1:] if n.status is not None}
     assert measured == {0, 1, 2}
+    assert (result.sketches, result.sketches_total) == (3, 3)
+    last = sink.of(ev.Progress)[-1]
+    assert (last.sketches, last.sketches_total) == (3, 3)
     paper, _ = new_search(
         gemm_space,
         gemm_measurer,
         SearchSettings.paper(population=1, measure_batch=4, expansions_per_round=4, seed=1),
         trials=12,
     )
-    paper.run()
-    assert len({n.sketch for n in paper.tree.nodes[1:]}) == 1  # without it: the first sample's sketch only
+    assert paper.run().sketches == 1  # without it: the first sample's sketch only
+    assert len({n.sketch for n in paper.tree.nodes[1:]}) == 1
 
 
 def refined(search):

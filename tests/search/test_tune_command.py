@@ -110,6 +110,8 @@ def test_a_real_run_writes_a_replayable_schedule(tmp_path):
         "3",
         "--timing-cutoff",
         "1.5",
+        "--sketch-scout",
+        "1",
         *FAST_CLI,
         "--out",
         str(out),
@@ -126,6 +128,10 @@ def test_a_real_run_writes_a_replayable_schedule(tmp_path):
         summary["coarse_trials"] > 0
     )
     assert summary["speedup"] == pytest.approx(summary["baseline_latency_s"] / summary["best_latency_s"])
+    # the gemm's design space has three sketches; the run measured schedules of some
+    assert summary["sketches_total"] == 3 and 1 <= summary["sketches"] <= 3
+    line = next(x for x in proc.stdout.splitlines() if "sketches measured" in x)
+    assert line.endswith(f"{summary['sketches']} of 3"), line
     script = (out / "best_schedule.py").read_text()
     assert "T.prim_func" in script
     # the trace JSON replays on the kernel and gives the module the TVMScript shows
