@@ -278,6 +278,8 @@ def run_rows(args, fleet) -> None:
                         "measure_s": s.get("measure_s"),  # building, checking and timing candidates
                         "build_s": s.get("build_s"),
                         "coarse_trials": s.get("coarse_trials"),
+                        "sketches": s.get("sketches"),  # with a measured schedule, of
+                        "sketches_total": s.get("sketches_total"),  # the design space's
                         "date": time.strftime("%Y-%m-%d %H:%M"),
                         "warm_start": s.get("warm_start"),
                     }
@@ -285,7 +287,8 @@ def run_rows(args, fleet) -> None:
                     best = f"{s['best_latency_s'] * 1e3:.3f} ms" if s["best_latency_s"] else "no valid schedule"
                     print(
                         f"{layer} {strategy} {config} seed {seed}: {best} "
-                        f"in {row['wall_s']:.0f} s, {row['evaluations_per_trial']:.0f} evals/trial",
+                        f"in {row['wall_s']:.0f} s, {row['evaluations_per_trial']:.0f} evals/trial, "
+                        f"{row['sketches']} of {row['sketches_total']} sketches measured",
                         flush=True,
                     )
 
