@@ -69,6 +69,8 @@ PAPERS_POPULATION = 3
 #: the mutators label of a root child that a warm start placed (an earlier run's schedule), so a
 #: resumed run knows its population starts after them
 WARM_SEED = "Warm seed"
+#: the mutators label of a root child that sketch scouting placed (a sketch the tree lacked)
+SKETCH_SCOUT = "Sketch scout"
 
 
 class MCTSSearch:
@@ -238,13 +240,13 @@ class MCTSSearch:
     def _initial_model(self, leaf: Node) -> str | None:
         """The model for a child of a depth-1 node: the largest, as the papers give it the first
         calls; but with ``screened_to_small``, only under the papers' three root samples. The
-        children of root samples beyond those (a larger population, warm seeds, fresh samples)
-        get no model, and so go to a small one, as the other nodes screening adds do: with 16
+        children of root samples beyond those (a larger population, warm seeds, fresh samples,
+        sketch scouts) get no model, and so go to a small one, as the other nodes screening adds do: with 16
         samples the largest model otherwise made 94-97% of colt's calls (docs/benchmarks.md)."""
         if not self.s.screened_to_small or leaf.depth == 0:
             return self.policy.initial_model()
         rank = self.tree.root.children.index(leaf) - self.warm_seeds  # the population comes after warm seeds
-        return self.policy.initial_model() if 0 <= rank < PAPERS_POPULATION else None
+        return self.policy.initial_model() if 0 <= rank < min(PAPERS_POPULATION, self.s.population) else None
 
     def _prior(self, proposal: Proposal) -> float:
         """``prior_variants`` for a model's own proposal; none for a random one (already the prior's)."""
@@ -422,10 +424,12 @@ class MCTSSearch:
         of each of the ``sketch_scout`` best sketches at the root, to be measured in the next
         round. Mutators never change a schedule's sketch, so without this a run explores only
         the sketches of its root samples (3 of the attention layers' 81)."""
-        want = min(self.s.sketch_scout, self.s.measure_batch)
-        if not want or len(self.space.sketches) < 2:
+        want = min(self.s.sketch_scout, self.s.measure_batch // 2)  # the tree keeps half the batch
+        if not want or len(self.space.sketches) < 2 or not self.cost_model.trained:
             return
-        present = {n.sketch for n in self.tree.root.children}
+        if self.trials >= self.budget.trials or self.stop.interrupt() is not None:
+            return  # no round left to measure them
+        present = self._sketches_present()
         missing = [i for i in range(len(self.space.sketches)) if i not in present]
         if not missing:
             return
@@ -446,8 +450,20 @@ class MCTSSearch:
                 best[cand.sketch] = (float(score), cand)
         for score, cand in sorted(best.values(), key=lambda x: -x[0])[:want]:
             self.scouts.append(
-                self._add(self.tree.root, cand, created_by=None, expand_model=None, mutators=[], score=score)
+                self._add(
+                    self.tree.root, cand, created_by=None, expand_model=None, mutators=[SKETCH_SCOUT], score=score
+                )  # fmt: skip
             )
+
+    def _sketches_present(self) -> set[int | None]:
+        """The sketches the search already has: the root population's, warm seeds', scouts'
+        and any measured schedule's. A fresh sample's (``fresh_samples``) counts once measured:
+        the cost model alone may never pick it."""
+        root = self.tree.root.children
+        population = root[self.warm_seeds : self.warm_seeds + self.s.population]
+        placed = [c for c in root if c.mutators in ([SKETCH_SCOUT], [WARM_SEED])]
+        measured = {n.sketch for n in self.tree.nodes[1:] if n.status is not None}
+        return {c.sketch for c in [*population, *placed]} | measured
 
     def _refine(self) -> None:
         """With ``refine``: after a round, mutate the fastest measured nodes (one random mutator
@@ -522,16 +538,20 @@ class MCTSSearch:
 
     @property
     def sketches_measured(self) -> int:
-        """How many of the design space's sketches have a measured schedule."""
-        return len({n.sketch for n in self.tree.nodes[1:] if n.status is not None and n.sketch is not None})
+        """How many of the design space's sketches have a schedule measured correctly."""
+        return len({n.sketch for n in self.tree.nodes[1:] if n.status == "ok" and n.sketch is not None})
 
     def _stop_reason(self) -> str | None:
         return self.stop.reason(trials=self.trials, **self.policy.spent())
 
     def _init_population(self) -> None:
         want = len(self.tree.root.children) + self.s.population  # beside any warm-start seeds
-        # with sketch_scout: the samples come from distinct sketches, as many as there are
-        order = [int(i) for i in self.rng.permutation(len(self.space.sketches))] if self.s.sketch_scout else []
+        # with sketch_scout: the samples come from distinct sketches (beside warm seeds'), as many as there are
+        order = []
+        if self.s.sketch_scout:
+            taken = {c.sketch for c in self.tree.root.children}
+            order = [int(i) for i in self.rng.permutation(len(self.space.sketches))]
+            order = [i for i in order if i not in taken] or order
         for i in range(self.s.population * 4):
             if len(self.tree.root.children) >= want:
                 break
@@ -558,6 +578,7 @@ class MCTSSearch:
             loaded = self._pretrain(self.space, same, report)
             for cand in loaded[: warm.seeds]:
                 if cand.shash not in self.tree.hashes:
+                    cand.sketch = self.space.sketch_of(cand)
                     self._add(self.tree.root, cand, created_by=None, expand_model=None, mutators=[WARM_SEED],
                               score=self._score(cand))  # fmt: skip
                     report.seeded += 1
@@ -599,13 +620,12 @@ class MCTSSearch:
             node.fail_streak, node.dead = saved.fail_streak, saved.dead
         root = self.tree.root
         for child in root.children:  # the sketches (a sample's: its instructions) pass down
-            child.sketch = self.space.sketch_of(child.candidate) if child.mutators != [WARM_SEED] else None
+            child.sketch = self.space.sketch_of(child.candidate)
         for node in self.tree.nodes[1:]:  # ids are in creation order: a parent before its children
             if node.depth > 1:
                 node.sketch = node.parent.sketch
         self.warm_seeds = sum(c.mutators == [WARM_SEED] for c in root.children)
-        if self.s.sketch_scout:  # root children beyond the population still unmeasured: scouts
-            self.scouts = [c for c in root.children[self.warm_seeds + self.s.population :] if c.status is None]
+        self.scouts = [c for c in root.children if c.mutators == [SKETCH_SCOUT] and c.status is None]
         root.visits = sum(c.visits for c in root.children)
         root.value = sum(c.value for c in root.children)
         self.expansions = root.visits

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from search.engine import events as ev
-from search.engine.mcts import MCTSSearch
+from search.engine.mcts import SKETCH_SCOUT, MCTSSearch, SavedState
 from search.engine.policy import Proposal, RandomPolicy
 from search.engine.request import Budget, SearchSettings
 from search.engine.tree import select
@@ -46,7 +46,7 @@ def new_search(space, measurer, settings: SearchSettings, trials: int = 64):
 
 def trained_search(space, measurer, **settings):
     search, sink = new_search(
-        space, measurer, SearchSettings.paper(measure_batch=4, expansions_per_round=4, seed=3, **settings)
+        space, measurer, SearchSettings.paper(**{"measure_batch": 4, "expansions_per_round": 4, "seed": 3, **settings})
     )
     search._init_population()
     for _ in range(4):
@@ -183,13 +183,59 @@ def test_sketch_scout_adds_the_best_scored_missing_sketch_and_measures_it_next(g
     assert len(added) == 1 and added[0].sketch not in present
     assert len(hashes) == len(set(hashes)) and len(hashes) >= 4  # a few samples of each of the two missing
     assert added[0].shash == hashes[int(np.argmax(scores))]  # the best-scored sketch's best sample
-    assert added[0].status is None and search.scouts == added
+    assert added[0].status is None and search.scouts == added and added[0].mutators == [SKETCH_SCOUT]
     for _ in range(6):  # more unmeasured nodes, which the cost model ranks
         search.expand(select(search.tree, branching=2, lam=0.0, c=1.4, params={}, rng=search.rng))
     assert len([n for n in search.tree.nodes[1:] if n.status is None]) > 4
+    search.cost_model = LowOn(spy.model, added[0].shash)  # the cost model now ranks the scout last
     batch = search._pick_batch()
-    assert batch[0] is added[0] and len(batch) == 4  # measured first; the cost model fills the rest
+    assert batch[0] is added[0] and len(batch) == 4  # measured all the same; the cost model fills the rest
     assert search.scouts == []
+
+
+class LowOn(ScoreSpy):
+    """The cost model, scoring one schedule below every other."""
+
+    def __init__(self, model, shash):
+        super().__init__(model)
+        self.shash = shash
+
+    def predict(self, cands):
+        scores = np.asarray(self.model.predict(cands), dtype=float)
+        return np.where([c.shash == self.shash for c in cands], scores.min() - 1.0, scores)
+
+
+@pytest.mark.parametrize("scout, batch, added", [(4, 4, 2), (1, 1, 0)])
+def test_sketch_scouts_take_at_most_half_the_batch(gemm_space, gemm_measurer, scout, batch, added):
+    search, _ = trained_search(gemm_space, gemm_measurer, population=1, sketch_scout=scout, measure_batch=batch)
+    before = len(search.tree)
+    search._scout_sketches()
+    assert len(search.tree) - before == len(search.scouts) == added
+
+
+def test_a_fresh_sample_does_not_count_as_a_sketch_the_search_has_until_measured(gemm_space, gemm_measurer):
+    search, _ = trained_search(gemm_space, gemm_measurer, population=1, sketch_scout=1, fresh_samples=64)
+    first = search.tree.root.children[0].sketch
+    for _ in range(4):
+        search._fresh_root_child()
+    fresh = {c.sketch for c in search.tree.root.children[1:]}
+    assert fresh - {first}  # a fresh sample of another sketch (64 samples of three sketches, four times)
+    assert search._sketches_present() == {first}
+
+
+def test_a_resumed_run_knows_its_sketches_and_measures_its_pending_scout_first(gemm_space, gemm_measurer):
+    search, sink = trained_search(gemm_space, gemm_measurer, population=1, sketch_scout=1)
+    search._scout_sketches()
+    (scout,) = search.scouts
+    resumed, _ = new_search(
+        gemm_space,
+        gemm_measurer,
+        SearchSettings.paper(population=1, sketch_scout=1, measure_batch=4, expansions_per_round=4, seed=3),
+    )
+    resumed.restore(SavedState(nodes=sink.of(ev.NodeCreated), trials=search.trials))
+    assert [n.sketch for n in resumed.tree.nodes] == [n.sketch for n in search.tree.nodes]
+    assert len({n.sketch for n in resumed.tree.nodes[1:]}) == 2
+    assert [n.id for n in resumed.scouts] == [scout.id]
 
 
 def test_sketch_scout_does_nothing_once_every_sketch_is_in_the_tree(gemm_space, gemm_measurer):
