@@ -177,7 +177,7 @@ class LaunchForm(forms.Form):
         initial=SearchSettings().sketch_scout,
         label="new sketches measured per round",
         help_text="sketches the tree has no schedule of, each the best-scored of a few samples, measured each "
-        "round; the root samples come from distinct sketches (0: the papers)",
+        "round (at most half the batch); the root samples come from distinct sketches (0: the papers)",
     )
     refine = _number(
         "refine",

@@ -151,7 +151,8 @@ class Command(BaseCommand):
             type=int,
             default=None,
             help=f"each round, measure this many sketches the tree has none of (each the best-scored of a few "
-            f"samples), and draw the root samples from distinct sketches (default {defaults.sketch_scout}; 0: "
+            f"samples; at most half the --measure-batch), and draw the root samples from distinct sketches "
+            f"(default {defaults.sketch_scout}; 0: "
             f"the papers)",
         )
         search.add_argument(
