@@ -444,7 +444,7 @@ class MCTSSearch:
         if not drawn:
             return
         scores = self.cost_model.predict(drawn)
-        best: dict[int, tuple[float, Candidate]] = {}
+        best: dict[int | None, tuple[float, Candidate]] = {}  # (sample() always records the sketch)
         for cand, score in zip(drawn, scores, strict=True):
             if cand.sketch not in best or score > best[cand.sketch][0]:
                 best[cand.sketch] = (float(score), cand)
@@ -622,7 +622,7 @@ class MCTSSearch:
         for child in root.children:  # the sketches (a sample's: its instructions) pass down
             child.sketch = self.space.sketch_of(child.candidate)
         for node in self.tree.nodes[1:]:  # ids are in creation order: a parent before its children
-            if node.depth > 1:
+            if node.depth > 1 and node.parent is not None:
                 node.sketch = node.parent.sketch
         self.warm_seeds = sum(c.mutators == [WARM_SEED] for c in root.children)
         self.scouts = [c for c in root.children if c.mutators == [SKETCH_SCOUT] and c.status is None]
