@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -406,12 +407,7 @@ class MCTSSearch:
         (mutators change decisions, never the sketch); this reopens the search at the root."""
         if not self.s.fresh_samples or not self.cost_model.trained:
             return
-        fresh, seen = [], set(self.tree.hashes)
-        for _ in range(self.s.fresh_samples):
-            cand = self.space.sample(self.rng)
-            if cand is not None and cand.shash not in seen:
-                seen.add(cand.shash)
-                fresh.append(cand)
+        fresh = self._unseen(self.space.sample(self.rng) for _ in range(self.s.fresh_samples))
         if fresh:
             scores = self.cost_model.predict(fresh)
             best = int(np.argmax(scores))
@@ -434,13 +430,9 @@ class MCTSSearch:
         if not missing:
             return
         per = max(1, min(SCOUT_SAMPLES, SCOUT_POOL // len(missing)))
-        drawn, seen = [], set(self.tree.hashes)
-        for index in missing:
-            for _ in range(per):
-                cand = self.space.sample(self.rng, attempts=2, sketch=index)
-                if cand is not None and cand.shash not in seen:
-                    seen.add(cand.shash)
-                    drawn.append(cand)
+        drawn = self._unseen(
+            self.space.sample(self.rng, attempts=2, sketch=index) for index in missing for _ in range(per)
+        )
         if not drawn:
             return
         scores = self.cost_model.predict(drawn)
@@ -449,11 +441,18 @@ class MCTSSearch:
             if cand.sketch not in best or score > best[cand.sketch][0]:
                 best[cand.sketch] = (float(score), cand)
         for score, cand in sorted(best.values(), key=lambda x: -x[0])[:want]:
-            self.scouts.append(
-                self._add(
-                    self.tree.root, cand, created_by=None, expand_model=None, mutators=[SKETCH_SCOUT], score=score
-                )  # fmt: skip
-            )
+            node = self._add(self.tree.root, cand, created_by=None, expand_model=None, mutators=[SKETCH_SCOUT],
+                             score=score)  # fmt: skip
+            self.scouts.append(node)
+
+    def _unseen(self, cands: Iterable[Candidate | None]) -> list[Candidate]:
+        """The candidates (drawn lazily, in order) that are neither in the tree nor drawn before."""
+        unseen, seen = [], set(self.tree.hashes)
+        for cand in cands:
+            if cand is not None and cand.shash not in seen:
+                seen.add(cand.shash)
+                unseen.append(cand)
+        return unseen
 
     def _sketches_present(self) -> set[int | None]:
         """The sketches the search already has: the root population's, warm seeds', scouts'
@@ -603,9 +602,12 @@ class MCTSSearch:
         """Rebuild the tree, counters, best schedule, cost model and policy statistics."""
         for saved in sorted(state.nodes, key=lambda n: n.node_id):
             parent = self.tree.nodes[saved.parent_id or 0]
+            cand = self.space.load(saved.trace or [])
+            if parent is self.tree.root:  # a root sample's sketch, from its instructions; passed down
+                cand.sketch = self.space.sketch_of(cand)
             node = self.tree.add(
                 parent,
-                self.space.load(saved.trace or []),
+                cand,
                 created_by=saved.created_by,
                 expand_model=saved.expand_model,
                 mutators=saved.mutators,
@@ -619,11 +621,6 @@ class MCTSSearch:
             node.latency, node.status = saved.latency, saved.status
             node.fail_streak, node.dead = saved.fail_streak, saved.dead
         root = self.tree.root
-        for child in root.children:  # the sketches (a sample's: its instructions) pass down
-            child.sketch = self.space.sketch_of(child.candidate)
-        for node in self.tree.nodes[1:]:  # ids are in creation order: a parent before its children
-            if node.depth > 1 and node.parent is not None:
-                node.sketch = node.parent.sketch
         self.warm_seeds = sum(c.mutators == [WARM_SEED] for c in root.children)
         self.scouts = [c for c in root.children if c.mutators == [SKETCH_SCOUT] and c.status is None]
         root.visits = sum(c.visits for c in root.children)
