@@ -55,7 +55,7 @@ LEAD = (
     "not the best hit rate; `refine2048`: refine screens 2048 mutants per round, not 512; "
     "`scout1`/`scout2`: each round one/two sketches the tree has no schedule of, each the best-scored of a "
     "few samples, join the root and are measured in the next round, and the root samples come from distinct "
-    "sketches; "
+    "sketches; `pop16`: 16 root samples, not 3 (with `scout1`, from 16 distinct sketches); "
     "`fresh_samples`: new design-space "
     "points screened each round, the best added at the root; `refine`: mutants of the fastest measured "
     "schedules screened each round, the best `measure_batch` join the tree; `directed`: LLM replies may set "
@@ -115,6 +115,7 @@ CONFIGS: dict[str, dict] = {
     # each round the best-scored sample of the best-scored sketch(es) the tree lacks, measured
     "default+scout1": {"sketch_scout": 1},
     "default+scout2": {"sketch_scout": 2},
+    "default+pop16+scout1": {"population": 16, "sketch_scout": 1},
     "refine512+directed": {"refine": 512, "directed": True},
     "directed": {"directed": True},
 }
