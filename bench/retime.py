@@ -8,6 +8,8 @@ three fastest measured schedules from its records (``bench/out/records/<cpu>/``)
 again with the same measurer (correctness checked, timing number 3, repeat 5, min_repeat_ms
 100), one at a time with nothing else running, and stores the fastest as the row's
 ``retimed_s``. The report then compares rows by ``retimed_s`` where every row of a cell has it.
+On a machine whose neighbours load it (two passes here read the same schedules up to 1.6x
+apart), run it again with ``--again``: each row keeps the fastest of its passes.
 Run it with both cores idle::
 
     taskset -c 0 .venv/bin/python bench/retime.py --since "2026-12-05 10:00"
@@ -53,7 +55,7 @@ def store(key: str, values: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--since", default="", help="only rows dated at or after this (YYYY-MM-DD HH:MM)")
-    parser.add_argument("--again", action="store_true", help="also rows already retimed")
+    parser.add_argument("--again", action="store_true", help="also rows already retimed (each keeps the faster of its passes)")
     args = parser.parse_args()
     host = machine(host_info())  # only this machine's rows: another's, timed here, would mix two machines
     measurers: dict[str, LocalMeasurer] = {}
@@ -73,6 +75,9 @@ def main() -> None:
             results = measurers[layer].measure([trace for trace, _ in top])
             times = [r.latency_s for r in results if r.ok and r.latency_s]
             retimed = min(times) if times else None
+            if args.again and row.get("retimed_s") and retimed:
+                # another pass keeps the faster timing: a neighbour's load only ever slows a timing
+                retimed = min(retimed, row["retimed_s"])
             store(key, {"retimed_s": retimed, "retimed_date": time.strftime("%Y-%m-%d %H:%M")})
             was = f"{row['best_s'] * 1e3:.3f}" if row.get("best_s") else "-"
             now = f"{retimed * 1e3:.3f}" if retimed else "no valid schedule"
