@@ -55,7 +55,8 @@ LEAD = (
     "not the best hit rate; `refine2048`: refine screens 2048 mutants per round, not 512; "
     "`scout1`/`scout2`: each round one/two sketches the tree has no schedule of, each the best-scored of a "
     "few samples, join the root and are measured in the next round, and the root samples come from distinct "
-    "sketches; `pop16`: 16 root samples, not 3 (with `scout1`, from 16 distinct sketches); "
+    "sketches; `pop16`/`pop3`: 16/3 root samples (16 the default since the 2026-12-05 evening rows; "
+    "with `scout1`, from 16 distinct sketches); "
     "`fresh_samples`: new design-space "
     "points screened each round, the best added at the root; `refine`: mutants of the fastest measured "
     "schedules screened each round, the best `measure_batch` join the tree; `directed`: LLM replies may set "
@@ -116,6 +117,9 @@ CONFIGS: dict[str, dict] = {
     "default+scout1": {"sketch_scout": 1},
     "default+scout2": {"sketch_scout": 2},
     "default+pop16+scout1": {"population": 16, "sketch_scout": 1},
+    "default+pop3": {
+        "population": 3
+    },  # the papers' root population under today's defaults (16 since 2026-12-05 evening)
     "refine512+directed": {"refine": 512, "directed": True},
     "directed": {"directed": True},
 }

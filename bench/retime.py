@@ -55,7 +55,9 @@ def store(key: str, values: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--since", default="", help="only rows dated at or after this (YYYY-MM-DD HH:MM)")
-    parser.add_argument("--again", action="store_true", help="also rows already retimed (each keeps the faster of its passes)")
+    parser.add_argument(
+        "--again", action="store_true", help="also rows already retimed (each keeps the faster of its passes)"
+    )
     args = parser.parse_args()
     host = machine(host_info())  # only this machine's rows: another's, timed here, would mix two machines
     measurers: dict[str, LocalMeasurer] = {}

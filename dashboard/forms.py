@@ -64,11 +64,14 @@ class NumberField(forms.Field):
     """Text to a number, nothing more: the run request checks the value (one message for all
     edges). The browser's min/max hints come from the same limits."""
 
-    def __init__(self, *, limit, **kwargs):
+    def __init__(self, *, limit, placeholder: str = "", **kwargs):
         self.integer = limit.kind is int
         kwargs.setdefault("required", not limit.optional)
+        attrs = {"min": limit.lo, "max": limit.hi, "step": 1 if self.integer else "any"}
+        if placeholder:  # a blank field leaves the value to the defaults or the preset
+            attrs["placeholder"] = placeholder
         super().__init__(
-            widget=forms.NumberInput(attrs={"min": limit.lo, "max": limit.hi, "step": 1 if self.integer else "any"}),
+            widget=forms.NumberInput(attrs=attrs),
             **kwargs,
         )
 
@@ -159,10 +162,11 @@ class LaunchForm(forms.Form):
     population = _number(
         "population",
         required=False,
-        initial=SearchSettings().population,
         label="root samples",
+        placeholder=f"{SearchSettings().population} (paper preset: {PRESETS['paper']['population']})",
         help_text="random design-space samples at the root before the tree grows, measured when the cost model "
-        "ranks them into a round; each one's sketch is searched (3: the papers)",
+        f"ranks them into a round; each one's sketch is searched (blank: {SearchSettings().population}, or the "
+        f"papers' {PRESETS['paper']['population']} under the paper preset; a number is kept under any preset)",
     )
     fresh_samples = _number(
         "fresh_samples",

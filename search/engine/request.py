@@ -54,10 +54,12 @@ class Budget:
 
 @dataclass(frozen=True)
 class SearchSettings:
-    # random design-space samples at the root, as in the papers. Unmeasured until the cost model
-    # ranks them into a measurement round. 16 against 3: 1.03x over 23 same-seed pairs on three
-    # hosts, inside the seed spread, with fewer LLM calls (docs/benchmarks.md)
-    population: int = 3
+    # random design-space samples at the root (the papers, and the paper preset: 3). Unmeasured
+    # until the cost model ranks them into a measurement round; each sample's sketch is what the
+    # tree can then search. 16 against 3 in same-seed pairs on one machine: 1.10x (znver4, 8
+    # pairs), 1.34x and 1.24x (two emeraldrapids machines, 6 pairs each), rescuing the seeds whose
+    # three samples all miss a good sketch (3.8x, 5.1x), with fewer LLM calls (docs/benchmarks.md)
+    population: int = 16
     branching: int = 2  # B
     max_depth: int = 500
     lam: float = 0.2  # model-balance weight

@@ -32,7 +32,7 @@ def test_a_row_of_another_machine_of_the_same_cpu_is_not_the_same_run():
     for other in (OLD, THERE):  # measured elsewhere: this machine measures its own row
         assert not same_run(stored(other), HERE, "deepseek-r1-moe", "mcts-random", settings, args, 0)
     assert same_run(stored(HERE), HERE, "deepseek-r1-moe", "mcts-random", settings, args, 0)
-    assert not same_run(stored(HERE), HERE, "deepseek-r1-moe", "mcts-random", settings_for("default+pop16", 0), args, 0)
+    assert not same_run(stored(HERE), HERE, "deepseek-r1-moe", "mcts-random", settings_for("default+pop3", 0), args, 0)
     assert key(HERE, "flux-conv2d", "colt", "default", 64, 1) == "emeraldrapids-19f57b|flux-conv2d|colt|default|64|1"
 
 
@@ -48,16 +48,16 @@ def test_a_lever_is_read_from_same_seed_pairs_on_one_machine():
 
     store = {
         "a": row(HERE, "default", 0, 0.004, retimed_s=0.002),
-        "b": row(HERE, "default+pop16", 0, 0.003, retimed_s=0.001),
+        "b": row(HERE, "default+pop3", 0, 0.003, retimed_s=0.001),
         "c": row(HERE, "default", 1, 0.002),
-        "d": row(HERE, "default+pop16", 1, 0.004, wall_s=50.0),
-        "e": row(THERE, "default+pop16", 2, 0.001),  # another machine's: no pair here
+        "d": row(HERE, "default+pop3", 1, 0.004, wall_s=50.0),
+        "e": row(THERE, "default+pop3", 2, 0.001),  # another machine's: no pair here
         "f": row(HERE, "default", 2, 0.002),
-        "g": row(HERE, "default+pop16", 2, 0.001, trials_budget=256),  # another budget: no pair
-        "h": row(HERE, "default", 3, 0.002, settings={**row(HERE, "default", 3, 0)["settings"], "population": 16}),
-        "i": row(HERE, "default+pop16", 3, 0.001),  # its base ran other defaults then: no pair
+        "g": row(HERE, "default+pop3", 2, 0.001, trials_budget=256),  # another budget: no pair
+        "h": row(HERE, "default", 3, 0.002, settings={**row(HERE, "default", 3, 0)["settings"], "population": 3}),
+        "i": row(HERE, "default+pop3", 3, 0.001),  # its base ran other defaults then: no pair
     }
-    found = pairs(store, machine(HERE), "default", "default+pop16")
+    found = pairs(store, machine(HERE), "default", "default+pop3")
     assert [(p["seed"], p["retimed"]) for p in found] == [(0, True), (1, False)]
     assert found[0]["speed"] == 2.0  # both retimed: the retimed latencies
     assert found[1]["speed"] == 0.5 and found[1]["wall"] == 0.5  # as run

@@ -164,7 +164,9 @@ def test_the_form_sets_the_levers_beyond_the_papers(client, team, monkeypatch):
     client.post("/runs/new", {**FORM, "team": team.pk})
     defaults = Run.objects.order_by("-pk").first().run_request.settings
     assert (defaults.variants, defaults.refine) == (SearchSettings().variants, SearchSettings().refine)
-    assert defaults.cost_routing is False and defaults.population == SearchSettings().population == 3
+    assert defaults.cost_routing is False and defaults.population == SearchSettings().population == 16
+    client.post("/runs/new", {**FORM, "team": team.pk, "preset": "paper"})  # root samples left blank
+    assert Run.objects.order_by("-pk").first().run_request.settings.population == PRESETS["paper"]["population"] == 3
     client.post(
         "/runs/new",
         {**FORM, "team": team.pk, "preset": "paper", "variants": "8", "refine": "64", "compact_prompt": "on",

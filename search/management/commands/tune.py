@@ -136,8 +136,9 @@ class Command(BaseCommand):
             "--population",
             type=int,
             default=None,
-            help=f"random design-space samples at the root before the search (default {defaults.population}, as in "
-            f"the papers; 16 makes fewer LLM calls, its speed varied by host and layer: docs/benchmarks.md)",
+            help=f"random design-space samples at the root before the search (default {defaults.population}; the "
+            f"papers and --preset paper: 3; 16 was faster in same-machine pairs and makes fewer LLM calls: "
+            f"docs/benchmarks.md)",
         )
         search.add_argument(
             "--fresh-samples",
