@@ -117,9 +117,9 @@ CONFIGS: dict[str, dict] = {
     "default+scout1": {"sketch_scout": 1},
     "default+scout2": {"sketch_scout": 2},
     "default+pop16+scout1": {"population": 16, "sketch_scout": 1},
-    "default+pop3": {
-        "population": 3
-    },  # the papers' root population under today's defaults (16 since 2026-12-05 evening)
+    # the papers' root population under today's defaults (16 since the 2026-12-05 evening rows)
+    "default+pop3": {"population": 3},
+    "default+pop3+scout1": {"population": 3, "sketch_scout": 1},
     "refine512+directed": {"refine": 512, "directed": True},
     "directed": {"directed": True},
 }

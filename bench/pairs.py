@@ -4,9 +4,11 @@ For every (layer, strategy, seed) that both configurations measured on the machi
 ratio (the base's best latency / the configuration's: above 1, the lever is faster), the
 wall-clock ratio and, where the rows have them, LLM calls and USD. Best latencies are the
 retimed ones where both rows of a pair were timed again (``bench/retime.py``), else as run.
-Rows pair only within one machine (``bench.strategies.machine``)::
+A row pairs by the settings it ran, whatever its name (a ``default`` row from before a default
+changed stands for the configuration that names those settings today). Rows pair only within one
+machine (``bench.strategies.machine``)::
 
-    .venv/bin/python bench/pairs.py --config default+pop16            # this machine's rows
+    .venv/bin/python bench/pairs.py --base default+pop3 --config default   # population 3 -> 16
     .venv/bin/python bench/pairs.py --host emeraldrapids-19f57b --config default+cutoff3 --strategy mcts-random
     .venv/bin/python bench/pairs.py --config default+cutoff3 --wall-clock 300   # equal wall-clock rows
 
@@ -26,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._report import table  # noqa: E402
-from bench.ablation import levers, load, settings_for  # noqa: E402
+from bench.ablation import SUPERSEDED, levers, load, settings_for  # noqa: E402
 from bench.strategies import host_info, machine  # noqa: E402
 
 
@@ -45,20 +47,28 @@ def pairs(
 ) -> list[dict]:
     """One dict per same-seed pair of ``base`` and ``config`` rows on machine ``host`` at ``trials``
     or, given ``wall``, at that wall-clock budget (whatever trials they reached); a row that ran
-    other settings than its name means today (a ``default`` row from before a default changed) is
-    left out."""
+    settings than its name means today (a ``default`` row from before a default changed) stands for
+    the configuration whose settings it ran (``default+pop3`` for a ``default`` row that ran the
+    papers' 3 root samples), as ``same_run`` reuses it; a row under its own name comes first."""
     rows: dict = {}
     for r in store.values():
         if machine(r["host"]) != host or r.get("wall_budget_s") != wall or (strategy and r["strategy"] != strategy):
             continue
-        if (wall is None and r.get("trials_budget", r["trials"]) != trials) or r["config"] not in (base, config):
+        if (wall is None and r.get("trials_budget", r["trials"]) != trials) or r["config"] in SUPERSEDED:
             continue
-        want = settings_for(r["config"], 0).to_dict()
-        if r["strategy"] != "evolutionary" and levers(r.get("settings") or {}, r["strategy"]) != levers(
-            want, r["strategy"]
+        ran = levers(r.get("settings") or {}, r["strategy"])
+        if r["strategy"] != "evolutionary" and levers(settings_for(base, 0).to_dict(), r["strategy"]) == levers(
+            settings_for(config, 0).to_dict(), r["strategy"]
         ):
-            continue
-        rows[(r["layer"], r["strategy"], r["seed"], r["config"])] = r
+            continue  # two names of one set of settings (default+pop16 since 16 is the default): no lever
+        for name in (base, config):
+            if r["strategy"] == "evolutionary":  # MetaSchedule's own search: no levers, the name decides
+                stands = r["config"] == name
+            else:
+                stands = ran == levers(settings_for(name, 0).to_dict(), r["strategy"])
+            slot = (r["layer"], r["strategy"], r["seed"], name)
+            if stands and (slot not in rows or r["config"] == name):
+                rows[slot] = r
     out = []
     for (layer, strat, seed, name), b in sorted(rows.items()):
         c = rows.get((layer, strat, seed, config))

@@ -419,7 +419,8 @@ class MCTSSearch:
         node of yet, score them with the cost model in one batch, and add the best-scored sample
         of each of the ``sketch_scout`` best sketches at the root, to be measured in the next
         round. Mutators never change a schedule's sketch, so without this a run explores only
-        the sketches of its root samples (3 of the attention layers' 81)."""
+        the sketches of its root samples (at most 16 of the attention layers' 81 by default, 3 in the
+        papers)."""
         want = min(self.s.sketch_scout, self.s.measure_batch // 2)  # the tree keeps half the batch
         if not want or len(self.space.sketches) < 2 or not self.cost_model.trained:
             return

@@ -85,8 +85,9 @@ class SearchSettings:
     fresh_samples: int = 0  # per measurement round: design-space samples screened, the best joins the root
     # per measurement round: sketches the tree has no node of yet, each represented by the best
     # of a few samples the cost model scores, that join the root and are measured in the next
-    # round (mutators never change a schedule's sketch: with 3 root samples a run sees 3 of the
-    # attention layers' 81 sketches); also draws the root population from distinct sketches.
+    # round (mutators never change a schedule's sketch: with 3 root samples, the papers', a run sees at
+    # most 3 of the attention layers' 81 sketches; with the default 16, at most 16);
+    # also draws the root population from distinct sketches.
     # 0: off (the papers)
     sketch_scout: int = 0
     refine: int = 512  # per measurement round: mutants of the fastest measured nodes screened, the best join

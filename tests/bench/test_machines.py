@@ -80,3 +80,19 @@ def test_wall_clock_rows_pair_apart_and_the_time_spent_measuring_is_compared():
     at_wall = pairs(store, machine(HERE), "default", "default+cutoff3", wall=300.0)
     assert [(p["seed"], p["trials"], p["speed"], p["measure"]) for p in at_wall] == [(0, (120, 200), 1.5, None)]
     assert "measuring 0.50x" in summary(at_trials) and "measuring" not in summary(at_wall)
+
+
+def test_a_row_pairs_by_the_settings_it_ran_whatever_its_name():
+    from bench.pairs import pairs
+
+    ran3 = {**row(HERE, "default", 0, 0)["settings"], "population": 3}  # a ``default`` row from before 16
+    store = {
+        "a": row(HERE, "default", 0, 0.004, settings=ran3),  # stands for default+pop3 today
+        "b": row(HERE, "default+pop16", 0, 0.002),  # stands for default today
+        "c": row(HERE, "default", 1, 0.003, settings=ran3),
+        "d": row(HERE, "default+pop16", 1, 0.006),
+        "e": row(HERE, "default", 1, 0.001),  # the same settings under its own name comes first
+    }
+    found = pairs(store, machine(HERE), "default+pop3", "default")
+    assert [(p["seed"], p["speed"]) for p in found] == [(0, 2.0), (1, 3.0)]
+    assert pairs(store, machine(HERE), "default", "default+pop16") == []  # one setting, no lever

@@ -176,3 +176,21 @@ def test_the_form_sets_the_levers_beyond_the_papers(client, team, monkeypatch):
     levers = {k: v for k, v in PRESETS["paper"].items() if k != "population"}
     assert {k: getattr(paper, k) for k in levers} == levers  # the preset governs the levers
     assert paper.population == 16  # root samples sit above the preset, with seed: set, they are kept
+
+
+def test_the_paper_preset_keeps_three_root_samples_and_an_explicit_number_in_the_api_and_the_cli():
+    from search.engine.request import build_request
+    from search.management.commands.tune import Command
+
+    doc = {"kernel": "gemm-128", "target": "llvm", "strategy": "mcts-random"}
+    assert build_request(doc).settings.population == SearchSettings().population == 16
+    assert build_request({**doc, "settings": {"preset": "paper"}}).settings.population == 3
+    assert build_request({**doc, "settings": {"population": 5, "preset": "paper"}}).settings.population == 5
+    command = Command()
+    parser = command.create_parser("manage.py", "tune")
+
+    def cli(*args: str) -> int:
+        opts = vars(parser.parse_args(["--kernel", "gemm-128", "--strategy", "mcts-random", *args]))
+        return command._request(opts).settings.population
+
+    assert (cli(), cli("--preset", "paper"), cli("--preset", "paper", "--population", "5")) == (16, 3, 5)

@@ -137,7 +137,8 @@ class Command(BaseCommand):
             type=int,
             default=None,
             help=f"random design-space samples at the root before the search (default {defaults.population}; the "
-            f"papers and --preset paper: 3; 16 was faster in same-machine pairs and makes fewer LLM calls: "
+            f"papers and --preset paper: {PRESETS['paper']['population']}; 16 was faster in same-machine pairs "
+            f"and makes fewer LLM calls: "
             f"docs/benchmarks.md)",
         )
         search.add_argument(
