@@ -46,26 +46,27 @@ def pairs(
     wall: float | None = None,
 ) -> list[dict]:
     """One dict per same-seed pair of ``base`` and ``config`` rows on machine ``host`` at ``trials``
-    or, given ``wall``, at that wall-clock budget (whatever trials they reached); a row that ran
+    or, given ``wall``, at that wall-clock budget (whatever trials they reached); a row that ran other
     settings than its name means today (a ``default`` row from before a default changed) stands for
     the configuration whose settings it ran (``default+pop3`` for a ``default`` row that ran the
     papers' 3 root samples), as ``same_run`` reuses it; a row under its own name comes first."""
+    meant: dict[tuple[str, str], dict] = {}  # (name, strategy) -> the levers the name means today
+    for name in (base, config):
+        for strat in {r["strategy"] for r in store.values()}:
+            meant[(name, strat)] = levers(settings_for(name, 0).to_dict(), strat)
     rows: dict = {}
     for r in store.values():
         if machine(r["host"]) != host or r.get("wall_budget_s") != wall or (strategy and r["strategy"] != strategy):
             continue
         if (wall is None and r.get("trials_budget", r["trials"]) != trials) or r["config"] in SUPERSEDED:
             continue
-        ran = levers(r.get("settings") or {}, r["strategy"])
-        if r["strategy"] != "evolutionary" and levers(settings_for(base, 0).to_dict(), r["strategy"]) == levers(
-            settings_for(config, 0).to_dict(), r["strategy"]
-        ):
+        strat = r["strategy"]
+        if strat != "evolutionary" and meant[(base, strat)] == meant[(config, strat)]:
             continue  # two names of one set of settings (default+pop16 since 16 is the default): no lever
+        ran = levers(r.get("settings") or {}, strat)
         for name in (base, config):
-            if r["strategy"] == "evolutionary":  # MetaSchedule's own search: no levers, the name decides
-                stands = r["config"] == name
-            else:
-                stands = ran == levers(settings_for(name, 0).to_dict(), r["strategy"])
+            # MetaSchedule's own search has no levers: its name decides
+            stands = r["config"] == name if strat == "evolutionary" else ran == meant[(name, strat)]
             slot = (r["layer"], r["strategy"], r["seed"], name)
             if stands and (slot not in rows or r["config"] == name):
                 rows[slot] = r

@@ -138,8 +138,7 @@ class Command(BaseCommand):
             default=None,
             help=f"random design-space samples at the root before the search (default {defaults.population}; the "
             f"papers and --preset paper: {PRESETS['paper']['population']}; 16 was faster in same-machine pairs "
-            f"and makes fewer LLM calls: "
-            f"docs/benchmarks.md)",
+            "and makes fewer LLM calls: docs/benchmarks.md)",
         )
         search.add_argument(
             "--fresh-samples",
