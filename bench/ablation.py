@@ -21,6 +21,7 @@ import os
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -150,7 +151,7 @@ def levers(row_settings: dict, strategy: str | None = None) -> dict:
 
 
 #: configurations whose rows ran code that has changed since, so they never stand for a new run
-SUPERSEDED = {"default+pop16-largest"}
+SUPERSEDED = {"default+pop16-largest", "default-unmemoized"}
 
 
 def same_run(store: dict, host: dict, layer: str, strategy: str, settings: SearchSettings, args, seed: int) -> bool:
@@ -185,6 +186,12 @@ def save(k: str, row: dict) -> None:
         tmp = RESULTS.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(stored, indent=1))
         tmp.replace(RESULTS)
+
+
+def measured_statuses(outcome) -> dict[str, int]:
+    """How many measured candidates came back ok, wrong (failed the numpy check), a build or run
+    error or a timeout: the trials a run spent on schedules that cannot be its best."""
+    return dict(Counter(n.status for n in outcome.result.tree.nodes[1:] if n.status is not None))
 
 
 def save_records(host: dict, layer: str, k: str, outcome) -> None:
@@ -283,6 +290,10 @@ def run_rows(args, fleet) -> None:
                         "measure_s": s.get("measure_s"),  # building, checking and timing candidates
                         "build_s": s.get("build_s"),
                         "coarse_trials": s.get("coarse_trials"),
+                        "statuses": measured_statuses(outcome),  # of the measured candidates
+                        # traces replayed and post-processed, and those the replay memory answered
+                        "replays": outcome.space.replays,
+                        "replays_saved": outcome.space.replays_saved,
                         "sketches": s.get("sketches"),  # with a measured schedule, of
                         "sketches_total": s.get("sketches_total"),  # the design space's
                         "date": time.strftime("%Y-%m-%d %H:%M"),

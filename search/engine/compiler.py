@@ -10,9 +10,10 @@ Measuring lives in :mod:`search.engine.measure`; it runs candidates in worker pr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,12 @@ def apply_trace_json(mod, trace_json: list):
     return sch
 
 
+#: how many traces' outcomes ``SearchSpace.realize`` remembers (about 100 bytes each) before it
+#: starts over
+OUTCOMES_REMEMBERED = 200_000
+_UNKNOWN = object()
+
+
 def _seed(rng: np.random.Generator) -> int:
     return int(rng.integers(1, 2**31 - 1))
 
@@ -180,6 +187,7 @@ def keep_stages(names: Sequence[str]):
     inner loops (silu: a sigmoid for every multiply-add of the down projection)."""
     from tvm.ir.utils import derived_object
     from tvm.s_tir.meta_schedule.postproc import PyPostproc
+    from tvm.s_tir.schedule import _ffi_api as schedule_api
 
     wanted = tuple(names)
 
@@ -189,7 +197,12 @@ def keep_stages(names: Sequence[str]):
             pass
 
         def apply(self, sch) -> bool:
-            present = {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
+            # the schedule's FFI functions directly: its Python methods check every argument's type
+            # at a cost that was ~5% of a search's time (this runs for every schedule realized)
+            root = schedule_api.ScheduleGetSBlock(sch, "root", None)
+            present = {
+                schedule_api.ScheduleGet(sch, b).name_hint for b in schedule_api.ScheduleGetChildBlocks(sch, root)
+            }
             return all(name in present for name in wanted)
 
         def clone(self):
@@ -200,6 +213,10 @@ def keep_stages(names: Sequence[str]):
 
 class SearchSpace:
     """The design space of one kernel on one target, with its mutators and post-processors."""
+
+    #: whether :meth:`realize` remembers each trace's outcome (off: every trace replayed, for a
+    #: check that the memory changes nothing but time)
+    remember = True
 
     def __init__(self, spec: KernelSpec, target_name: str, *, seed: int = 0):
         tvm = _tvm()
@@ -230,6 +247,10 @@ class SearchSpace:
         self.mutator_probs = {n: p for n, p in probs.items() if n in self.mutators}
         self._tvm = tvm
         self._signatures: dict[str, int] | None = None
+        #: realize()'s memory: a trace's text (hashed) -> its schedule's structural hash, None: invalid
+        self._outcomes: dict[bytes, str | None] = {}
+        self.replays = 0  # traces replayed and post-processed
+        self.replays_saved = 0  # traces realize() answered from its memory
 
     def make_generator(self):
         """MetaSchedule's default space for the target kind, named explicitly: on sm_80+ the
@@ -252,11 +273,37 @@ class SearchSpace:
         sch.enter_postproc()
         return all(postproc.apply(sch) for postproc in self.postprocs)
 
-    def realize(self, trace, rng: np.random.Generator) -> Candidate | None:
-        """Replay a trace (without its post-processing) and post-process it; None if invalid."""
+    def realize(self, trace, rng: np.random.Generator, *, unless: Container[str] = ()) -> Candidate | None:
+        """Replay a trace whose every decision is made (a schedule's, or a mutator's output)
+        without its post-processing, and post-process it; None if invalid.
+
+        Such a trace always makes the same schedule, so each trace's outcome is remembered by its
+        text: an invalid trace is not replayed again, nor one whose schedule's structural hash is
+        in ``unless`` (the schedules the caller would discard: the tree's, those it drew). Replaying
+        and post-processing is most of the search's own time (tens of milliseconds a trace on
+        the attention layers), and screening and refine draw the same mutant again and again (a
+        mutator with few choices). The generator is drawn the same either way, so a search makes
+        the same choices with the memory as without."""
+        seed = _seed(rng)
+        if not self.remember:
+            return self._replay(trace, seed)
+        key = hashlib.blake2b(str(trace).encode(), digest_size=16).digest()
+        known = self._outcomes.get(key, _UNKNOWN)
+        if known is None or (known is not _UNKNOWN and known in unless):
+            self.replays_saved += 1
+            return None
+        cand = self._replay(trace, seed)
+        if len(self._outcomes) >= OUTCOMES_REMEMBERED:
+            self._outcomes.clear()
+        self._outcomes[key] = cand.shash if cand is not None else None
+        return cand
+
+    def _replay(self, trace, seed: int) -> Candidate | None:
+        """``trace`` replayed (sampling any decision it lacks from ``seed``) and post-processed."""
         from tvm.s_tir import Schedule
 
-        sch = Schedule(self.mod, seed=_seed(rng), error_render_level="none")
+        self.replays += 1
+        sch = Schedule(self.mod, seed=seed, error_render_level="none")
         try:
             trace.apply_to_schedule(sch, remove_postproc=True)
         except Exception:  # noqa: BLE001 - TVM raises TVMError subclasses on invalid replays
@@ -273,7 +320,7 @@ class SearchSpace:
         for _ in range(attempts):
             index = int(rng.integers(len(self.sketches))) if sketch is None else sketch
             base = self.sketches[index].trace.simplified(remove_postproc=True)
-            cand = self.realize(Trace(base.insts, {}), rng)
+            cand = self._replay(Trace(base.insts, {}), _seed(rng))  # (no decisions: new ones each time)
             if cand is not None:
                 cand.sketch = index
                 return cand

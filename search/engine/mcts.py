@@ -74,6 +74,16 @@ WARM_SEED = "Warm seed"
 SKETCH_SCOUT = "Sketch scout"
 
 
+class _AnyOf:
+    """Membership in any of several sets, without copying them."""
+
+    def __init__(self, *sets: set):
+        self.sets = sets
+
+    def __contains__(self, item: object) -> bool:
+        return any(item in s for s in self.sets)
+
+
 class MCTSSearch:
     def __init__(
         self,
@@ -226,7 +236,8 @@ class MCTSSearch:
             from_prior = math.floor((attempt + 1) * prior) > math.floor(attempt * prior)
             mutators = [random_mutator(self.space.mutator_probs, self.rng)] if from_prior else applied
             trace, moved = self._apply(leaf.candidate.trace, mutators)
-            other = self.space.realize(trace, self.rng) if trace is not None else None
+            unless = _AnyOf(seen, self.tree.hashes)
+            other = self.space.realize(trace, self.rng, unless=unless) if trace is not None else None
             if other is None or other.shash in seen or other.shash in self.tree.hashes:
                 continue
             seen.add(other.shash)
@@ -491,7 +502,7 @@ class MCTSSearch:
                 node, cand, moves, _ = parents[i % len(parents)]
                 name = random_mutator(self.space.mutator_probs, self.rng)
                 trace = self.space.mutate(cand.trace, name, self.rng)
-                child = self.space.realize(trace, self.rng) if trace is not None else None
+                child = self.space.realize(trace, self.rng, unless=seen) if trace is not None else None
                 if child is not None and child.shash not in seen:
                     seen.add(child.shash)
                     born.append((node, child, [*moves, name]))

@@ -148,3 +148,30 @@ def test_every_library_kernel_has_a_design_space_and_a_valid_sample():
         space = C.SearchSpace(spec, "llvm", seed=0)
         assert space.sketches, name
         assert space.sample(np.random.default_rng(0)) is not None, name
+
+
+def test_a_trace_realized_before_is_answered_from_memory(gemm_space):
+    """A mutated trace makes the same schedule every time: realize() replays it again only when
+    the caller may keep it, and draws the generator the same either way."""
+    rng = np.random.default_rng(5)
+    trace = gemm_space.mutate(gemm_space.sample(rng).trace, "MutateTileSize", rng)
+    first = gemm_space.realize(trace, rng)
+    replays, saved = gemm_space.replays, gemm_space.replays_saved
+    again = gemm_space.realize(trace, rng, unless={"another schedule"})
+    assert again.shash == first.shash and gemm_space.replays == replays + 1
+    mine, twin = np.random.default_rng(9), np.random.default_rng(9)
+    assert gemm_space.realize(trace, mine, unless={first.shash}) is None  # the caller would discard it
+    assert (gemm_space.replays, gemm_space.replays_saved) == (replays + 1, saved + 1)
+    twin.integers(1, 2**31 - 1)  # the one draw a replay takes
+    assert mine.integers(1 << 30) == twin.integers(1 << 30)
+
+
+def test_an_invalid_trace_is_not_replayed_twice(gemm_space):
+    rng = np.random.default_rng(6)
+    trace = gemm_space.sample(rng).trace
+    unroll = next(inst for inst in trace.insts if inst.kind.name == "SampleCategorical")
+    broken = trace.with_decision(unroll, 99, remove_postproc=True)  # no such candidate
+    assert gemm_space.realize(broken, rng) is None
+    replays, saved = gemm_space.replays, gemm_space.replays_saved
+    assert gemm_space.realize(broken, rng) is None
+    assert (gemm_space.replays, gemm_space.replays_saved) == (replays, saved + 1)
