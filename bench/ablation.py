@@ -151,7 +151,7 @@ def levers(row_settings: dict, strategy: str | None = None) -> dict:
 
 
 #: configurations whose rows ran code that has changed since, so they never stand for a new run
-SUPERSEDED = {"default+pop16-largest", "default-unmemoized"}
+SUPERSEDED = {"default+pop16-largest", "default-unmemoized", "default-replay-memory"}
 
 
 def same_run(store: dict, host: dict, layer: str, strategy: str, settings: SearchSettings, args, seed: int) -> bool:

@@ -1,13 +1,14 @@
-"""The search's own time: the tree search with and without the replay memory, on every layer.
+"""The search's own time: the tree search with and without its memories, on every layer.
 
 Apart from building and timing candidates, a tree strategy spends its time realizing schedules
 (replaying a mutated trace and post-processing it) and scoring them with the cost model. Screening
-and refine draw many of the same mutants again; ``SearchSpace.realize`` remembers each trace's
-outcome and answers the ones the caller would discard without replaying them. This runs the
+and refine draw many of the same mutants again: ``SearchSpace.realize`` remembers each trace's
+outcome and answers the ones the caller would discard without replaying them, and the cost model
+keeps each schedule's features (``SearchSpace.remember`` switches both). This runs the
 product's default search (mcts-random, every lever as the product sets it) twice per layer and
-seed, with the memory off and on, against a stand-in measurer whose latency is a fixed function
+seed, with the memories off and on, against a stand-in measurer whose latency is a fixed function
 of the schedule: both runs make the same tree node for node (checked), so the time apart is the
-memory's alone, without the run-to-run noise of real timings (the equal wall-clock rows measure
+memories' alone, without the run-to-run noise of real timings (the equal wall-clock rows measure
 what it buys on real hardware). One stream per core; each row is saved as it finishes
 (``bench/results/overhead.json``, with its host and machine)::
 
@@ -70,6 +71,7 @@ def one(layer: str, seed: int, trials: int, memory: bool) -> dict:
         "replays": outcome.space.replays,
         "replays_saved": outcome.space.replays_saved,
         "evaluations": outcome.result.evaluations,
+        "extractions": outcome.result.extractions,
         "nodes": len(outcome.result.tree) - 1,
         "tree": tree,
     }
@@ -103,6 +105,7 @@ def run(args) -> None:
             print(
                 f"{layer} seed {seed}: {off['wall_s']:.0f} s -> {on['wall_s']:.0f} s "
                 f"({on['wall_s'] / off['wall_s']:.2f}x), {on['replays_saved']} of {off['replays']} replays saved, "
+                f"{on['extractions']} of {on['evaluations']} scored schedules' features extracted, "
                 f"same tree: {off['tree'] == on['tree']}",
                 flush=True,
             )
@@ -124,12 +127,14 @@ def report() -> str:
                 f"{statistics.median(r['on']['wall_s'] for r in rs):.0f}",
                 f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})",
                 f"{statistics.median(saved):.0%}",
+                f"{statistics.median(1 - r['on']['extractions'] / max(1, r['on']['evaluations']) for r in rs):.0%}",
                 f"{statistics.median(r['on']['evaluations'] / r['trials'] for r in rs):.0f}",
                 "yes" if all(r["on"]["tree"] == r["off"]["tree"] for r in rs) else "NO",
             ])  # fmt: skip
     head = [
         "host", "layer", "seeds", "trials", "search s, memory off (median)", "memory on",
-        "time on / off: median (min-max)", "replays saved", "cost-model evals / trial", "same tree",
+        "time on / off: median (min-max)", "replays saved", "feature extractions saved", "cost-model evals / trial",
+        "same tree",
     ]  # fmt: skip
     return table(head, out)
 
@@ -148,15 +153,16 @@ def main() -> None:
     body = report()
     print(body)
     if args.docs:
-        write_section("overhead", "### The search's own time: the replay memory\n\n" + LEAD + "\n\n" + body)
+        write_section("overhead", "### The search's own time: replay and feature memories\n\n" + LEAD + "\n\n" + body)
 
 
 LEAD = (
     "Produced by `bench/overhead.py` (rows in `bench/results/overhead.json`): mcts-random with the product's "
     "defaults, run twice per layer and seed against a stand-in measurer whose latency is a fixed function of "
-    "the schedule, with `SearchSpace.realize`'s replay memory off and on; both runs build the same tree node "
-    "for node (last column), so the time apart is the memory's. `search s`: the whole run, which here is the "
-    "search's own work (realizing schedules and scoring them), with no building or timing. One stream per core."
+    "the schedule, with the search's memories off and on (`SearchSpace.realize` remembers each trace's "
+    "outcome, the cost model each schedule's features); both runs build the same tree node for node (last "
+    "column), so the time apart is the memories'. `search s`: the whole run, which here is the search's own "
+    "work (realizing schedules and scoring them), with no building or timing. One stream per core."
 )
 
 

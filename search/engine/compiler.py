@@ -144,6 +144,14 @@ def apply_trace_json(mod, trace_json: list):
 #: starts over
 OUTCOMES_REMEMBERED = 200_000
 _UNKNOWN = object()
+#: how many schedules' features ``CostModel`` keeps (a few KB each) before it starts over
+FEATURES_REMEMBERED = 5_000
+
+
+def _decided(trace) -> bool:
+    """Whether every sampling instruction of ``trace`` has its decision (else a replay draws
+    the missing ones from its seed, and the trace alone does not say what it makes)."""
+    return len(trace.decisions) == sum(inst.kind.name.startswith("Sample") for inst in trace.insts)
 
 
 def _seed(rng: np.random.Generator) -> int:
@@ -214,8 +222,9 @@ def keep_stages(names: Sequence[str]):
 class SearchSpace:
     """The design space of one kernel on one target, with its mutators and post-processors."""
 
-    #: whether :meth:`realize` remembers each trace's outcome (off: every trace replayed, for a
-    #: check that the memory changes nothing but time)
+    #: whether :meth:`realize` remembers each trace's outcome and the cost model each schedule's
+    #: features (off: every trace replayed, every schedule's features extracted, for a check
+    #: that the memories change nothing but time)
     remember = True
 
     def __init__(self, spec: KernelSpec, target_name: str, *, seed: int = 0):
@@ -285,7 +294,7 @@ class SearchSpace:
         mutator with few choices). The generator is drawn the same either way, so a search makes
         the same choices with the memory as without."""
         seed = _seed(rng)
-        if not self.remember:
+        if not self.remember or not _decided(trace):
             return self._replay(trace, seed)
         key = hashlib.blake2b(str(trace).encode(), digest_size=16).digest()
         known = self._outcomes.get(key, _UNKNOWN)
@@ -433,6 +442,11 @@ class CostModel:
         self.trained = False
         self.size = 0
         self.evaluations = 0  # schedules scored by the trained model (screening's work)
+        self.extractions = 0  # of those, schedules whose features were extracted (not remembered)
+        #: a schedule's features (structural hash -> its per-store feature rows): they depend on
+        #: the schedule alone, and extracting them is most of a prediction's time, while refine and
+        #: rollouts score many schedules again after each retraining
+        self._features: dict[str, np.ndarray] = {}
 
     def _measure_candidates(self, cands: Sequence[Candidate]):
         from tvm.s_tir import meta_schedule as ms
@@ -446,7 +460,21 @@ class CostModel:
         if not self.trained:
             return self.rng.uniform(0.0, 1.0, size=len(cands))
         self.evaluations += len(cands)
-        scores = self.model.predict(self.space.context, self._measure_candidates(cands))
+        if not self.space.remember:
+            self.extractions += len(cands)
+            scores = self.model.predict(self.space.context, self._measure_candidates(cands))
+            return np.nan_to_num(np.asarray(scores, dtype=float), nan=0.0)
+        features = {c.shash: self._features[c.shash] for c in cands if c.shash in self._features}
+        new = list({c.shash: c for c in cands if c.shash not in features}.values())
+        if new:
+            self.extractions += len(new)
+            rows = self.model.extractor.extract_from(self.space.context, self._measure_candidates(new))
+            if len(self._features) + len(new) > FEATURES_REMEMBERED:
+                self._features.clear()
+            for cand, row in zip(new, rows, strict=True):
+                features[cand.shash] = self._features[cand.shash] = row.numpy().astype("float32")
+        # what XGBModel.predict does once it has extracted the features
+        scores = self.model._predict(xs=[features[c.shash] for c in cands])
         return np.nan_to_num(np.asarray(scores, dtype=float), nan=0.0)
 
     def update(

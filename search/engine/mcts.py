@@ -51,6 +51,7 @@ class SearchResult:
     history: list = field(default_factory=list)  # (trial, best latency so far)
     expansions: int = 0
     evaluations: int = 0  # schedules scored by the trained cost model
+    extractions: int = 0  # of those, schedules whose features were extracted (the rest remembered)
     measure_s: float = 0.0  # of elapsed_s, in the measurer: building, checking and timing candidates
     build_s: float = 0.0  # of measure_s, compiling
     coarse: int = 0  # candidates timed by two single runs only (slower than the timing cutoff)
@@ -743,6 +744,7 @@ class MCTSSearch:
             history=list(self.history),
             expansions=self.expansions,
             evaluations=self.cost_model.evaluations,
+            extractions=self.cost_model.extractions,
             measure_s=self.measure_s,
             build_s=self.build_s,
             coarse=self.coarse,

@@ -175,3 +175,31 @@ def test_an_invalid_trace_is_not_replayed_twice(gemm_space):
     replays, saved = gemm_space.replays, gemm_space.replays_saved
     assert gemm_space.realize(broken, rng) is None
     assert (gemm_space.replays, gemm_space.replays_saved) == (replays, saved + 1)
+
+
+def test_a_trace_without_its_decisions_is_never_answered_from_memory(gemm_space):
+    """A sketch's trace draws its decisions from the replay's seed: each replay may make another
+    schedule, or be invalid where another draw is not."""
+    from tvm.s_tir import Trace
+
+    base = gemm_space.sketches[0].trace.simplified(remove_postproc=True)
+    undecided = Trace(base.insts, {})
+    rng = np.random.default_rng(8)
+    hashes = {gemm_space.realize(undecided, rng).shash for _ in range(4)}
+    assert len(hashes) > 1
+    replays = gemm_space.replays
+    assert gemm_space.realize(undecided, rng, unless=hashes) is not None  # replayed, not remembered
+    assert gemm_space.replays == replays + 1
+
+
+def test_the_cost_model_scores_remembered_features_as_xgboost_scores_extracted_ones(gemm_space):
+    rng = np.random.default_rng(10)
+    cands = [gemm_space.sample(rng) for _ in range(6)]
+    model = C.CostModel(gemm_space, rng)
+    model.update(cands[:4], [1e-3 * (i + 1) for i in range(4)])
+    batch = [cands[4], cands[0], cands[4], cands[5]]
+    first = model.predict(batch)  # extracts three schedules' features
+    again = model.predict(batch[::-1])  # all remembered
+    assert model.extractions == 3 and model.evaluations == 8
+    direct = model.model.predict(gemm_space.context, model._measure_candidates(batch))
+    assert first.tolist() == direct.tolist() == again[::-1].tolist()

@@ -181,19 +181,23 @@ def test_unknown_strategy_and_empty_budget_are_refused(gemm128):
     assert set(err.value.errors) == {"budget.trials"}
 
 
-def test_the_replay_memory_changes_no_choice_of_the_search(gemm128, gemm_measurer, monkeypatch):
-    """With the product's screening and refine, the search realizes many traces more than once;
-    answering those from memory leaves every node of the tree as it was (the same measurements
-    replayed to a search without the memory)."""
+def test_the_search_memories_change_no_choice_of_the_search(gemm128, gemm_measurer, monkeypatch):
+    """With the product's screening and refine, the search realizes many traces and scores many
+    schedules more than once; answering those from memory (outcomes of traces, features of
+    schedules) leaves every node of the tree as it was (the same measurements replayed to a
+    search without the memories)."""
     from search.engine.compiler import SearchSpace
 
     settings = SearchSettings(measure_batch=4, expansions_per_round=6, seed=11, variants=8, refine=64)
     recorder = RecordingMeasurer(gemm_measurer)
     first, _ = run(gemm128, recorder, trials=12, settings=settings)
     assert first.space.replays_saved > 0
+    assert first.result.extractions < first.result.evaluations  # schedules scored again after retraining
     monkeypatch.setattr(SearchSpace, "remember", False)
     second, _ = run(gemm128, ReplayMeasurer(recorder.seen), trials=12, settings=settings)
     assert second.space.replays_saved == 0
+    assert second.result.extractions == second.result.evaluations == first.result.evaluations
     assert second.space.replays == first.space.replays + first.space.replays_saved
     assert [n.shash for n in second.result.tree.nodes] == [n.shash for n in first.result.tree.nodes]
+    assert [n.predicted for n in second.result.tree.nodes] == [n.predicted for n in first.result.tree.nodes]
     assert second.result.best_latency == first.result.best_latency
