@@ -62,9 +62,11 @@ LEAD = (
     "points screened each round, the best added at the root; `refine`: mutants of the fastest measured "
     "schedules screened each round, the best `measure_batch` join the tree; `directed`: LLM replies may set "
     "one decision; `warm`: the cost model pre-trained on the other layers' records from this CPU model, never this "
-    "layer's own, a leave-one-out row; `default`: the product's defaults when the row ran, recorded in the "
-    "row). Against `paper` the ratio pairs runs of the same seed "
-    "(geometric mean of paper's best / this best); against evolutionary@256 and numpy it is their "
+    "layer's own, a leave-one-out row; `default-unmemoized`/`default-replay-memory`: the product's defaults run "
+    "before the search remembered replays and features, and with the replay memory alone: the same search, "
+    "slower; `default`: the product's defaults when the row ran, recorded in the row). Against `paper` the "
+    "ratio pairs runs of the same seed (geometric mean of paper's best / this best); against evolutionary@256 "
+    "and numpy it is their "
     "median best latency over this cell's median. Above 1: this cell is faster."
 )
 

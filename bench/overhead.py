@@ -114,9 +114,9 @@ def run(args) -> None:
 def report() -> str:
     rows = load()
     out = []
-    for where in sorted({machine(r["host"]) for r in rows}):
+    for where, trials in sorted({(machine(r["host"]), r["trials"]) for r in rows}):
         for layer in PAPER_LAYERS:
-            rs = [r for r in rows if machine(r["host"]) == where and r["layer"] == layer]
+            rs = [r for r in rows if machine(r["host"]) == where and r["layer"] == layer and r["trials"] == trials]
             if not rs:
                 continue
             ratios = [r["on"]["wall_s"] / r["off"]["wall_s"] for r in rs]

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._report import table, write_section  # noqa: E402
-from bench.ablation import levers, settings_for  # noqa: E402
+from bench.ablation import SUPERSEDED, levers, settings_for  # noqa: E402
 from bench.strategies import machine  # noqa: E402
 from search.engine.workloads import PAPER_LAYERS, flops, get_kernel  # noqa: E402
 
@@ -91,12 +91,12 @@ def median(rows: list[dict], what: str) -> float | None:
 
 def select_rows(store: dict, host: str, config: str, wall: bool = False) -> dict[tuple[str, str, int], list[dict]]:
     """One host's rows by (layer, strategy, trials): the tree strategies' rows with the settings
-    of ``config`` (whatever name they ran under), evolutionary's whatever its configuration is
-    named (settings do not apply to it)."""
+    of ``config`` (whatever name they ran under, unless that name marks code that has changed
+    since), evolutionary's whatever its configuration is named (settings do not apply to it)."""
     settings = settings_for(config, 0).to_dict()
     cells: dict = {}
     for r in store.values():
-        if machine(r["host"]) != host or bool(r.get("wall_budget_s")) != wall:
+        if machine(r["host"]) != host or bool(r.get("wall_budget_s")) != wall or r["config"] in SUPERSEDED:
             continue
         strategy = r["strategy"]
         if strategy != "evolutionary" and levers(r.get("settings") or {}, strategy) != levers(settings, strategy):
