@@ -15,9 +15,7 @@ Pin one stream per core, e.g.::
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
-import os
 import statistics
 import sys
 import time
@@ -26,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import _store  # noqa: E402
 from bench._report import table, write_section  # noqa: E402
 from bench.forms import SUFFIX, bench_kernel  # noqa: E402
 from bench.strategies import CallTimer, host_info, machine  # noqa: E402
@@ -175,19 +174,12 @@ def key(host: dict, layer: str, strategy: str, config: str, trials: int, seed: i
 
 
 def load() -> dict:
-    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    return _store.read(RESULTS, {})
 
 
 def save(k: str, row: dict) -> None:
-    """Add a row; two streams may save at once, so the read-modify-write holds a lock."""
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        stored = load()  # re-read: another stream may have saved rows meanwhile
-        stored[k] = row
-        tmp = RESULTS.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(stored, indent=1))
-        tmp.replace(RESULTS)
+    """Add a row (under the file's lock: the other stream may save meanwhile)."""
+    _store.update(RESULTS, {}, lambda stored: {**stored, k: row})
 
 
 def measured_statuses(outcome) -> dict[str, int]:

@@ -14,9 +14,6 @@ order, so the trial at which two repeats first measured different schedules show
 from __future__ import annotations
 
 import argparse
-import fcntl
-import json
-import os
 import statistics
 import sys
 import time
@@ -24,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import _store  # noqa: E402
 from bench._report import table  # noqa: E402
 from bench.ablation import CONFIGS, settings_for  # noqa: E402
 from bench.forms import bench_kernel  # noqa: E402
@@ -49,17 +47,11 @@ class Order:
 
 
 def load() -> list[dict]:
-    return json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    return _store.read(RESULTS, [])
 
 
 def save(row: dict) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        rows = load() + [row]
-        tmp = RESULTS.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(rows, indent=1))
-        tmp.replace(RESULTS)
+    _store.update(RESULTS, [], lambda rows: [*rows, row])
 
 
 def run(args) -> None:
