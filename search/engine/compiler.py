@@ -460,10 +460,15 @@ class CostModel:
         if not self.trained:
             return self.rng.uniform(0.0, 1.0, size=len(cands))
         self.evaluations += len(cands)
-        if not self.space.remember:
+        if self.space.remember:
+            scores = self._predict_remembering(cands)
+        else:
             self.extractions += len(cands)
             scores = self.model.predict(self.space.context, self._measure_candidates(cands))
-            return np.nan_to_num(np.asarray(scores, dtype=float), nan=0.0)
+        return np.nan_to_num(np.asarray(scores, dtype=float), nan=0.0)
+
+    def _predict_remembering(self, cands: Sequence[Candidate]) -> np.ndarray:
+        """XGBoost's scores, extracting the features only of schedules not scored before."""
         features = {c.shash: self._features[c.shash] for c in cands if c.shash in self._features}
         new = list({c.shash: c for c in cands if c.shash not in features}.values())
         if new:
@@ -474,8 +479,7 @@ class CostModel:
             for cand, row in zip(new, rows, strict=True):
                 features[cand.shash] = self._features[cand.shash] = row.numpy().astype("float32")
         # what XGBModel.predict does once it has extracted the features
-        scores = self.model._predict(xs=[features[c.shash] for c in cands])
-        return np.nan_to_num(np.asarray(scores, dtype=float), nan=0.0)
+        return self.model._predict(xs=[features[c.shash] for c in cands])
 
     def update(
         self, cands: Sequence[Candidate], latencies: Sequence[float | None], space: SearchSpace | None = None

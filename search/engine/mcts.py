@@ -231,15 +231,15 @@ class MCTSSearch:
         such a move is named "Prior <mutator>" in the child's mutators."""
         cands, moves = [cand], [applied]
         seen = {cand.shash}
+        discard = _AnyOf(seen, self.tree.hashes)  # (both grow as the loop goes)
         for attempt in range(2 * (self.s.variants - 1)):
             if len(cands) >= self.s.variants:
                 break
             from_prior = math.floor((attempt + 1) * prior) > math.floor(attempt * prior)
             mutators = [random_mutator(self.space.mutator_probs, self.rng)] if from_prior else applied
             trace, moved = self._apply(leaf.candidate.trace, mutators)
-            unless = _AnyOf(seen, self.tree.hashes)
-            other = self.space.realize(trace, self.rng, unless=unless) if trace is not None else None
-            if other is None or other.shash in seen or other.shash in self.tree.hashes:
+            other = self.space.realize(trace, self.rng, unless=discard) if trace is not None else None
+            if other is None or other.shash in discard:
                 continue
             seen.add(other.shash)
             cands.append(other)
