@@ -3,11 +3,12 @@
 
 It reads the rows ``bench/ablation.py`` saves (``bench/results/ablation.json``: one row per run,
 keyed by host, layer, strategy, configuration, trials and seed) and ``bench/peers.py``'s numpy
-timings, keeps one host's rows, and writes docs/benchmarks.md sections ``report`` (per layer: each
-cell's best latency as median and min-max over its seeds; the headline ratios) and ``wall-clock``
-(equal wall-clock budget). The tree strategies' rows are those of one search configuration
-(``--config``, the product's defaults by default; ``paper`` is the papers' search). One stream
-per core, e.g. on a 2-core host::
+timings, keeps one host's rows (or those of several machines of one CPU model, ``--host A B``,
+whose rows complete each other: the note says how fast each is), and writes docs/benchmarks.md
+sections ``report`` (per layer: each cell's best latency as median and min-max over its seeds; the
+headline ratios) and ``wall-clock`` (equal wall-clock budget). The tree strategies' rows are those
+of one search configuration (``--config``, the product's defaults by default; ``paper`` is the
+papers' search). One stream per core, e.g. on a 2-core host::
 
     L="llama4-scout-mlp flux-conv2d deepseek-r1-moe llama3-8b-attention flux-attention"
     taskset -c 0 .venv/bin/python bench/ablation.py --strategies mcts-random colt single-llm \\
@@ -37,6 +38,7 @@ import json
 import statistics
 import sys
 from collections import Counter
+from collections.abc import Collection
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,14 +91,18 @@ def median(rows: list[dict], what: str) -> float | None:
     return statistics.median(values) if values else None
 
 
-def select_rows(store: dict, host: str, config: str, wall: bool = False) -> dict[tuple[str, str, int], list[dict]]:
-    """One host's rows by (layer, strategy, trials): the tree strategies' rows with the settings
-    of ``config`` (whatever name they ran under, unless that name marks code that has changed
-    since), evolutionary's whatever its configuration is named (settings do not apply to it)."""
+def select_rows(
+    store: dict, hosts: str | Collection[str], config: str, wall: bool = False
+) -> dict[tuple[str, str, int], list[dict]]:
+    """The rows of ``hosts`` (one machine's name, or several machines of one CPU model) by (layer,
+    strategy, trials): the tree strategies' rows with the settings of ``config`` (whatever name
+    they ran under, unless that name marks code that has changed since), evolutionary's whatever
+    its configuration is named (settings do not apply to it, nor does this project's code)."""
+    hosts = {hosts} if isinstance(hosts, str) else set(hosts)
     settings = settings_for(config, 0).to_dict()
     cells: dict = {}
     for r in store.values():
-        if machine(r["host"]) != host or bool(r.get("wall_budget_s")) != wall or r["config"] in SUPERSEDED:
+        if machine(r["host"]) not in hosts or bool(r.get("wall_budget_s")) != wall or r["config"] in SUPERSEDED:
             continue
         strategy = r["strategy"]
         if strategy != "evolutionary" and levers(r.get("settings") or {}, strategy) != levers(settings, strategy):
@@ -127,14 +133,48 @@ def spread(rows: list[dict]) -> str:
     return f"{statistics.median(best):.3f} ({best[0]:.3f}-{best[-1]:.3f})"
 
 
-def layer_rows(cells: dict, peers: dict, host: str) -> list[list[str]]:
+def numpy_times(peers: dict, hosts: list[str], layer: str) -> list[float]:
+    """numpy's time for ``layer`` on each of the report's machines that timed it."""
+    return [t for h in hosts if (t := (peers.get(f"{h}|{layer}") or {}).get("numpy_s"))]
+
+
+def numpy_time(peers: dict, hosts: list[str], layer: str) -> float | None:
+    """numpy's time for ``layer`` on the report's machines (the median where several timed it)."""
+    times = numpy_times(peers, hosts, layer)
+    return statistics.median(times) if times else None
+
+
+def machines_note(cells: dict, peers: dict, hosts: list[str]) -> str:
+    """For a report over several machines of one CPU model: how many rows each gave and how fast
+    each is, by its calibration and by numpy's time on each layer (the evidence that they compare)."""
+    rows = [r for rs in cells.values() for r in rs]
+    parts = []
+    for h in hosts:
+        mine = [r for r in rows if machine(r["host"]) == h]
+        calib = sorted(c for r in mine if (c := r["host"].get("calibration_ms")))
+        kinds = Counter(f"{r['strategy']}@{r.get('trials_budget', 64 if r['trials'] <= 64 else 256)}" for r in mine)
+        what = ", ".join(f"{k} x{n}" for k, n in sorted(kinds.items()))
+        speed = f"calibration {calib[0]:.1f}-{calib[-1]:.1f} ms" if calib else "no calibration"
+        parts.append(f"`{h}` ({len(mine)} rows: {what}; {speed})")
+    times = [numpy_times(peers, hosts, layer) for layer in PAPER_LAYERS]
+    ratios = [max(t) / min(t) for t in times if len(t) > 1]
+    numpy = (
+        f" numpy's time per layer differs between them by {min(ratios):.2f}-{max(ratios):.2f}x"
+        f" ({len(ratios)} layers); the numpy column is the median of theirs."
+        if ratios
+        else ""
+    )
+    return f"Rows from several machines of one CPU model: {'; '.join(parts)}.{numpy}"
+
+
+def layer_rows(cells: dict, peers: dict, hosts: list[str]) -> list[list[str]]:
     out = []
     for layer in PAPER_LAYERS:
         rows_here = [r for (lay, _, _), rs in cells.items() if lay == layer for r in rs]
         baselines = [r["baseline_s"] for r in rows_here if r.get("baseline_s")]
         base = statistics.median(baselines) if baselines else None
         gflop = flops(get_kernel(layer)) / 1e9
-        numpy_s = (peers.get(f"{host}|{layer}") or {}).get("numpy_s")
+        numpy_s = numpy_time(peers, hosts, layer)
         if numpy_s:
             out.append([layer, "numpy (OpenBLAS, 1 thread)", "-", "-", f"{numpy_s * 1e3:.3f}",
                         f"{base / numpy_s:.1f}x" if base else "-", f"{gflop / numpy_s:.1f}", "1.00",
@@ -236,7 +276,10 @@ HEADERS = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--host", help="the machine whose rows to report, e.g. emeraldrapids-19f57b (default: the one with most rows)"
+        "--host",
+        nargs="+",
+        help="the machine whose rows to report, e.g. emeraldrapids-19f57b, or several machines of one CPU "
+        "model whose rows complete each other (default: the one with most rows)",
     )
     parser.add_argument("--config", default="default", help="the tree strategies' search configuration")
     parser.add_argument("--no-docs", action="store_true")
@@ -250,8 +293,12 @@ def main() -> None:
     args = parser.parse_args()
     store = json.loads(STORE.read_text())
     peers = json.loads(PEERS.read_text()) if PEERS.exists() else {}
-    host = args.host or Counter(machine(r["host"]) for r in store.values()).most_common(1)[0][0]
-    cells = select_rows(store, host, args.config)
+    hosts = args.host or [Counter(machine(r["host"]) for r in store.values()).most_common(1)[0][0]]
+    cpus = {r["host"]["cpu"] for r in store.values() if machine(r["host"]) in hosts}
+    if len(cpus) > 1:
+        parser.error(f"rows of different CPU models do not compare: {', '.join(sorted(cpus))}")
+    host = ", ".join(hosts)
+    cells = select_rows(store, hosts, args.config)
     retimed = bool(cells) and all("retimed_s" in r for rs in cells.values() for r in rs)
     BEST["key"] = "retimed_s" if retimed else "best_s"
     missing = [f"{layer} {s}@{t}" for layer in PAPER_LAYERS for s, t in CELLS if (layer, s, t) not in cells]
@@ -269,12 +316,15 @@ def main() -> None:
             f" ({len(calibrated) - len(known)} rows from before calibrations were recorded): "
             "rows from machines of different speed are compared."
         )
+    if len(hosts) > 1:
+        status += " " + machines_note(cells, peers, hosts)
     elif not known:
         status += (
             " The rows predate machine calibrations: they may come from machines of one CPU model but different speed."
         )
     lead = (
-        f"All rows: host `{host}`, one stream per core (`taskset`), so every kernel runs on one thread; "
+        f"All rows: {'machines' if len(hosts) > 1 else 'host'} `{host}`, one stream per core (`taskset`), "
+        "so every kernel runs on one thread; "
         f"the tree strategies in search configuration `{args.config}` (see the ablation below), evolutionary is "
         "MetaSchedule's own search. Each cell: its seeds, the best latency as median (min-max) over them; "
         "speedup = the layer's median unscheduled latency / the median best; `speed vs numpy` = numpy's time / "
@@ -301,12 +351,12 @@ def main() -> None:
             "#### Headline ratios (geometric mean over the layers of the ratio of cell medians)",
             table(["headline ratio", "geometric mean"], headline(cells)),
             "#### Per layer",
-            table(HEADERS, layer_rows(cells, peers, host)),
+            table(HEADERS, layer_rows(cells, peers, hosts)),
             "#### Best latency over trials (every seed a line; evolutionary at 256 dotted)",
             "\n".join(images),
         ]
     )
-    wall = select_rows(store, host, args.config, wall=True)
+    wall = select_rows(store, hosts, args.config, wall=True)
     wall_body = "### Equal wall-clock budget\n\n" + (
         f"Host `{host}`; each run stops when its wall-clock budget is spent (trials unbounded); the tree "
         f"strategies in configuration `{args.config}`.\n\n"

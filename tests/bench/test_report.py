@@ -1,5 +1,7 @@
 """bench/report.py: the headline ratios are of the same cell medians the per-layer table shows."""
 
+import pytest
+
 from bench.report import headline, spread
 
 
@@ -37,3 +39,28 @@ def test_rows_of_code_that_has_changed_since_stand_for_no_cell():
     store = {"a": stored("default-unmemoized", 0.008), "b": stored("default", 0.004)}
     cells = select_rows(store, "emeraldrapids-c9cc21", "default", wall=True)
     assert [r["best_s"] for r in cells[("flux-attention", "mcts-random", 0)]] == [0.004]
+
+
+def test_a_report_over_several_machines_of_one_cpu_model_says_how_fast_each_is():
+    """Machines of one CPU model complete each other's cells (MetaSchedule's own rows do not depend
+    on this project's code); the note gives each machine's rows, calibration and numpy's time."""
+    from bench.report import machines_note, numpy_time, select_rows
+
+    def stored(machine_id: str, strategy: str, best_s: float, calibration: float) -> dict:
+        host = {"cpu": "znver4", "machine_id": machine_id, "calibration_ms": calibration}
+        return {"host": host, "layer": "flux-conv2d", "strategy": strategy, "config": "paper", "settings": {},
+                "seed": 0, "trials": 256, "best_s": best_s}  # fmt: skip
+
+    store = {
+        "a": stored("aaaaaa", "evolutionary", 0.002, 13.8),
+        "b": stored("bbbbbb", "evolutionary", 0.003, 14.2),
+        "c": stored("cccccc", "evolutionary", 0.009, 30.0),  # a third machine, not asked for
+    }
+    cells = select_rows(store, ["znver4-aaaaaa", "znver4-bbbbbb"], "default")
+    assert sorted(r["best_s"] for r in cells[("flux-conv2d", "evolutionary", 256)]) == [0.002, 0.003]
+    peers = {"znver4-aaaaaa|flux-conv2d": {"numpy_s": 0.010}, "znver4-bbbbbb|flux-conv2d": {"numpy_s": 0.011}}
+    hosts = ["znver4-aaaaaa", "znver4-bbbbbb"]
+    assert numpy_time(peers, hosts, "flux-conv2d") == pytest.approx(0.0105)
+    note = machines_note(cells, peers, hosts)
+    assert "`znver4-aaaaaa` (1 rows: evolutionary@256 x1; calibration 13.8-13.8 ms)" in note
+    assert "differs between them by 1.10-1.10x (1 layers)" in note
