@@ -20,11 +20,15 @@ papers' search). One stream per core, e.g. on a 2-core host::
     # equal wall-clock: every strategy gets 300 s (and trials enough not to stop first)
     taskset -c 0 .venv/bin/python bench/ablation.py --strategies mcts-random colt evolutionary \\
         --configs default --seeds 0 --trials 100000 --wall-clock 300 --kernels $L
+    # or: one queue file per core, its lines those arguments, editable while it runs
+    bench/stream.sh /tmp/q0 0 18081 &  bench/stream.sh /tmp/q1 1 18181 &
     # once both streams are done: each row's fastest schedules timed again on the quiet host, and
     # numpy timed on this machine (the report's numpy column is per machine)
     taskset -c 0 .venv/bin/python bench/peers.py
     taskset -c 0 .venv/bin/python bench/retime.py --since "YYYY-MM-DD HH:MM"
     .venv/bin/python bench/report.py --host emeraldrapids-19f57b
+    # MetaSchedule's own rows from another machine of the same CPU model and speed complete it:
+    .venv/bin/python bench/report.py --host znver4-666052 znver4-eec9d6
 
 Rows are grouped by machine (``bench.strategies.machine``: the CPU model and the boot), since two
 machines of one CPU model ran 26-29% apart; rows from before boots were recorded go under the CPU
