@@ -1,5 +1,5 @@
 # COLT: one image for the web process (Daphne) and the measurement workers (Celery).
-#   docker build -t colt .                         # with the local LLM fleet (~840 MB of GGUF)
+#   docker build -t colt .                         # with the local LLM fleet (~1.96 GB of GGUF)
 #   docker build -t colt --build-arg LOCAL_MODELS=0 .   # remote models only (a fleet file)
 #   docker build -t colt-cuda --build-arg CUDA_NVCC=1 .  # a CUDA measurement worker: adds nvcc
 #     (NVIDIA's PyPI wheel), which TVM calls to build kernels; the NVIDIA container toolkit on

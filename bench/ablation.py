@@ -34,7 +34,11 @@ from search.engine.strategies import STRATEGIES  # noqa: E402
 from search.engine.tuning import tune  # noqa: E402
 from search.engine.warm import Record, WarmStart  # noqa: E402
 from search.engine.workloads import PAPER_LAYERS  # noqa: E402
+from search.localfleet import LOCAL_MODELS  # noqa: E402
 from search.services import load_fleet, local_servers  # noqa: E402
+
+#: the local fleet's largest model: single-llm's model, and the one colt escalates to
+LOCAL_LARGEST = max(LOCAL_MODELS, key=lambda m: m.params).name
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ablation.json"
 #: every tree-strategy run's measured schedules, for the warm-start rows (not in git: large)
@@ -155,12 +159,27 @@ def levers(row_settings: dict, strategy: str | None = None) -> dict:
 SUPERSEDED = {"default+pop16-largest", "default-unmemoized", "default-replay-memory"}
 
 
+def fleet_largest(row: dict) -> str | None:
+    """The largest model of the fleet an LLM row ran (None: a row without LLMs)."""
+    return (row.get("llm") or {}).get("largest_model") if STRATEGIES[row["strategy"]].uses_llm else None
+
+
+def stale(row: dict) -> bool:
+    """A row that stands for no new run: its configuration's code has changed since, or it is an
+    LLM row of another fleet than the local one of today (before 2026-12-06 the largest model was
+    Qwen2.5-Coder-0.5B; single-llm is that model alone, so its rows changed with it)."""
+    if row["config"] in SUPERSEDED:
+        return True
+    largest = fleet_largest(row)
+    return largest is not None and largest != LOCAL_LARGEST
+
+
 def same_run(store: dict, host: dict, layer: str, strategy: str, settings: SearchSettings, args, seed: int) -> bool:
     """A row of the same settings under another configuration name (``default`` is one of the
     named combinations): measured once, reported under both."""
     want = levers(settings.to_dict(), strategy)
     return any(
-        r["config"] not in SUPERSEDED and
+        not stale(r) and
         machine(r["host"]) == machine(host) and r["layer"] == layer and r["strategy"] == strategy and r["seed"] == seed
         and r.get("trials_budget", r["trials"]) == args.trials and r.get("wall_budget_s") == args.wall_clock
         and levers(r.get("settings") or {}, strategy) == want
@@ -313,7 +332,9 @@ def label(row: dict) -> str:
     if strategy == "evolutionary" or config not in CONFIGS:
         return config
     ran, now = levers(row.get("settings") or {}, strategy), levers(settings_for(config, 0).to_dict(), strategy)
-    return config + "".join(f", {k}={ran[k]}" for k in ran if ran[k] != now[k])
+    largest = fleet_largest(row)
+    fleet = f", largest={largest}" if largest not in (None, LOCAL_LARGEST) else ""
+    return config + "".join(f", {k}={ran[k]}" for k in ran if ran[k] != now[k]) + fleet
 
 
 def report() -> str:

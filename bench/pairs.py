@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._report import table  # noqa: E402
-from bench.ablation import SUPERSEDED, levers, load, settings_for  # noqa: E402
+from bench.ablation import levers, load, settings_for, stale  # noqa: E402
 from bench.strategies import host_info, machine  # noqa: E402
 
 
@@ -58,7 +58,7 @@ def pairs(
     for r in store.values():
         if machine(r["host"]) != host or r.get("wall_budget_s") != wall or (strategy and r["strategy"] != strategy):
             continue
-        if (wall is None and r.get("trials_budget", r["trials"]) != trials) or r["config"] in SUPERSEDED:
+        if (wall is None and r.get("trials_budget", r["trials"]) != trials) or stale(r):
             continue
         strat = r["strategy"]
         if strat != "evolutionary" and meant[(base, strat)] == meant[(config, strat)]:

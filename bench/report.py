@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._report import table, write_section  # noqa: E402
-from bench.ablation import SUPERSEDED, levers, settings_for  # noqa: E402
+from bench.ablation import levers, settings_for, stale  # noqa: E402
 from bench.strategies import machine  # noqa: E402
 from search.engine.workloads import PAPER_LAYERS, flops, get_kernel  # noqa: E402
 
@@ -106,7 +106,7 @@ def select_rows(
     settings = settings_for(config, 0).to_dict()
     cells: dict = {}
     for r in store.values():
-        if machine(r["host"]) not in hosts or bool(r.get("wall_budget_s")) != wall or r["config"] in SUPERSEDED:
+        if machine(r["host"]) not in hosts or bool(r.get("wall_budget_s")) != wall or stale(r):
             continue
         strategy = r["strategy"]
         if strategy != "evolutionary" and levers(r.get("settings") or {}, strategy) != levers(settings, strategy):
@@ -333,8 +333,9 @@ def main() -> None:
         "MetaSchedule's own search. Each cell: its seeds, the best latency as median (min-max) over them; "
         "speedup = the layer's median unscheduled latency / the median best; `speed vs numpy` = numpy's time / "
         "the median best (above 1: faster than numpy). The LLM strategies use the local fleet (SmolLM2-135M, "
-        "Gemma-3-270M, Qwen2.5-Coder-0.5B on llama.cpp, one thread, on the search's core) at nominal prices "
-        "($0.20/$0.60 per million input/output tokens per billion parameters). Timing number 3, repeat 5, "
+        "Gemma-3-270M, Qwen2.5-Coder-0.5B and the largest, Qwen2.5-Coder-1.5B, on llama.cpp, one thread, on the "
+        "search's core; single-llm is the largest alone) at nominal prices ($0.20/$0.60 per million "
+        "input/output tokens per billion parameters). Timing number 3, repeat 5, "
         "min_repeat_ms 100; every best checked against numpy. "
         + (
             "Best latencies are each run's three fastest schedules timed again one after another on the quiet "

@@ -39,7 +39,7 @@ class RunBusy(RunStateError):
 
 
 def load_fleet(name: str) -> Fleet:
-    """``local`` (the three local models) or a JSON file: a list of model definitions."""
+    """``local`` (the four local models) or a JSON file: a list of model definitions."""
     if name == "local":
         from .localfleet import local_fleet
 

@@ -76,7 +76,7 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
         parser.add_argument("--wall-clock", type=float, default=None, help="stop after this many seconds")
         llm = parser.add_argument_group("LLM strategies (colt, single-llm)")
-        llm.add_argument("--fleet", default="local", help="'local' (the three local models) or a fleet JSON file")
+        llm.add_argument("--fleet", default="local", help="'local' (the four local models) or a fleet JSON file")
         llm.add_argument("--model", default=None, help="single-llm: the model to use (default: the largest)")
         llm.add_argument("--max-llm-calls", type=int, default=None, help="stop after this many LLM calls")
         llm.add_argument("--max-usd", type=float, default=None, help="stop after spending this much")
