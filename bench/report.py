@@ -95,6 +95,11 @@ def median(rows: list[dict], what: str) -> float | None:
     return statistics.median(values) if values else None
 
 
+def budget(row: dict) -> int:
+    """The trial budget a row ran (older rows record only the trials they measured)."""
+    return row.get("trials_budget", 64 if row["trials"] <= 64 else 256)
+
+
 def select_rows(
     store: dict, hosts: str | Collection[str], config: str, wall: bool = False
 ) -> dict[tuple[str, str, int], list[dict]]:
@@ -111,7 +116,7 @@ def select_rows(
         strategy = r["strategy"]
         if strategy != "evolutionary" and levers(r.get("settings") or {}, strategy) != levers(settings, strategy):
             continue
-        trials = r.get("trials_budget", 64 if r["trials"] <= 64 else 256) if not wall else 0
+        trials = budget(r) if not wall else 0
         cells.setdefault((r["layer"], r["strategy"], trials), []).append(r)
     return cells
 
@@ -156,7 +161,7 @@ def machines_note(cells: dict, peers: dict, hosts: list[str]) -> str:
     for h in hosts:
         mine = [r for r in rows if machine(r["host"]) == h]
         calib = sorted(c for r in mine if (c := r["host"].get("calibration_ms")))
-        kinds = Counter(f"{r['strategy']}@{r.get('trials_budget', 64 if r['trials'] <= 64 else 256)}" for r in mine)
+        kinds = Counter(f"{r['strategy']}@{budget(r)}" for r in mine)
         what = ", ".join(f"{k} x{n}" for k, n in sorted(kinds.items()))
         speed = f"calibration {calib[0]:.1f}-{calib[-1]:.1f} ms" if calib else "no calibration"
         parts.append(f"`{h}` ({len(mine)} rows: {what}; {speed})")

@@ -5,7 +5,7 @@
 #
 # Runs QUEUE's lines one after another, each the arguments of one `bench/ablation.py` call
 # (a line without --strategies runs mcts-random), pinned to CORE with `taskset`, with the local
-# LLM fleet's servers on PORT, PORT+1, PORT+2 (one port range per stream). Line i is read only
+# LLM fleet's servers on PORT and the next ports, one per model (one range per stream). Line i is read only
 # when the stream reaches it, so lines not yet reached can be changed or added; a line `STOP`
 # ends the stream, which otherwise waits for more. Progress goes to QUEUE.log, output to QUEUE.out.
 # Rows are saved as each finishes (bench/results/ablation.json), so stopping a stream loses at
