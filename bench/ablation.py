@@ -121,6 +121,12 @@ CONFIGS: dict[str, dict] = {
     "default+fresh1024": {"fresh_samples": 1024},
     # each round the best-scored sample of the best-scored sketch(es) the tree lacks, measured
     "default+scout1": {"sketch_scout": 1},
+    # refine's parents: the fastest measured and the best-scored of 256 random samples per round
+    "default+rfresh256": {"refine_fresh": 256},
+    # two of each round's eight measurements: new random samples, unscreened
+    "default+random2": {"random_picks": 2},
+    # the cost model's scores unused (random), as MetaSchedule's evolutionary search below 100 records
+    "default+random-model": {"model_warmup": 100000},
     "default+scout2": {"sketch_scout": 2},
     "default+pop16+scout1": {"population": 16, "sketch_scout": 1},
     # the papers' root population under today's defaults (16 since the 2026-12-05 evening rows)

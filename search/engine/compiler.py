@@ -428,15 +428,19 @@ class SearchSpace:
 class CostModel:
     """MetaSchedule's XGBoost cost model, scoring schedules by predicted normalized throughput.
 
-    Until it has seen a measurement it answers random scores from the search's own generator,
-    so an untrained run is still repeatable under a seed.
+    Until it has seen a measurement (or ``warmup`` of them) it answers random scores from the
+    search's own generator, so an untrained run is still repeatable under a seed.
     """
 
-    def __init__(self, space: SearchSpace, rng: np.random.Generator):
+    def __init__(self, space: SearchSpace, rng: np.random.Generator, warmup: int = 0):
         from tvm.s_tir import meta_schedule as ms
 
         self.space = space
         self.rng = rng
+        #: records the model must hold before its scores are used (random scores until then), as
+        #: MetaSchedule's XGBModel's num_warmup_samples (100 there, so its evolutionary search
+        #: picks at random for its first 100 measurements)
+        self.warmup = warmup
         self.model = ms.cost_model.XGBModel(num_warmup_samples=0, num_tuning_cores=1)
         self.model.verbose_eval = 0
         self.trained = False
@@ -457,7 +461,7 @@ class CostModel:
     def predict(self, cands: Sequence[Candidate]) -> np.ndarray:
         if not cands:
             return np.zeros(0)
-        if not self.trained:
+        if not self.trained or self.size < self.warmup:
             return self.rng.uniform(0.0, 1.0, size=len(cands))
         self.evaluations += len(cands)
         if self.space.remember:

@@ -73,6 +73,8 @@ PAPERS_POPULATION = 3
 WARM_SEED = "Warm seed"
 #: the mutators label of a root child that sketch scouting placed (a sketch the tree lacked)
 SKETCH_SCOUT = "Sketch scout"
+#: the mutators label of a root child measured as a random sample (``random_picks``)
+RANDOM_PICK = "Random sample"
 
 
 class _AnyOf:
@@ -107,7 +109,7 @@ class MCTSSearch:
         self.baseline = baseline_latency
         self.stop = stop or StopRule(budget)
         self.rng = np.random.default_rng(settings.seed)
-        self.cost_model = CostModel(space, self.rng)
+        self.cost_model = CostModel(space, self.rng, warmup=settings.model_warmup)
         self.tree = Tree()
         self.params = policy.model_params()
         self.trials = 0
@@ -365,6 +367,13 @@ class MCTSSearch:
         # sketches already measured, cannot rank a new sketch against those)
         picks: list[Node] = [n for n in self.scouts if n.status is None][:k]
         self.scouts = []
+        if self.s.random_picks:
+            # MetaSchedule measures random samples until its cost model has 100 records; here a
+            # few per round keep the model's data diverse and give scattered good regions a chance
+            want = min(self.s.random_picks, k - len(picks))
+            for cand in self._unseen(self.space.sample(self.rng) for _ in range(4 * want))[:want]:
+                picks.append(self._add(self.tree.root, cand, created_by=None, expand_model=None,
+                                       mutators=[RANDOM_PICK], score=self.cost_model.predict([cand])[0]))  # fmt: skip
         for _ in range(k - len(picks)):
             rest = [n for n in order if n not in picks]
             if self.rng.random() < self.s.epsilon:
@@ -495,6 +504,18 @@ class MCTSSearch:
         pool: list[tuple[Node, Candidate, list[str], float]] = []
         parents: list[tuple[Node, Candidate, list[str], float]] = [(n, n.candidate, [], n.predicted) for n in fastest]
         seen = set(self.tree.hashes)
+        if self.s.refine_fresh:
+            # MetaSchedule's evolutionary search starts every round from its best measured
+            # schedules and random samples of the whole design space: the best-scored samples
+            # join the parents (and, unmutated, the pool) as candidates for new root children
+            fresh = self._unseen(self.space.sample(self.rng) for _ in range(self.s.refine_fresh))
+            if fresh:
+                scores = self.cost_model.predict(fresh)
+                ranked = sorted(zip(fresh, scores, strict=True), key=lambda x: -x[1])
+                top = [(self.tree.root, c, [], float(s)) for c, s in ranked[: max(len(fastest), self.s.measure_batch)]]
+                seen.update(c.shash for c in fresh)
+                parents += top
+                pool += top
         generations = max(1, self.s.refine_generations)
         for g in range(generations):
             count = self.s.refine // generations + (self.s.refine % generations if g == 0 else 0)
@@ -506,6 +527,7 @@ class MCTSSearch:
                 child = self.space.realize(trace, self.rng, unless=seen) if trace is not None else None
                 if child is not None and child.shash not in seen:
                     seen.add(child.shash)
+                    child.sketch = cand.sketch  # mutators change decisions, never the sketch
                     born.append((node, child, [*moves, name]))
             if not born:
                 break

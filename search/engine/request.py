@@ -92,6 +92,17 @@ class SearchSettings:
     sketch_scout: int = 0
     refine: int = 512  # per measurement round: mutants of the fastest measured nodes screened, the best join
     refine_generations: int = 1  # refine's budget split over generations, each mutating the best of the last
+    # per measurement round: random design-space samples (every sketch) the cost model scores; the
+    # best-scored join refine's parents beside the fastest measured schedules, as MetaSchedule's
+    # evolutionary search seeds each round with its best measured schedules and random samples;
+    # a chosen sample or mutant of one joins the root. 0: off (refine mutates measured schedules only)
+    refine_fresh: int = 0
+    # per measurement round: batch places given to new random design-space samples, measured
+    # unscreened (MetaSchedule measures random samples until its cost model holds 100 records). 0: off
+    random_picks: int = 0
+    # measured records before the cost model's scores are used; random scores until then (MetaSchedule's
+    # XGBModel: 100, so its evolutionary search at 64 trials never uses its model). 0: from the first record
+    model_warmup: int = 0
     directed: bool = False  # LLM replies may set one decision (tile factors, unroll step, compute location)
     # a node that screening added (no call assigned it) is expanded by a small model; off: the largest
     screened_to_small: bool = True
@@ -135,6 +146,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sketch_scout": 0,
         "refine": 0,
         "refine_generations": 1,
+        "refine_fresh": 0,
+        "random_picks": 0,
+        "model_warmup": 0,
         "directed": False,
         "screened_to_small": False,
         "cost_routing": False,
@@ -212,6 +226,9 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "sketch_scout": Limit(int, 0, 16),
         "refine": Limit(int, 0, 4096),
         "refine_generations": Limit(int, 1, 8),
+        "refine_fresh": Limit(int, 0, 4096),
+        "random_picks": Limit(int, 0, 64),
+        "model_warmup": Limit(int, 0, 100000),
         "llm_in_flight": Limit(int, 1, 16),
         "timing_cutoff": Limit(float, 1.5, 1000, optional=True),
     },

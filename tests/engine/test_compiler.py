@@ -106,6 +106,24 @@ def test_cost_model_is_random_until_trained_then_ranks_by_measurement(gemm_space
     assert scores[lat.argmin()] >= scores[lat.argmax()]
 
 
+def test_with_a_warmup_the_cost_model_scores_at_random_until_it_holds_that_many_records(gemm_space, gemm_measurer):
+    rng = np.random.default_rng(6)
+    cands = [gemm_space.sample(rng) for _ in range(10)]
+    lat = [r.latency_s for r in gemm_measurer.measure([c.trace_json() for c in cands])]
+    model = C.CostModel(gemm_space, np.random.default_rng(0), warmup=15)
+    trained = C.CostModel(gemm_space, np.random.default_rng(0))
+    for m in (model, trained):
+        m.update(cands, lat)
+    assert model.trained and model.size == 10
+    # 10 records of 15: random scores, from the search's generator, as an untrained model's
+    assert np.array_equal(model.predict(cands), np.random.default_rng(0).uniform(0.0, 1.0, size=10))
+    assert model.evaluations == 0
+    model.update(cands[:5], lat[:5])  # 15 records: XGBoost's scores from here on
+    scores = model.predict(cands)
+    assert model.evaluations == 10 and not np.array_equal(scores, np.random.default_rng(0).uniform(size=10))
+    assert scores[int(np.argmin(lat))] >= scores[int(np.argmax(lat))]
+
+
 @pytest.mark.parametrize("name", ["llvm", "cuda", "cuda-sm80", "cuda-sm90"])
 def test_target_names(name):
     target = C.make_target(name)

@@ -306,6 +306,45 @@ def test_refine_generations_climb_from_the_best_scored_mutants(gemm_space, gemm_
     assert all(n.parent in fastest and 1 <= len(n.mutators) <= 3 for n in added)
 
 
+def test_refine_fresh_seeds_refine_with_the_best_scored_random_samples(gemm_space, gemm_measurer):
+    search, _ = trained_search(gemm_space, gemm_measurer, refine=40, refine_fresh=24)
+    spy, fastest, added = refined(search)
+    (samples, sample_scores), (mutants, mutant_scores) = spy.batches[-2:]  # samples first, then the mutants
+    assert len(samples) > 4 and len(mutants) > 8 and not set(samples) & set(mutants)
+    scored = dict(zip(samples, sample_scores, strict=True)) | dict(zip(mutants, mutant_scores, strict=True))
+    parents = {samples[i] for i in np.argsort(-sample_scores)[:4]}  # measure_batch of the samples
+    top = sorted(scored.values(), reverse=True)[:4]  # the pool's best join: samples and mutants compete
+    assert sorted((n.predicted for n in added), reverse=True) == pytest.approx(top)
+    for node in added:
+        if node.parent is search.tree.root:  # a sample, or a mutant of a best-scored sample
+            assert node.mutators == [] and node.shash in parents or len(node.mutators) == 1
+            assert node.sketch is not None
+        else:
+            assert node.parent in fastest and len(node.mutators) == 1
+    assert any(n.parent is search.tree.root for n in added)  # the samples compete for the batch
+
+
+def test_refine_fresh_off_draws_no_samples(gemm_space, gemm_measurer):
+    search, _ = trained_search(gemm_space, gemm_measurer, refine=40)
+    spy, _, added = refined(search)
+    assert len(spy.batches) == 1 and all(n.parent is not search.tree.root for n in added)
+
+
+def test_random_picks_measure_new_random_samples_beside_the_best_scored(gemm_space, gemm_measurer):
+    search, sink = trained_search(gemm_space, gemm_measurer, random_picks=1)
+    before = set(search.tree.nodes)
+    pending = [n for n in before if n.status is None and n is not search.tree.root]
+    picks = search._pick_batch()
+    new = [n for n in picks if n not in before]
+    assert len(picks) == min(4, len(pending)) and len(new) == 1  # one place of the batch
+    (sample,) = new
+    assert sample.parent is search.tree.root and sample.mutators == ["Random sample"]
+    assert sample.shash not in {n.shash for n in before} and sample.sketch is not None
+    best = max(pending, key=lambda n: (n.predicted, -n.id))
+    assert best in picks  # the other places still go to the best-scored (epsilon aside)
+    assert sink.of(ev.NodeCreated)[-1].node_id == sample.id
+
+
 class CutoffSpy:
     """The real measurer, with the cutoff of every call and the search's best at that moment kept."""
 

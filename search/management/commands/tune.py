@@ -32,6 +32,8 @@ SETTINGS = (
     "sketch_scout",
     "refine",
     "refine_generations",
+    "refine_fresh",
+    "random_picks",
     "directed",
     "screened_to_small",
     "cost_routing",
@@ -186,6 +188,21 @@ class Command(BaseCommand):
             default=None,
             help=f"refine's mutants over this many generations, each mutating the best-scored of the last "
             f"(default {defaults.refine_generations})",
+        )
+        search.add_argument(
+            "--refine-fresh",
+            type=int,
+            default=None,
+            help=f"each round, score this many random design-space samples; the best join refine's parents beside "
+            f"the fastest measured schedules, as in MetaSchedule's evolutionary search (default "
+            f"{defaults.refine_fresh}: off; slower in same-machine pairs, docs/benchmarks.md)",
+        )
+        search.add_argument(
+            "--random-picks",
+            type=int,
+            default=None,
+            help=f"of each round's measurements, this many are new random design-space samples, unscreened "
+            f"(default {defaults.random_picks}: off)",
         )
         search.add_argument(
             "--measured-reward",
