@@ -512,7 +512,10 @@ class MCTSSearch:
             if fresh:
                 scores = self.cost_model.predict(fresh)
                 ranked = sorted(zip(fresh, scores, strict=True), key=lambda x: -x[1])
-                top = [(self.tree.root, c, [], float(s)) for c, s in ranked[: max(len(fastest), self.s.measure_batch)]]
+                places = max(len(fastest), self.s.measure_batch)
+                top: list[tuple[Node, Candidate, list[str], float]] = [
+                    (self.tree.root, c, [], float(s)) for c, s in ranked[:places]
+                ]
                 seen.update(c.shash for c in fresh)
                 parents += top
                 pool += top

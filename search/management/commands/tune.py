@@ -34,6 +34,7 @@ SETTINGS = (
     "refine_generations",
     "refine_fresh",
     "random_picks",
+    "model_warmup",
     "directed",
     "screened_to_small",
     "cost_routing",
@@ -203,6 +204,14 @@ class Command(BaseCommand):
             default=None,
             help=f"of each round's measurements, this many are new random design-space samples, unscreened "
             f"(default {defaults.random_picks}: off)",
+        )
+        search.add_argument(
+            "--model-warmup",
+            type=int,
+            default=None,
+            help=f"measured records before the cost model's scores are used, random scores until then (MetaSchedule's "
+            f"XGBModel: 100; default {defaults.model_warmup}: from the first record; above the trial budget the "
+            "search runs blind, the benchmark's control)",
         )
         search.add_argument(
             "--measured-reward",
