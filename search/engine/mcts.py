@@ -75,6 +75,9 @@ WARM_SEED = "Warm seed"
 SKETCH_SCOUT = "Sketch scout"
 #: the mutators label of a root child measured as a random sample (``random_picks``)
 RANDOM_PICK = "Random sample"
+#: a refine candidate: the tree node it descends from, the candidate, the mutators applied since
+#: that node, its score
+_Refined = tuple[Node, Candidate, list[str], float]
 
 
 class _AnyOf:
@@ -373,7 +376,7 @@ class MCTSSearch:
             want = min(self.s.random_picks, k - len(picks))
             for cand in self._unseen(self.space.sample(self.rng) for _ in range(4 * want))[:want]:
                 picks.append(self._add(self.tree.root, cand, created_by=None, expand_model=None,
-                                       mutators=[RANDOM_PICK], score=self.cost_model.predict([cand])[0]))  # fmt: skip
+                                       mutators=[RANDOM_PICK], score=self._score(cand)))  # fmt: skip
         for _ in range(k - len(picks)):
             rest = [n for n in order if n not in picks]
             if self.rng.random() < self.s.epsilon:
@@ -500,9 +503,8 @@ class MCTSSearch:
         fastest = measured[: max(1, self.s.measure_batch // 2)]
         if not fastest:
             return
-        # (the tree node it descends from, candidate, mutators applied since that node, score)
-        pool: list[tuple[Node, Candidate, list[str], float]] = []
-        parents: list[tuple[Node, Candidate, list[str], float]] = [(n, n.candidate, [], n.predicted) for n in fastest]
+        pool: list[_Refined] = []
+        parents: list[_Refined] = [(n, n.candidate, [], n.predicted) for n in fastest]
         seen = set(self.tree.hashes)
         if self.s.refine_fresh:
             # MetaSchedule's evolutionary search starts every round from its best measured
@@ -513,9 +515,7 @@ class MCTSSearch:
                 scores = self.cost_model.predict(fresh)
                 ranked = sorted(zip(fresh, scores, strict=True), key=lambda x: -x[1])
                 places = max(len(fastest), self.s.measure_batch)
-                top: list[tuple[Node, Candidate, list[str], float]] = [
-                    (self.tree.root, c, [], float(s)) for c, s in ranked[:places]
-                ]
+                top: list[_Refined] = [(self.tree.root, c, [], float(s)) for c, s in ranked[:places]]
                 seen.update(c.shash for c in fresh)
                 parents += top
                 pool += top

@@ -317,7 +317,7 @@ def test_refine_fresh_seeds_refine_with_the_best_scored_random_samples(gemm_spac
     assert sorted((n.predicted for n in added), reverse=True) == pytest.approx(top)
     for node in added:
         if node.parent is search.tree.root:  # a sample, or a mutant of a best-scored sample
-            assert node.mutators == [] and node.shash in parents or len(node.mutators) == 1
+            assert (node.mutators == [] and node.shash in parents) or len(node.mutators) == 1
             assert node.sketch is not None
         else:
             assert node.parent in fastest and len(node.mutators) == 1
