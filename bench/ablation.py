@@ -129,6 +129,12 @@ CONFIGS: dict[str, dict] = {
     "default+random2": {"random_picks": 2},
     # the cost model's scores unused (random), as MetaSchedule's evolutionary search below 100 records
     "default+random-model": {"model_warmup": 100000},
+    # the first two rounds picked at random: a model of 8 records ranks unmeasured root samples worse
+    # than chance (bench/costmodel.py, "cross"), so it only ranks once it holds 16
+    "default+warmup16": {"model_warmup": 16},
+    # rounds of 4 measurements, not 8: the cost model is retrained twice as often (ranking within a
+    # run improves quickly with its records: bench/costmodel.py, "within")
+    "default+batch4": {"measure_batch": 4},
     "default+scout2": {"sketch_scout": 2},
     "default+pop16+scout1": {"population": 16, "sketch_scout": 1},
     # the papers' root population under today's defaults (16 since the 2026-12-05 evening rows)
@@ -145,8 +151,11 @@ def settings_for(config: str, seed: int) -> SearchSettings:
     return SearchSettings.paper(seed=seed, **CONFIGS[config])
 
 
-#: the settings that tell configurations apart
-LEVER_KEYS = (*PRESETS["paper"], "expansions_per_round", "warm_start")  # the preset names population
+#: the settings that tell configurations apart: the levers the paper preset turns off (it names
+#: population too), and the search's own settings a configuration changes
+LEVER_KEYS = (*PRESETS["paper"], "expansions_per_round", "warm_start", "measure_batch")
+#: what a row stored before its lever was a lever key (no configuration had changed it then)
+LEVER_BEFORE = {"expansions_per_round": None, "warm_start": False, "measure_batch": 8}
 
 
 #: settings that only act where LLMs expand the tree, and where a fleet of several does
@@ -157,7 +166,7 @@ FLEET_ONLY = ("screened_to_small", "cost_routing")
 def levers(row_settings: dict, strategy: str | None = None) -> dict:
     """A row's lever values in full (older rows store only what differs from the papers' search);
     for a strategy without LLMs, without the settings that only act on LLM calls."""
-    full = {**PRESETS["paper"], "expansions_per_round": None, "warm_start": False, **row_settings}
+    full = {**PRESETS["paper"], **LEVER_BEFORE, **row_settings}
     llm = strategy is None or STRATEGIES[strategy].uses_llm
     fleet = strategy is None or strategy == "colt"
     return {k: full[k] for k in LEVER_KEYS if (llm or k not in LLM_ONLY) and (fleet or k not in FLEET_ONLY)}

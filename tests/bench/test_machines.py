@@ -96,3 +96,22 @@ def test_a_row_pairs_by_the_settings_it_ran_whatever_its_name():
     found = pairs(store, machine(HERE), "default+pop3", "default")
     assert [(p["seed"], p["speed"]) for p in found] == [(0, 2.0), (1, 3.0)]
     assert pairs(store, machine(HERE), "default", "default+pop16") == []  # one setting, no lever
+
+
+def test_every_setting_a_configuration_changes_tells_its_rows_apart():
+    """A configuration whose setting is not a lever key would read as ``default``: its rows would
+    stand for default's runs (and default's for its), and pair with them as the same settings.
+    Rows stored before a setting became a lever key read as what every configuration ran then."""
+    from bench.ablation import CONFIGS, LEVER_BEFORE, levers
+
+    for config, changes in CONFIGS.items():  # (one may equal default since a default changed: pop16)
+        assert set(changes) <= set(LEVER_KEYS), config
+    assert levers(settings_for("default+batch4", 0).to_dict()) != levers(settings_for("default", 0).to_dict())
+    args = SimpleNamespace(trials=64, wall_clock=None)
+    batch4 = settings_for("default+batch4", 0)
+    assert batch4.measure_batch == 4
+    assert not same_run(stored(HERE), HERE, "deepseek-r1-moe", "mcts-random", batch4, args, 0)
+    old = stored(HERE)
+    for r in old.values():
+        r["settings"] = {k: v for k, v in r["settings"].items() if k not in LEVER_BEFORE}
+    assert same_run(old, HERE, "deepseek-r1-moe", "mcts-random", settings_for("default", 0), args, 0)
