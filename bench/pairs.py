@@ -108,9 +108,15 @@ def summary(found: list[dict]) -> str:
         faster = sum(p["speed"] > 1 for p in ps)
         measured = [p["measure"] for p in ps if p["measure"]]
         measure = f", measuring {statistics.geometric_mean(measured):.2f}x" if measured else ""
+        layers = sorted({p["layer"] for p in ps})
+        by_layer = ", ".join(
+            f"{layer} {statistics.geometric_mean(p['speed'] for p in ps if p['layer'] == layer):.2f}x"
+            for layer in layers
+        )
         lines.append(
             f"{strat or 'all'}: speed {speed:.2f}x, wall-clock {wall:.2f}x{measure} over {len(ps)} pairs "
-            f"({faster} faster; speed {min(p['speed'] for p in ps):.2f}-{max(p['speed'] for p in ps):.2f}x)"
+            f"({faster} faster; speed {min(p['speed'] for p in ps):.2f}-{max(p['speed'] for p in ps):.2f}x; "
+            f"by layer: {by_layer})"
         )
     return "\n".join(lines)
 
