@@ -130,11 +130,16 @@ CONFIGS: dict[str, dict] = {
     # the cost model's scores unused (random), as MetaSchedule's evolutionary search below 100 records
     "default+random-model": {"model_warmup": 100000},
     # the first two rounds picked at random: a model of 8 records ranks unmeasured root samples worse
-    # than chance (bench/costmodel.py, "cross"), so it only ranks once it holds 16
+    # than chance (bench/costmodel.py, "cross"), so it only ranks once it holds 16; the default since
+    # the 2026-12-06 znver5 rows, so default rows of before stand for default+warmup0
     "default+warmup16": {"model_warmup": 16},
+    "default+warmup0": {"model_warmup": 0},
     # rounds of 4 measurements, not 8: the cost model is retrained twice as often (ranking within a
-    # run improves quickly with its records: bench/costmodel.py, "within")
+    # run improves quickly with its records: bench/costmodel.py, "within"); measured with the model
+    # used from the first record (default+batch4+warmup0) and, on three seeds, with the warmup
     "default+batch4": {"measure_batch": 4},
+    "default+batch4+warmup0": {"measure_batch": 4, "model_warmup": 0},
+    "default+batch4+warmup16": {"measure_batch": 4, "model_warmup": 16},
     "default+scout2": {"sketch_scout": 2},
     "default+pop16+scout1": {"population": 16, "sketch_scout": 1},
     # the papers' root population under today's defaults (16 since the 2026-12-05 evening rows)

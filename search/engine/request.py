@@ -101,8 +101,12 @@ class SearchSettings:
     # unscreened (MetaSchedule measures random samples until its cost model holds 100 records). 0: off
     random_picks: int = 0
     # measured records before the cost model's scores are used; random scores until then (MetaSchedule's
-    # XGBModel: 100, so its evolutionary search at 64 trials never uses its model). 0: from the first record
-    model_warmup: int = 0
+    # XGBModel: 100, so its evolutionary search at 64 trials never uses its model). 0: from the first
+    # record (the papers). 16: the first two rounds of 8 pick at random; a model of 8 records ranks the
+    # unmeasured root samples worse than chance (bench/costmodel.py). 16 against 0 in same-seed pairs
+    # on one machine: 1.10x over 27 (znver5, mcts-random@64: MoE 1.02x, conv 1.32x, MLP 0.99x; it
+    # rescues the seeds whose first picks lead into a slow region, docs/benchmarks.md)
+    model_warmup: int = 16
     directed: bool = False  # LLM replies may set one decision (tile factors, unroll step, compute location)
     # a node that screening added (no call assigned it) is expanded by a small model; off: the largest
     screened_to_small: bool = True
@@ -274,6 +278,12 @@ class RunRequest:
         return replace(self, settings=replace(self.settings, seed=seed))
 
 
+#: what a stored run that lacks a setting ran with: a run stored before the setting existed ran as
+#: its value then (before ``model_warmup``, the cost model's scores were used from the first record,
+#: 0; the default is 16 since), so resuming it goes on as it began
+STORED_BEFORE: dict[str, Any] = {"model_warmup": 0}
+
+
 def _section(doc: Mapping, name: str, cls: type, errors: dict[str, str], stored: bool = False) -> Any:
     raw = doc.get(name) or {}
     if not isinstance(raw, Mapping):
@@ -281,6 +291,8 @@ def _section(doc: Mapping, name: str, cls: type, errors: dict[str, str], stored:
         return cls()
     known = {f.name for f in fields(cls)}
     values: dict[str, Any] = {}
+    if cls is SearchSettings and stored:
+        values.update({k: v for k, v in STORED_BEFORE.items() if k not in raw})
     if cls is SearchSettings and "preset" in raw:
         preset = raw["preset"]
         if not isinstance(preset, str) or preset not in PRESETS:

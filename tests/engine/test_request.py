@@ -43,6 +43,18 @@ def test_a_document_becomes_a_request_and_round_trips():
     assert build_request(request.to_dict(), stored=True) == request  # the stored form reads back the same
 
 
+def test_a_run_stored_before_a_setting_existed_resumes_with_what_it_ran():
+    """A run stored before ``model_warmup`` existed used its cost model from the first record; its
+    default is 16 now, and the stored run reads back as it ran (a new request gets the default)."""
+    doc = {"kernel": "gemm-128", "strategy": "mcts-random", "settings": {"population": 3}}
+    assert build_request(doc).settings.model_warmup == SearchSettings().model_warmup == 16
+    old = build_request(doc, stored=True)
+    assert old.settings.model_warmup == 0 and old.settings.population == 3
+    again = build_request(old.to_dict(), stored=True)  # stored again (it is written whole now): the same
+    assert again == old and again.to_dict()["settings"]["model_warmup"] == 0
+    assert build_request({**doc, "settings": {"model_warmup": 16}}, stored=True).settings.model_warmup == 16
+
+
 def test_every_bad_value_is_named_at_once():
     with pytest.raises(RequestError) as err:
         build_request(
