@@ -187,7 +187,7 @@ def _row(layer: str, variant: str, protocol: str, out: list[tuple[float, float]]
         "variant": variant,
         "protocol": protocol,
         "n": len(out),
-        "regret": float(np.exp(np.mean(np.log(regrets)))) if regrets else float("nan"),
+        "regret": statistics.geometric_mean(regrets) if regrets else float("nan"),
         "rho": statistics.fmean(rho for _, rho in out) if out else float("nan"),
     }
 
@@ -219,7 +219,7 @@ def report() -> str:
             cells = [variant]
             for p in protocols:
                 rs = by.get((variant, p), [])
-                regret = float(np.exp(np.mean([np.log(r["regret"]) for r in rs]))) if rs else float("nan")
+                regret = statistics.geometric_mean(r["regret"] for r in rs) if rs else float("nan")
                 cells.append(f"{regret:.3f} / {statistics.fmean(r['rho'] for r in rs):+.2f}" if rs else "-")
             rows.append(cells)
         parts.append(f"#### {mid} ({block['date']}; {', '.join(layers)})")
