@@ -9,6 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+#: every tree-strategy run's measured schedules, one file per run under its CPU model, written by
+#: bench/ablation.py and read by the warm-start rows, bench/costmodel.py, retime and interference
+#: (not in git: large)
+RECORDS = Path(__file__).resolve().parent / "out" / "records"
+
 
 def read(path: Path, empty: Any) -> Any:
     """The file's content, or ``empty`` before its first row."""

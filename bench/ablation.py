@@ -41,8 +41,7 @@ from search.services import load_fleet, local_servers  # noqa: E402
 LOCAL_LARGEST = max(LOCAL_MODELS, key=lambda m: m.params).name
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ablation.json"
-#: every tree-strategy run's measured schedules, for the warm-start rows (not in git: large)
-RECORDS = Path(__file__).resolve().parent / "out" / "records"
+RECORDS = _store.RECORDS
 
 LEAD = (
     "Produced by `bench/ablation.py` (raw rows with their progress curves and host in "

@@ -38,7 +38,7 @@ from bench.forms import bench_kernel  # noqa: E402
 from bench.strategies import host_info, machine  # noqa: E402
 from search.engine.compiler import CostModel, SearchSpace  # noqa: E402
 
-RECORDS = Path(__file__).resolve().parent / "out" / "records"
+RECORDS = _store.RECORDS
 RESULTS = Path(__file__).resolve().parent / "results" / "costmodel.json"
 BATCH = 8
 

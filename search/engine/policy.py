@@ -453,14 +453,21 @@ class LLMPolicy(ExpansionPolicy):
 
     def _unassigned_model(self) -> str:
         """Who expands a node no call assigned (screening added it: refine, fresh samples, a warm
-        seed): the small model with the best hit rate so far, smoothed so that an unscored model
-        counts as one hit in two (each gets tried), the smaller on a tie. Sending these to the
-        largest model, as depth-1 children are, made it 24-53% of the calls (docs/benchmarks.md).
-        With ``cost_routing``: the most expected hits per dollar (the smoothed hit rate over the
-        price of a call), so a model half the price needs only half the hit rate."""
+        seed): a small model not called yet, the smallest first, so that every model the user
+        chose gets tried; then the small model with the best hit rate so far, smoothed (one hit in
+        two added), the smaller on a tie. Without the first rule an unscored model could never win:
+        screening keeps the best of many variants, so a model's children score above their parents
+        in ~95% of calls, and the first small model called kept every later node (two of the four
+        local models made no call in most runs, docs/benchmarks.md). Sending these nodes to the
+        largest model, as depth-1 children are, made it 24-53% of the calls. With
+        ``cost_routing``: the most expected hits per dollar (the smoothed hit rate over the price
+        of a call), so a model half the price needs only half the hit rate."""
         small = [m for m in self.fleet.models if m.name != self.fleet.largest.name and self._healthy(m.name)]
         if not small:
             return self.fleet.largest.name
+        untried = [m for m in small if not self.stats[m.name].calls and not self.stats[m.name].scored]
+        if untried:
+            return min(untried, key=lambda m: m.params).name
 
         def smoothed(m) -> float:
             s = self.stats[m.name]

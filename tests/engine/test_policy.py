@@ -176,6 +176,24 @@ def test_a_node_screening_added_goes_to_a_small_model_not_the_largest(fake):
     assert policy.propose(request_for(None)).model == "large"
 
 
+def test_every_small_model_is_tried_before_hit_rates_decide(fake):
+    """Screening keeps the best of many variants, so nearly every call scores above its parent: a
+    model called first with a hit rate near 1 would keep every screened node, and a small model the
+    user chose would never be called. Each untried small model goes first (the smallest first),
+    then the smoothed hit rate decides, with or without cost routing."""
+    for cost_routing in (False, True):
+        policy, sink = make_policy(fleet_at(fake.api_base), course_alteration_k=None, cost_routing=cost_routing)
+        first = policy.propose(request_for(None))
+        assert first.model == "small"
+        for _ in range(5):  # small: 5 hits in 5, smoothed 6/7
+            policy.review(request_for("small"), Proposal(["MutateTileSize"], model="small"), 0.5, 0.9)
+        assert policy.propose(request_for(None)).model == "mid"  # untried, however good small is
+        policy.review(request_for("mid"), Proposal(["MutateTileSize"], model="mid"), 0.5, 0.9)  # mid: 2/3
+        assert policy.propose(request_for(None)).model == "small"  # both tried: the better rate
+        assert [c.model for c in sink.of(ev.LLMCallRecorded)] == ["small", "mid", "small"]
+        assert policy.stats["large"].calls == 0
+
+
 def test_garbage_reply_is_a_parse_error_with_no_mutators(fake):
     fake.scripts["small"] = Script("I am a small model and I like trains.")
     policy, sink = make_policy(fleet_at(fake.api_base))
@@ -291,17 +309,22 @@ def test_cost_routing_sends_screened_nodes_to_the_most_hits_per_dollar(fake):
     mid_price = fleet.get("mid").cost(*LLMPolicy.TYPICAL_CALL)
     assert 0.5 < small_price / mid_price < 0.6
 
+    def hit_and_miss(policy, model):  # smoothed: (1 + 1) / (2 + 2), as if untried
+        policy.review(request_for(model), Proposal(["MutateTileSize"], model=model), 0.5, 0.9)
+        regress(policy, model)
+
     def trained(**kw):
         policy, sink = make_policy(fleet_at(fake.api_base), course_alteration_k=None, **kw)
         policy.review(request_for("mid"), Proposal(["MutateTileSize"], model="mid"), 0.5, 0.9)  # mid: 2/3
+        hit_and_miss(policy, "small")  # small: 2/4
         return policy, sink
 
-    # small unscored (1/2) against mid's 2/3: the hit rate picks mid, the price picks small
+    # small's 1/2 against mid's 2/3: the hit rate picks mid, the price picks small
     assert trained()[0].propose(request_for(None)).model == "mid"
     policy, sink = trained(cost_routing=True)
     assert policy.call_prices(["small", "mid"]) == pytest.approx({"small": small_price, "mid": mid_price})
     assert policy.propose(request_for(None)).model == "small"
-    # small misses twice (1/4): 0.25 / 0.58 of mid's price is still less than mid's 2/3
+    # small misses twice more (2/6): 0.33 / 0.58 of mid's price is less than mid's 2/3
     regress(policy, "small")
     regress(policy, "small", parent=0.9, child=0.1)
     assert policy.propose(request_for(None)).model == "mid"
@@ -316,4 +339,5 @@ def test_cost_routing_sends_screened_nodes_to_the_most_hits_per_dollar(fake):
         policy, _ = make_policy(Fleet.of(models), course_alteration_k=None, cost_routing=True)
         assert policy.call_prices(["small", "mid"]) == {"small": 135e6, "mid": 270e6}
         policy.review(request_for("mid"), Proposal(["MutateTileSize"], model="mid"), 0.5, 0.9)
+        hit_and_miss(policy, "small")
         assert policy.propose(request_for(None)).model == "small"  # 1/2 per 135M beats 2/3 per 270M
