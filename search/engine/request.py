@@ -108,7 +108,8 @@ class SearchSettings:
     # rescues the seeds whose first picks lead into a slow region, docs/benchmarks.md)
     model_warmup: int = 16
     directed: bool = False  # LLM replies may set one decision (tile factors, unroll step, compute location)
-    # a node that screening added (no call assigned it) is expanded by a small model; off: the largest
+    # a node that screening added (no call assigned it) is expanded by a small model (each small model
+    # once, the smallest first, then by hit rate); off: the largest
     screened_to_small: bool = True
     # with screened_to_small: that small model is the one with the most expected hits per dollar
     # (smoothed hit rate / the price of a call at the fleet's list prices); off: the best hit rate
