@@ -29,7 +29,7 @@ from bench._report import table, write_section  # noqa: E402
 from bench.forms import SUFFIX, bench_kernel  # noqa: E402
 from bench.strategies import CallTimer, host_info, machine  # noqa: E402
 from search.engine.llm import SERVER_ERROR, TIMEOUT  # noqa: E402
-from search.engine.request import PRESETS, Budget, RunRequest, SearchSettings  # noqa: E402
+from search.engine.request import MODEL_WARMUP, PRESETS, Budget, RunRequest, SearchSettings  # noqa: E402
 from search.engine.strategies import STRATEGIES  # noqa: E402
 from search.engine.tuning import tune  # noqa: E402
 from search.engine.warm import Record, WarmStart  # noqa: E402
@@ -171,6 +171,8 @@ def levers(row_settings: dict, strategy: str | None = None) -> dict:
     """A row's lever values in full (older rows store only what differs from the papers' search);
     for a strategy without LLMs, without the settings that only act on LLM calls."""
     full = {**PRESETS["paper"], **LEVER_BEFORE, **row_settings}
+    if full["model_warmup"] is None and strategy is not None:  # unset: the strategy's default, as the run used
+        full["model_warmup"] = MODEL_WARMUP[STRATEGIES[strategy].uses_llm]
     llm = strategy is None or STRATEGIES[strategy].uses_llm
     fleet = strategy is None or strategy == "colt"
     return {k: full[k] for k in LEVER_KEYS if (llm or k not in LLM_ONLY) and (fleet or k not in FLEET_ONLY)}

@@ -112,7 +112,7 @@ class MCTSSearch:
         self.baseline = baseline_latency
         self.stop = stop or StopRule(budget)
         self.rng = np.random.default_rng(settings.seed)
-        self.cost_model = CostModel(space, self.rng, warmup=settings.model_warmup)
+        self.cost_model = CostModel(space, self.rng, warmup=settings.warmup(policy.uses_llm))
         self.tree = Tree()
         self.params = policy.model_params()
         self.trials = 0

@@ -105,8 +105,12 @@ class SearchSettings:
     # record (the papers). 16: the first two rounds of 8 pick at random; a model of 8 records ranks the
     # unmeasured root samples worse than chance (bench/costmodel.py). 16 against 0 in same-seed pairs
     # on one machine: 1.10x over 27 (znver5, mcts-random@64: MoE 1.02x, conv 1.32x, MLP 0.99x; it
-    # rescues the seeds whose first picks lead into a slow region, docs/benchmarks.md)
-    model_warmup: int = 16
+    # rescues the seeds whose first picks lead into a slow region, docs/benchmarks.md). None: by
+    # strategy (MODEL_WARMUP): 16 where no LLM expands the tree, 0 where LLMs do: colt measured
+    # 0.94x with 16 against 0 over 17 same-seed pairs on two machines (the conv 0.83x over 5,
+    # where mcts-random gained 1.28-1.32x), the first rounds' random scores discarding what
+    # screening would pick among the models' proposals
+    model_warmup: int | None = None
     directed: bool = False  # LLM replies may set one decision (tile factors, unroll step, compute location)
     # a node that screening added (no call assigned it) is expanded by a small model (each small model
     # once, the smallest first, then by hit rate); off: the largest
@@ -132,11 +136,20 @@ class SearchSettings:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def warmup(self, uses_llm: bool) -> int:
+        """The records the cost model must hold before its scores are used: ``model_warmup``, or
+        where it is unset, the default for a strategy with or without LLMs."""
+        return self.model_warmup if self.model_warmup is not None else MODEL_WARMUP[uses_llm]
+
     @classmethod
     def paper(cls, **values: Any) -> SearchSettings:
         """The search exactly as the papers specify it (every lever off), with ``values``."""
         return cls(**{**PRESETS["paper"], **values})
 
+
+#: ``model_warmup`` where a request leaves it unset, by whether LLMs expand the tree (measured in
+#: same-seed pairs, docs/benchmarks.md: mcts-random 1.10x with 16 over 27; colt 0.94x over 17)
+MODEL_WARMUP: dict[bool, int] = {False: 16, True: 0}
 
 #: named starting points for the settings; a request's explicit values override its preset.
 #: ``paper``: every lever beyond the papers off, the reference each lever is measured against
@@ -233,7 +246,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "refine_generations": Limit(int, 1, 8),
         "refine_fresh": Limit(int, 0, 4096),
         "random_picks": Limit(int, 0, 64),
-        "model_warmup": Limit(int, 0, 100000),
+        "model_warmup": Limit(int, 0, 100000, optional=True),
         "llm_in_flight": Limit(int, 1, 16),
         "timing_cutoff": Limit(float, 1.5, 1000, optional=True),
     },

@@ -321,7 +321,10 @@ def test_refine_fresh_seeds_refine_with_the_best_scored_random_samples(gemm_spac
             assert node.sketch is not None
         else:
             assert node.parent in fastest and len(node.mutators) == 1
-    assert any(n.parent is search.tree.root for n in added)  # the samples compete for the batch
+    # samples and mutants compete for the batch on their scores alone (which of them wins depends
+    # on what the run measured: an assertion that a sample always wins failed on some machines)
+    best = {shash for shash, _ in sorted(scored.items(), key=lambda x: -x[1])[:4]}
+    assert {n.shash for n in added} == best
 
 
 def test_refine_fresh_off_draws_no_samples(gemm_space, gemm_measurer):
@@ -388,3 +391,27 @@ def test_without_a_timing_cutoff_every_candidate_is_timed_in_full(gemm_space, ge
     spy.search = search
     result = search.run()
     assert [c for c, _ in spy.calls] == [None] * 8 and result.coarse == 0
+
+
+def test_the_search_holds_its_cost_model_to_the_strategys_warmup(gemm_space, gemm_measurer):
+    """Unset, the warmup is 16 records where no LLM expands and none where one does; set, it is
+    what was set, for either."""
+
+    class LLMish(RandomPolicy):  # a policy that says LLMs expand (no call is made here)
+        uses_llm = True
+
+    for policy, settings, want in [
+        (RandomPolicy(), SearchSettings(), 16),
+        (LLMish(), SearchSettings(), 0),
+        (LLMish(), SearchSettings(model_warmup=16), 16),
+        (RandomPolicy(), SearchSettings(model_warmup=0), 0),
+    ]:
+        search = MCTSSearch(
+            space=gemm_space,
+            policy=policy,
+            measurer=gemm_measurer,
+            sink=ev.ListSink(),
+            settings=settings,
+            budget=Budget(trials=8),
+        )
+        assert search.cost_model.warmup == want

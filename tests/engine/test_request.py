@@ -45,9 +45,10 @@ def test_a_document_becomes_a_request_and_round_trips():
 
 def test_a_run_stored_before_a_setting_existed_resumes_with_what_it_ran():
     """A run stored before ``model_warmup`` existed used its cost model from the first record; its
-    default is 16 now, and the stored run reads back as it ran (a new request gets the default)."""
+    default is by strategy now (16 for mcts-random), and the stored run reads back as it ran (a
+    new request gets the default)."""
     doc = {"kernel": "gemm-128", "strategy": "mcts-random", "settings": {"population": 3}}
-    assert build_request(doc).settings.model_warmup == SearchSettings().model_warmup == 16
+    assert build_request(doc).settings.model_warmup is None and SearchSettings().warmup(uses_llm=False) == 16
     old = build_request(doc, stored=True)
     assert old.settings.model_warmup == 0 and old.settings.population == 3
     again = build_request(old.to_dict(), stored=True)  # stored again (it is written whole now): the same
@@ -186,3 +187,18 @@ def test_an_unknown_preset_is_named(preset):
     with pytest.raises(RequestError) as err:
         build_request({"kernel": "gemm-128", "settings": {"preset": preset}})
     assert "unknown preset" in err.value.errors["settings.preset"]
+
+
+def test_the_cost_models_warmup_defaults_by_whether_llms_expand_and_a_set_value_wins():
+    """Unset, ``model_warmup`` is 16 for a strategy without LLMs and 0 where LLMs expand (measured
+    per strategy, docs/benchmarks.md); a value the user sets, or the paper preset's 0, applies to
+    every strategy; the limit still holds."""
+    unset = SearchSettings()
+    assert (unset.warmup(uses_llm=False), unset.warmup(uses_llm=True)) == (16, 0)
+    for value in (0, 8, 16):
+        settings = build_request({"kernel": "gemm-128", "settings": {"model_warmup": value}}).settings
+        assert settings.warmup(uses_llm=False) == settings.warmup(uses_llm=True) == value
+    paper = build_request({"kernel": "gemm-128", "settings": {"preset": "paper"}}).settings
+    assert paper.warmup(uses_llm=False) == 0
+    with pytest.raises(RequestError, match="model_warmup"):
+        build_request({"kernel": "gemm-128", "settings": {"model_warmup": -1}})

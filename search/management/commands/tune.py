@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from search.console import ConsoleSink, summary_lines
 from search.engine.llm import FleetError
-from search.engine.request import PRESETS, RequestError, RunRequest, SearchSettings, build_request
+from search.engine.request import MODEL_WARMUP, PRESETS, RequestError, RunRequest, SearchSettings, build_request
 from search.engine.strategies import STRATEGIES
 from search.engine.workloads import LIBRARY, SpecError, parse_shape
 
@@ -209,9 +209,11 @@ class Command(BaseCommand):
             "--model-warmup",
             type=int,
             default=None,
-            help=f"measured records before the cost model's scores are used, random scores until then (default "
-            f"{defaults.model_warmup}: the first two rounds of 8 pick at random, measured 1.10x faster than 0 over 27 "
-            f"same-seed runs; --preset paper: {PRESETS['paper']['model_warmup']}, from the first record; "
+            help=f"measured records before the cost model's scores are used, random scores until then "
+            f"(default: {MODEL_WARMUP[False]} for mcts-random, the first two rounds of 8 picking at random, "
+            f"measured 1.10x faster than 0 over 27 same-seed runs; {MODEL_WARMUP[True]} where LLMs expand, "
+            "colt measured 0.94x with 16 over 17; "
+            f"--preset paper: {PRESETS['paper']['model_warmup']}, from the first record; "
             "MetaSchedule's XGBModel: 100; above the trial budget the search runs blind, the benchmark's control)",
         )
         search.add_argument(
