@@ -457,7 +457,7 @@ class LLMPolicy(ExpansionPolicy):
         chose gets tried; then the small model with the best hit rate so far, smoothed (one hit in
         two added), the smaller on a tie. Without the first rule an unscored model could never win:
         screening keeps the best of many variants, so a model's children score above their parents
-        in ~95% of calls, and the first small model called kept every later node (two of the four
+        in about 9 calls of 10, and the first small model called kept every later node (two of the four
         local models made no call in most runs, docs/benchmarks.md). Sending these nodes to the
         largest model, as depth-1 children are, made it 24-53% of the calls. With
         ``cost_routing``: the most expected hits per dollar (the smoothed hit rate over the price
