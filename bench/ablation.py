@@ -171,9 +171,9 @@ def levers(row_settings: dict, strategy: str | None = None) -> dict:
     """A row's lever values in full (older rows store only what differs from the papers' search);
     for a strategy without LLMs, without the settings that only act on LLM calls."""
     full = {**PRESETS["paper"], **LEVER_BEFORE, **row_settings}
-    if full["model_warmup"] is None and strategy is not None:  # unset: the strategy's default, as the run used
-        full["model_warmup"] = MODEL_WARMUP[STRATEGIES[strategy].uses_llm]
     llm = strategy is None or STRATEGIES[strategy].uses_llm
+    if full["model_warmup"] is None and strategy is not None:  # unset: the strategy's default, as the run used
+        full["model_warmup"] = MODEL_WARMUP[llm]
     fleet = strategy is None or strategy == "colt"
     return {k: full[k] for k in LEVER_KEYS if (llm or k not in LLM_ONLY) and (fleet or k not in FLEET_ONLY)}
 

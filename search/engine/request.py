@@ -294,7 +294,7 @@ class RunRequest:
 
 #: what a stored run that lacks a setting ran with: a run stored before the setting existed ran as
 #: its value then (before ``model_warmup``, the cost model's scores were used from the first record,
-#: 0; the default is 16 since), so resuming it goes on as it began
+#: 0; unset resolves by strategy since, MODEL_WARMUP), so resuming it goes on as it began
 STORED_BEFORE: dict[str, Any] = {"model_warmup": 0}
 
 
