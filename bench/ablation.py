@@ -334,6 +334,9 @@ def run_rows(args, fleet) -> None:
                         "sketches_total": s.get("sketches_total"),  # the design space's
                         "date": time.strftime("%Y-%m-%d %H:%M"),
                         "warm_start": s.get("warm_start"),
+                        # per origin (root sample, prior mutator, refine, each LLM): nodes added,
+                        # measured, and measurements that set a new best; the final best's origin
+                        "origins": timer.origins(),
                     }
                     save(k, row)
                     best = f"{s['best_latency_s'] * 1e3:.3f} ms" if s["best_latency_s"] else "no valid schedule"

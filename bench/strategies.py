@@ -24,25 +24,68 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._report import ROOT, table, write_section  # noqa: E402
 from search.engine import events as ev  # noqa: E402
+from search.engine.mcts import RANDOM_PICK, SKETCH_SCOUT, WARM_SEED  # noqa: E402
 from search.engine.request import Budget, RunRequest, SearchSettings  # noqa: E402
 from search.engine.strategies import STRATEGIES  # noqa: E402
 from search.engine.tuning import tune  # noqa: E402
 from search.services import load_fleet, local_servers  # noqa: E402
 
+#: nodes the search marks by their mutators, by origin
+ORIGIN_MARKERS = {WARM_SEED: "warm", SKETCH_SCOUT: "scout", RANDOM_PICK: "random-pick"}
+
 
 class CallTimer:
-    """Sums the latency of every LLM call of a run, and keeps its progress curve (best latency
-    and USD after each measurement round) for the sample-efficiency plots."""
+    """Sums the latency of every LLM call of a run, keeps its progress curve (best latency
+    and USD after each measurement round) for the sample-efficiency plots, and where its nodes
+    came from (:meth:`origins`)."""
 
     def __init__(self):
         self.llm_s = 0.0
         self.curve = []
+        self.origin: dict[int, str] = {}  # node id -> what made it (_origin_of)
+        self._after_round = False  # between a round's measurements and its progress event
+        self._measured: list[int] = []
+        self._improved: list[int] = []
 
     def emit(self, event):
         if isinstance(event, ev.LLMCallRecorded):
             self.llm_s += event.latency_s
         elif isinstance(event, ev.Progress):
             self.curve.append([event.trials, event.best_latency_s, event.usd, round(event.elapsed_s, 2)])
+            self._after_round = False
+        elif isinstance(event, ev.NodeCreated):
+            self.origin[event.node_id] = self._origin_of(event)
+        elif isinstance(event, ev.NodeMeasured):
+            self._after_round = True
+            self._measured.append(event.node_id)
+        elif isinstance(event, ev.BestImproved):
+            self._improved.append(event.node_id)
+
+    def _origin_of(self, event: ev.NodeCreated) -> str:
+        """What made a node, from the order of the search's events: a round measures its batch,
+        then adds refine's mutants (and any fresh samples or scouts), then reports progress;
+        the tree's expansions come between progress and the next round's measurements."""
+        markers = [m for m in event.mutators if m in ORIGIN_MARKERS]
+        if markers:
+            return ORIGIN_MARKERS[markers[0]]
+        if event.parent_id == 0 and not event.mutators:
+            return "sample"  # the root population (or a fresh sample)
+        if self._after_round:
+            return "refine"
+        if event.created_by:
+            return f"llm:{event.created_by}"
+        return "prior"  # a mutator drawn from the target's prior: mcts-random, colt's depth-1 children
+
+    def origins(self) -> dict:
+        """Per origin (``sample``, ``prior``, ``refine``, ``llm:<model>``...): the nodes it added,
+        those measured, and the measurements that set a new best; ``best``: the final best's."""
+        out: dict[str, dict] = {}
+        for what, ids in (("nodes", self.origin), ("measured", self._measured), ("improved", self._improved)):
+            for node_id in ids:
+                cell = out.setdefault(self.origin.get(node_id, "unknown"), {"nodes": 0, "measured": 0, "improved": 0})
+                cell[what] += 1
+        best = self.origin.get(self._improved[-1], "unknown") if self._improved else None
+        return {"by": out, "best": best}
 
 
 from search.engine.workloads import PAPER_LAYERS, get_kernel  # noqa: E402
