@@ -61,7 +61,8 @@ LEAD = (
     "sketches; `pop16`/`pop3`: 16/3 root samples (16 the default since the 2026-12-05 evening rows; "
     "with `scout1`, from 16 distinct sketches); "
     "`rfresh256`: refine's parents also take the best-scored of 256 random samples each round; `random2`: two "
-    "places of each batch go to new random samples, unscreened; `random-model`: every cost-model score random "
+    "places of each batch go to new random samples, unscreened; `llm2`: two places of each batch go to the "
+    "best-scored nodes an LLM proposed; `random-model`: every cost-model score random "
     "(a control: the search blind); `fresh_samples`: new design-space "
     "points screened each round, the best added at the root; `refine`: mutants of the fastest measured "
     "schedules screened each round, the best `measure_batch` join the tree; `directed`: LLM replies may set "
@@ -126,6 +127,9 @@ CONFIGS: dict[str, dict] = {
     "default+rfresh256": {"refine_fresh": 256},
     # two of each round's eight measurements: new random samples, unscreened
     "default+random2": {"random_picks": 2},
+    # two of each round's eight measurements: the best-scored nodes the LLMs proposed (refine's
+    # mutants outscore them, so by default none is measured)
+    "default+llm2": {"llm_places": 2},
     # the cost model's scores unused (random), as MetaSchedule's evolutionary search below 100 records
     "default+random-model": {"model_warmup": 100000},
     # the first two rounds picked at random: a model of 8 records ranks unmeasured root samples worse
@@ -163,7 +167,15 @@ LEVER_BEFORE = {"expansions_per_round": None, "warm_start": False, "measure_batc
 
 
 #: settings that only act where LLMs expand the tree, and where a fleet of several does
-LLM_ONLY = ("directed", "screened_to_small", "compact_prompt", "llm_in_flight", "prior_variants", "cost_routing")
+LLM_ONLY = (
+    "directed",
+    "screened_to_small",
+    "compact_prompt",
+    "llm_in_flight",
+    "prior_variants",
+    "cost_routing",
+    "llm_places",
+)
 FLEET_ONLY = ("screened_to_small", "cost_routing")
 
 

@@ -377,6 +377,10 @@ class MCTSSearch:
             for cand in self._unseen(self.space.sample(self.rng) for _ in range(4 * want))[:want]:
                 picks.append(self._add(self.tree.root, cand, created_by=None, expand_model=None,
                                        mutators=[RANDOM_PICK], score=self._score(cand)))  # fmt: skip
+        if self.s.llm_places:
+            # the LLMs' proposals are measured, not only screened: their best-scored nodes first
+            proposed = [n for n in order if n.created_by is not None and n not in picks]
+            picks += proposed[: min(self.s.llm_places, k - len(picks))]
         for _ in range(k - len(picks)):
             rest = [n for n in order if n not in picks]
             if self.rng.random() < self.s.epsilon:

@@ -100,6 +100,11 @@ class SearchSettings:
     # per measurement round: batch places given to new random design-space samples, measured
     # unscreened (MetaSchedule measures random samples until its cost model holds 100 records). 0: off
     random_picks: int = 0
+    # per measurement round: batch places kept for the best-scored unmeasured nodes that an LLM
+    # proposed (colt, single-llm), ahead of refine's mutants. With refine on, those mutants of the
+    # fastest measured schedules outscore the tree's children, so a colt run measured none of its
+    # LLMs' nodes (bench rows' origins, docs/benchmarks.md). 0: off (every place by score)
+    llm_places: int = 0
     # measured records before the cost model's scores are used; random scores until then (MetaSchedule's
     # XGBModel: 100, so its evolutionary search at 64 trials never uses its model). 0: from the first
     # record (the papers). 16: the first two rounds of 8 pick at random; a model of 8 records ranks the
@@ -166,6 +171,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "refine_generations": 1,
         "refine_fresh": 0,
         "random_picks": 0,
+        "llm_places": 0,
         "model_warmup": 0,
         "directed": False,
         "screened_to_small": False,
@@ -246,6 +252,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "refine_generations": Limit(int, 1, 8),
         "refine_fresh": Limit(int, 0, 4096),
         "random_picks": Limit(int, 0, 64),
+        "llm_places": Limit(int, 0, 64),
         "model_warmup": Limit(int, 0, 100000, optional=True),
         "llm_in_flight": Limit(int, 1, 16),
         "timing_cutoff": Limit(float, 1.5, 1000, optional=True),

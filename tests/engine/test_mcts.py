@@ -2,6 +2,8 @@
 cost model and real measurements: screening keeps the best-scored variant, measured latencies
 come back as rewards, and with both off the loop is the papers' (one child per expansion)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -415,3 +417,21 @@ def test_the_search_holds_its_cost_model_to_the_strategys_warmup(gemm_space, gem
             budget=Budget(trials=8),
         )
         assert search.cost_model.warmup == want
+
+
+def test_llm_places_measure_the_best_scored_nodes_an_llm_proposed(gemm_space, gemm_measurer):
+    search, _ = trained_search(gemm_space, gemm_measurer, epsilon=0.0)
+    for _ in range(6):
+        search.expand(select(search.tree, branching=2, lam=0.0, c=1.4, params={}, rng=search.rng))
+    pending = [n for n in search.tree.nodes[1:] if n.status is None]
+    scores = search.cost_model.predict([n.candidate for n in pending])
+    ranked = [pending[i] for i in np.argsort(scores, kind="stable")]  # the worst-scored first
+    for node in ranked[:3]:  # three nodes an LLM proposed, all scored below the others
+        node.created_by = "small"
+    on_score = search._pick_batch()
+    assert not {n.id for n in on_score} & {n.id for n in ranked[:3]}  # by score alone: none measured
+    search.s = replace(search.s, llm_places=2)
+    picks = search._pick_batch()
+    proposed = sorted(ranked[:3], key=lambda n: (-n.predicted, n.id))
+    assert picks[:2] == proposed[:2]  # the two best-scored of them, then the rest by score
+    assert picks[2:] == [n for n in sorted(pending, key=lambda n: (-n.predicted, n.id)) if n not in picks[:2]][:2]

@@ -34,6 +34,7 @@ SETTINGS = (
     "refine_generations",
     "refine_fresh",
     "random_picks",
+    "llm_places",
     "model_warmup",
     "directed",
     "screened_to_small",
@@ -204,6 +205,13 @@ class Command(BaseCommand):
             default=None,
             help=f"of each round's measurements, this many are new random design-space samples, unscreened "
             f"(default {defaults.random_picks}: off)",
+        )
+        search.add_argument(
+            "--llm-places",
+            type=int,
+            default=None,
+            help=f"colt, single-llm: of each round's measurements, this many go to the best-scored nodes an LLM "
+            f"proposed, ahead of refine's mutants (default {defaults.llm_places}: off, every place by score)",
         )
         search.add_argument(
             "--model-warmup",
