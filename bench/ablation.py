@@ -130,6 +130,9 @@ CONFIGS: dict[str, dict] = {
     # two of each round's eight measurements: the best-scored nodes the LLMs proposed (refine's
     # mutants outscore them, so by default none is measured)
     "default+llm2": {"llm_places": 2},
+    # ... and the LLMs may name a decision (directed moves were measured before only where none
+    # of their nodes was measured)
+    "default+llm2+directed": {"llm_places": 2, "directed": True},
     # the cost model's scores unused (random), as MetaSchedule's evolutionary search below 100 records
     "default+random-model": {"model_warmup": 100000},
     # the first two rounds picked at random: a model of 8 records ranks unmeasured root samples worse
