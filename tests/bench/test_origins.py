@@ -55,3 +55,31 @@ def test_every_node_gets_the_origin_the_search_gave_it(fake_llm, gemm128, gemm_m
     assert sum(v["measured"] for v in origins["by"].values()) == len(measured) == outcome.result.trials
     assert origins["best"] == truth(outcome.result.best)
     assert 1 <= sum(v["improved"] for v in origins["by"].values()) <= len(measured)
+
+
+def test_a_cells_origins_sum_its_seeds_and_count_every_llm_as_one_kind():
+    from bench.origins import row_of, summarize
+
+    def row(seed, best, **by):
+        return {"seed": seed, "origins": {"best": best, "by": {k.replace("_", ":"): v for k, v in by.items()}}}
+
+    rows = [
+        row(
+            0,
+            "refine",
+            refine={"nodes": 64, "measured": 6, "improved": 2},
+            llm_small={"nodes": 9, "measured": 2, "improved": 1},
+        ),
+        row(
+            1,
+            "llm:large",
+            llm_large={"nodes": 4, "measured": 2, "improved": 1},
+            sample={"nodes": 16, "measured": 2, "improved": 0},
+        ),
+    ]
+    s = summarize(rows)
+    assert s["measured"] == {"refine": 6, "llm": 4, "sample": 2}
+    assert s["improved"] == {"refine": 2, "llm": 2, "sample": 0}
+    assert s["bests"] == {"refine": 1, "llm": 1}
+    line = row_of(("moe", "colt", "default"), rows)
+    assert line[3:8] == ["0, 1", "17%", "0%", "33%", "50%"]  # seeds; sample, prior, llm, refine of 12 measured
