@@ -144,8 +144,8 @@ def test_unknown_next_model_falls_back_best_hit_rate_then_current_then_largest(f
     assert sink.of(ev.LLMCallRecorded)[-1].outcome == "invalid_model"
     assert policy.stats["small"].errors_by_kind == {"invalid_model": 1}
     # mid scores a hit, small a miss: the best hit rate wins
-    policy.review(request_for("mid"), Proposal(["MutateTileSize"], model="mid"), 0.5, 0.9)
-    policy.review(request_for("small"), Proposal(["MutateTileSize"], model="small"), 0.5, 0.9)
+    hit(policy, "mid")
+    hit(policy, "small")
     policy.review(request_for("small"), Proposal(["MutateTileSize"], model="small"), 0.9, 0.1)
     assert policy.propose(request_for("small")).next_model == "mid"
     # missing next_model (no error counted) follows the same chain
@@ -159,7 +159,7 @@ def test_a_node_screening_added_goes_to_a_small_model_not_the_largest(fake):
     policy, sink = make_policy(fleet_at(fake.api_base), course_alteration_k=None)
     assert policy.propose(request_for(None)).model == "small"
     # small misses twice, mid hits once: mid's smoothed rate (2/3) beats small's (1/4)
-    policy.review(request_for("mid"), Proposal(["MutateTileSize"], model="mid"), 0.5, 0.9)
+    hit(policy, "mid")
     regress(policy, "small")
     regress(policy, "small", parent=0.9, child=0.1)
     assert policy.propose(request_for(None)).model == "mid"
@@ -186,9 +186,9 @@ def test_every_small_model_is_tried_before_hit_rates_decide(fake):
         first = policy.propose(request_for(None))
         assert first.model == "small"
         for _ in range(5):  # small: 5 hits in 5, smoothed 6/7
-            policy.review(request_for("small"), Proposal(["MutateTileSize"], model="small"), 0.5, 0.9)
+            hit(policy, "small")
         assert policy.propose(request_for(None)).model == "mid"  # untried, however good small is
-        policy.review(request_for("mid"), Proposal(["MutateTileSize"], model="mid"), 0.5, 0.9)  # mid: 2/3
+        hit(policy, "mid")  # mid: 2/3
         assert policy.propose(request_for(None)).model == "small"  # both tried: the better rate
         assert [c.model for c in sink.of(ev.LLMCallRecorded)] == ["small", "mid", "small"]
         assert policy.stats["large"].calls == 0
@@ -205,6 +205,11 @@ def test_garbage_reply_is_a_parse_error_with_no_mutators(fake):
 
 def regress(policy, model="small", parent=0.8, child=0.2):
     return policy.review(request_for(model), Proposal(["MutateTileSize"], model=model), parent, child)
+
+
+def hit(policy, model="small"):
+    """A call of ``model`` whose child scored above its parent."""
+    return policy.review(request_for(model), Proposal(["MutateTileSize"], model=model), 0.5, 0.9)
 
 
 @pytest.mark.parametrize("k", [2, 3])
@@ -310,12 +315,12 @@ def test_cost_routing_sends_screened_nodes_to_the_most_hits_per_dollar(fake):
     assert 0.5 < small_price / mid_price < 0.6
 
     def hit_and_miss(policy, model):  # smoothed: (1 + 1) / (2 + 2), as if untried
-        policy.review(request_for(model), Proposal(["MutateTileSize"], model=model), 0.5, 0.9)
+        hit(policy, model)
         regress(policy, model)
 
     def trained(**kw):
         policy, sink = make_policy(fleet_at(fake.api_base), course_alteration_k=None, **kw)
-        policy.review(request_for("mid"), Proposal(["MutateTileSize"], model="mid"), 0.5, 0.9)  # mid: 2/3
+        hit(policy, "mid")  # mid: 2/3
         hit_and_miss(policy, "small")  # small: 2/4
         return policy, sink
 
@@ -338,6 +343,6 @@ def test_cost_routing_sends_screened_nodes_to_the_most_hits_per_dollar(fake):
                   for m in fleet.models]  # fmt: skip
         policy, _ = make_policy(Fleet.of(models), course_alteration_k=None, cost_routing=True)
         assert policy.call_prices(["small", "mid"]) == {"small": 135e6, "mid": 270e6}
-        policy.review(request_for("mid"), Proposal(["MutateTileSize"], model="mid"), 0.5, 0.9)
+        hit(policy, "mid")
         hit_and_miss(policy, "small")
         assert policy.propose(request_for(None)).model == "small"  # 1/2 per 135M beats 2/3 per 270M
