@@ -8,7 +8,7 @@ per origin, the measurements that set a new best per origin, and how many runs' 
 from each::
 
     .venv/bin/python bench/origins.py                          # this machine
-    .venv/bin/python bench/origins.py --host znver4-a29ef1 --configs default default+llm2
+    .venv/bin/python bench/origins.py --host znver4-a29ef1 --configs default default+llm2 --docs
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._report import table  # noqa: E402
+from bench._report import table, write_section  # noqa: E402
 from bench.ablation import load  # noqa: E402
 from bench.strategies import host_info, machine  # noqa: E402
 
@@ -71,6 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default=None, help="the machine (default: this one)")
     parser.add_argument("--configs", nargs="+", default=None, help="only these configurations")
+    parser.add_argument("--docs", action="store_true", help="write the table into docs/benchmarks.md (section origins)")
     args = parser.parse_args()
     host = args.host or machine(host_info())
     found = cells(load(), host, args.configs)
@@ -78,8 +79,19 @@ def main() -> None:
         sys.exit(f"no rows with origins on {host}")
     head = ["layer", "strategy", "config", "seeds", *(f"measured: {k}" for k in KINDS), "other",
             "new bests by origin", "final best from"]  # fmt: skip
+    body = table(head, [row_of(k, found[k]) for k in sorted(found)])
     print(f"machine {host}\n")
-    print(table(head, [row_of(k, found[k]) for k in sorted(found)]))
+    print(body)
+    if args.docs:
+        lead = (
+            f"#### Where the measured schedules came from (`bench/origins.py`, machine `{host}`)\n\n"
+            "Per cell, summed over its seeds: the share of the 64 measured candidates per run that were root "
+            "samples, children the tree's expansions made with a mutator from the target's prior (mcts-random's "
+            "every expansion; colt's children of the root samples), children an LLM proposed, and refine's "
+            "mutants of the fastest measured schedules; the measurements that set a new best, and where each "
+            "run's final best came from."
+        )
+        write_section("origins", f"{lead}\n\n{body}")
 
 
 if __name__ == "__main__":
