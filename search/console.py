@@ -106,6 +106,10 @@ def summary_lines(summary: dict) -> list[str]:
             ("largest-model share", f"{llm['largest_share']:.0%} ({llm['largest_model']})"),
             ("escalations", str(llm["escalations"])),
         ]
+        proposed = summary.get("llm_proposals")
+        if proposed:
+            best = f"the best is {proposed['best_from']}'s" if proposed["best_from"] else "the best is not an LLM's"
+            rows.append(("LLM proposals", f"{proposed['nodes']} nodes, {proposed['measured']} measured; {best}"))
     width = max(len(k) for k, _ in rows)
     lines = ["summary"] + [f"  {k.ljust(width)}  {v}" for k, v in rows]
     if llm:

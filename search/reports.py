@@ -19,7 +19,8 @@ GOOD_OUTCOMES = ("ok", "escalation")
 
 
 def model_costs(runs) -> dict:
-    """Per model over ``runs``: calls, tokens, USD, mean latency, hit rate, USD per hit, errors by kind,
+    """Per model over ``runs``: calls, tokens, USD, mean latency, hit rate, USD per hit, the children
+    its calls made and how many of them were measured, errors by kind,
     escalations (calls it made as the escalation target, regressions of its own that
     triggered one) and its share of the calls. Rows sorted by USD, largest first."""
     calls = LLMCall.objects.filter(run__in=runs)
@@ -38,6 +39,8 @@ def model_costs(runs) -> dict:
             scored=0,
             hits=0,
             own=0,
+            proposed=0,
+            measured=0,
         )
         for r in calls.values("model").annotate(
             calls=Count("id"),
@@ -70,6 +73,16 @@ def model_costs(runs) -> dict:
     ):
         if node["created_by"] in rows:
             rows[node["created_by"]]["own"] += int(own_move(node["mutators"] or []))
+    # proposals measured: of the children a model's calls made, those compiled and timed (refine's
+    # mutants of the fastest measured schedules compete with them for every measurement batch)
+    made = (
+        Node.objects.filter(run__in=runs, call_id__isnull=False, created_by__isnull=False)
+        .values("created_by")
+        .annotate(proposed=Count("id"), measured=Count("id", filter=Q(status__isnull=False)))
+    )
+    for r in made:
+        if r["created_by"] in rows:
+            rows[r["created_by"]].update(proposed=r["proposed"], measured=r["measured"])
     total_calls = sum(r["calls"] for r in rows.values())
     total_usd = sum(r["usd"] for r in rows.values())
     for r in rows.values():
@@ -90,6 +103,8 @@ def model_costs(runs) -> dict:
             "prompt_tokens": sum(r["prompt_tokens"] for r in ordered),
             "completion_tokens": sum(r["completion_tokens"] for r in ordered),
             "errors": sum(r["error_calls"] for r in ordered),
+            "proposed": sum(r["proposed"] for r in ordered),
+            "measured": sum(r["measured"] for r in ordered),
         },
     }
 

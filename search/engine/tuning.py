@@ -68,10 +68,27 @@ class TuneOutcome:
         lat = self.result.best_latency
         return self.flops / lat / 1e9 if lat else None
 
+    def llm_proposals(self) -> dict | None:
+        """LLM strategies: how many of the tree's nodes an LLM proposed, how many of those were
+        measured, and whose proposal the best schedule is (None: not an LLM's). Refine's mutants
+        of the fastest measured schedules compete with them for every measurement batch and
+        usually outscore them (docs/benchmarks.md), so this says whether the calls reached the
+        hardware at all."""
+        if self.llm_summary is None:
+            return None
+        proposed = [n for n in self.result.tree.nodes[1:] if n.created_by]
+        best = self.result.best
+        return {
+            "nodes": len(proposed),
+            "measured": sum(n.status is not None for n in proposed),
+            "best_from": best.created_by if best is not None else None,
+        }
+
     def summary(self) -> dict:
         best = self.result.best
         return {
             "llm": self.llm_summary,
+            "llm_proposals": self.llm_proposals(),
             "kernel": self.spec.to_dict(),
             "target": self.target,
             "strategy": self.strategy,

@@ -209,7 +209,10 @@ def test_per_model_review_and_subtree_costs_add_up(client, colt_run):
         assert row["usd_per_hit"] == (pytest.approx(row["usd"] / hits) if hits else None)
         own = sum(not any(m.startswith("Prior ") for m in n.mutators) for n in made)
         assert row["own_share"] == (own / len(made) if made else None)
+        proposed = Node.objects.filter(run=run, created_by=name, call_id__isnull=False)
+        assert row["proposed"] == len(proposed) and row["measured"] == sum(n.status is not None for n in proposed)
     assert by_model["mid"]["errors"].get("parse_error", 0) >= 1  # the garbage replies are counted
+    assert review["total"]["measured"] == sum(m["measured"] for m in review["models"]) > 0
     # the cost rolled up the tree: every subtree is its own calls plus its children's subtrees
     costs = reports.subtree_costs(run)
     nodes = list(Node.objects.filter(run=run).values_list("node_id", "parent_id"))
@@ -221,6 +224,8 @@ def test_per_model_review_and_subtree_costs_add_up(client, colt_run):
     page = client.get(f"/runs/{run.pk}/costs").content.decode()
     assert all(f'data-model="{m}"' in page for m in by_model) and "Cost rolled up the tree" in page
     assert "USD per hit" in page
+    total = review["total"]
+    assert "proposals measured" in page and f'class="measured">{total["measured"]} of {total["proposed"]}<' in page
     node = client.get(f"/api/runs/{run.pk}/nodes/{reports.costly_subtrees(run)[0]['node_id']}").json()
     assert node["subtree"]["usd"] > 0
 

@@ -7,6 +7,7 @@ from dataclasses import asdict
 
 import pytest
 
+from search.console import summary_lines
 from search.engine import events as ev
 from search.engine.llm import LiteLLMClient
 from search.engine.mcts import SavedState
@@ -198,3 +199,26 @@ def test_only_the_papers_three_root_samples_hand_their_children_to_the_largest_m
     for node in under:
         papers = roots.index(node.parent_id) < 3
         assert node.expand_model == ("large" if papers or not to_small else None)
+
+
+def test_the_summary_says_how_many_llm_proposals_were_measured_and_whose_the_best_is(fake, gemm128, gemm_measurer):
+    outcome, sink = run(gemm128, gemm_measurer, fleet_at(fake.api_base), trials=12)
+    creator = {e.node_id: e.created_by for e in sink.of(ev.NodeCreated)}
+    proposed = {e.node_id for e in sink.of(ev.NodeCreated) if e.created_by}  # an LLM proposal applied
+    measured = {e.node_id for e in sink.of(ev.NodeMeasured)}
+    best = sink.of(ev.BestImproved)[-1].node_id
+    summary = outcome.summary()["llm_proposals"]
+    assert summary == {"nodes": len(proposed), "measured": len(proposed & measured), "best_from": creator[best]}
+    assert summary["nodes"] > 0 and summary["measured"] > 0
+    line = next(x for x in summary_lines(outcome.summary()) if "LLM proposals" in x)
+    assert f"{len(proposed)} nodes, {len(proposed & measured)} measured" in line
+    # a search without LLMs has no such figure
+    assert (
+        tune(
+            RunRequest(
+                kernel=gemm128, strategy="mcts-random", budget=Budget(trials=4), settings=SearchSettings.paper()
+            ),
+            measurer=gemm_measurer,
+        ).summary()["llm_proposals"]
+        is None
+    )
