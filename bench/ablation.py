@@ -351,7 +351,7 @@ def run_rows(args, fleet) -> None:
                         "warm_start": s.get("warm_start"),
                         # per origin (root sample, prior mutator, refine, each LLM): nodes added,
                         # measured, and measurements that set a new best; the final best's origin
-                        "origins": timer.origins(),
+                        "origins": timer.origins() if strategy != "evolutionary" else None,
                     }
                     save(k, row)
                     best = f"{s['best_latency_s'] * 1e3:.3f} ms" if s["best_latency_s"] else "no valid schedule"
