@@ -52,19 +52,22 @@ def summarize(rows: list[dict]) -> dict:
             measured[kind(origin)] += c["measured"]
             improved[kind(origin)] += c["improved"]
     bests = Counter(kind(r["origins"]["best"]) for r in rows if r["origins"]["best"])
-    return {"measured": measured, "improved": improved, "bests": bests, "runs": len(rows)}
+    return {"measured": measured, "improved": improved, "bests": bests}
 
 
 def row_of(key: tuple[str, str, str], rows: list[dict]) -> list[str]:
     s = summarize(rows)
     total = sum(s["measured"].values()) or 1
     others = sorted(set(s["measured"]) - set(KINDS))  # warm seeds, scouts, random picks
-    shares = [f"{100 * s['measured'][k] / total:.0f}%" for k in KINDS]
-    shares += [f"{k} {100 * s['measured'][k] / total:.0f}%" for k in others]
+
+    def share(k: str) -> str:
+        return f"{100 * s['measured'][k] / total:.0f}%"
+
     improved = ", ".join(f"{k} {s['improved'][k]}" for k in (*KINDS, *others) if s["improved"][k])
     bests = ", ".join(f"{k} {n}" for k, n in s["bests"].most_common())
     seeds = ", ".join(str(r["seed"]) for r in sorted(rows, key=lambda r: r["seed"]))
-    return [*key, seeds, *shares[: len(KINDS)], "; ".join(shares[len(KINDS) :]) or "-", improved or "-", bests or "-"]
+    other = "; ".join(f"{k} {share(k)}" for k in others)
+    return [*key, seeds, *(share(k) for k in KINDS), other or "-", improved or "-", bests or "-"]
 
 
 def main() -> None:

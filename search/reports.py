@@ -57,15 +57,23 @@ def model_costs(runs) -> dict:
     for r in Escalation.objects.filter(run__in=runs).values("small_model").annotate(n=Count("id")):
         if r["small_model"] in rows:
             rows[r["small_model"]]["escalations_triggered"] = r["n"]
-    # hit rate: of the children a model proposed, the share the cost model scored above their parent
-    scored = (
-        Node.objects.filter(run__in=runs, call_id__isnull=False, parent_score__isnull=False)
+    # of the children a model's calls made: hit rate, the share the cost model scored above their
+    # parent; proposals measured, those compiled and timed (refine's mutants of the fastest
+    # measured schedules compete with them for every measurement batch)
+    scored = Q(parent_score__isnull=False)
+    made = (
+        Node.objects.filter(run__in=runs, call_id__isnull=False)
         .values("created_by")
-        .annotate(scored=Count("id"), hits=Count("id", filter=Q(predicted__gt=F("parent_score"))))
+        .annotate(
+            scored=Count("id", filter=scored),
+            hits=Count("id", filter=scored & Q(predicted__gt=F("parent_score"))),
+            proposed=Count("id"),
+            measured=Count("id", filter=Q(status__isnull=False)),
+        )
     )
-    for r in scored:
+    for r in made:
         if r["created_by"] in rows:
-            rows[r["created_by"]].update(scored=r["scored"], hits=r["hits"])
+            rows[r["created_by"]].update({k: r[k] for k in ("scored", "hits", "proposed", "measured")})
     # own share: of those children, the share that kept the model's own mutators rather than a
     # screened variant drawn from the target's prior (``prior_variants``)
     for node in Node.objects.filter(run__in=runs, call_id__isnull=False, parent_score__isnull=False).values(
@@ -73,16 +81,6 @@ def model_costs(runs) -> dict:
     ):
         if node["created_by"] in rows:
             rows[node["created_by"]]["own"] += int(own_move(node["mutators"] or []))
-    # proposals measured: of the children a model's calls made, those compiled and timed (refine's
-    # mutants of the fastest measured schedules compete with them for every measurement batch)
-    made = (
-        Node.objects.filter(run__in=runs, call_id__isnull=False, created_by__isnull=False)
-        .values("created_by")
-        .annotate(proposed=Count("id"), measured=Count("id", filter=Q(status__isnull=False)))
-    )
-    for r in made:
-        if r["created_by"] in rows:
-            rows[r["created_by"]].update(proposed=r["proposed"], measured=r["measured"])
     total_calls = sum(r["calls"] for r in rows.values())
     total_usd = sum(r["usd"] for r in rows.values())
     for r in rows.values():
