@@ -133,6 +133,9 @@ CONFIGS: dict[str, dict] = {
     # ... and the LLMs may name a decision (directed moves were measured before only where none
     # of their nodes was measured)
     "default+llm2+directed": {"llm_places": 2, "directed": True},
+    # each round the LLMs propose a move for each of refine's four parents (the fastest measured), and
+    # half of those parents' mutants apply it: their moves compete where the batch is decided
+    "default+llmrefine": {"llm_refine": 4},
     # the cost model's scores unused (random), as MetaSchedule's evolutionary search below 100 records
     "default+random-model": {"model_warmup": 100000},
     # the first two rounds picked at random: a model of 8 records ranks unmeasured root samples worse
@@ -178,6 +181,7 @@ LLM_ONLY = (
     "prior_variants",
     "cost_routing",
     "llm_places",
+    "llm_refine",
 )
 FLEET_ONLY = ("screened_to_small", "cost_routing")
 

@@ -25,11 +25,11 @@ from bench.ablation import load  # noqa: E402
 from bench.strategies import host_info, machine  # noqa: E402
 
 #: the origins in the order a run adds them; each LLM's nodes count together as ``llm``
-KINDS = ("sample", "prior", "llm", "refine")
+KINDS = ("sample", "prior", "llm", "refine", "llm-refine")
 
 
 def kind(origin: str) -> str:
-    return "llm" if origin.startswith("llm:") else origin
+    return origin.split(":")[0] if origin.startswith(("llm:", "llm-refine:")) else origin
 
 
 def cells(store: dict, host: str, configs: list[str] | None = None) -> dict[tuple[str, str, str], list[dict]]:

@@ -24,14 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._report import ROOT, table, write_section  # noqa: E402
 from search.engine import events as ev  # noqa: E402
-from search.engine.mcts import RANDOM_PICK, SKETCH_SCOUT, WARM_SEED  # noqa: E402
 from search.engine.request import Budget, RunRequest, SearchSettings  # noqa: E402
 from search.engine.strategies import STRATEGIES  # noqa: E402
 from search.engine.tuning import tune  # noqa: E402
 from search.services import load_fleet, local_servers  # noqa: E402
-
-#: nodes the search marks by their mutators, by origin
-ORIGIN_MARKERS = {WARM_SEED: "warm", SKETCH_SCOUT: "scout", RANDOM_PICK: "random-pick"}
 
 
 class CallTimer:
@@ -43,7 +39,6 @@ class CallTimer:
         self.llm_s = 0.0
         self.curve = []
         self.origin: dict[int, str] = {}  # node id -> what made it (_origin_of)
-        self._after_round = False  # between a round's measurements and its progress event
         self._measured: list[int] = []
         self._improved: list[int] = []
 
@@ -52,29 +47,20 @@ class CallTimer:
             self.llm_s += event.latency_s
         elif isinstance(event, ev.Progress):
             self.curve.append([event.trials, event.best_latency_s, event.usd, round(event.elapsed_s, 2)])
-            self._after_round = False
         elif isinstance(event, ev.NodeCreated):
             self.origin[event.node_id] = self._origin_of(event)
         elif isinstance(event, ev.NodeMeasured):
-            self._after_round = True
             self._measured.append(event.node_id)
         elif isinstance(event, ev.BestImproved):
             self._improved.append(event.node_id)
 
-    def _origin_of(self, event: ev.NodeCreated) -> str:
-        """What made a node, from the order of the search's events: a round measures its batch,
-        then adds refine's mutants (and any fresh samples or scouts), then reports progress;
-        the tree's expansions come between progress and the next round's measurements."""
-        markers = [m for m in event.mutators if m in ORIGIN_MARKERS]
-        if markers:
-            return ORIGIN_MARKERS[markers[0]]
-        if event.parent_id == 0 and not event.mutators:
-            return "sample"  # the root population (or a fresh sample)
-        if self._after_round:
-            return "refine"
-        if event.created_by:
-            return f"llm:{event.created_by}"
-        return "prior"  # a mutator drawn from the target's prior: mcts-random, colt's depth-1 children
+    @staticmethod
+    def _origin_of(event: ev.NodeCreated) -> str:
+        """What made a node: the origin the search recorded (events.ORIGINS), an LLM's nodes
+        named by model (``llm:<model>``, ``llm-refine:<model>``)."""
+        if event.origin in ("llm", "llm-refine"):
+            return f"{event.origin}:{event.created_by}"
+        return "random-pick" if event.origin == "random" else event.origin or "unknown"
 
     def origins(self) -> dict:
         """Per origin (``sample``, ``prior``, ``refine``, ``llm:<model>``...): the nodes it added,

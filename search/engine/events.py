@@ -85,8 +85,25 @@ class NodeRecord:
     dead: bool = False
     status: str | None = None  # None until measured
     latency: float | None = None  # seconds, once measured correctly
+    # what made it (ORIGINS): a root sample, a tree expansion by the prior or an LLM, refine's
+    # mutant of a fast measured schedule (of the prior's or an LLM's move)...; "" where unknown
+    # (rows saved before origins were recorded)
+    origin: str = ""
     trace: list | None = field(default=None, repr=False)  # full trace; persisted, not broadcast
 
+
+#: a node's ``origin``: what made it, and the words the run page and summaries use for it
+ORIGINS: dict[str, str] = {
+    "sample": "root sample",  # the root population or a fresh design-space sample
+    "warm": "warm seed",  # an earlier run's schedule (warm start)
+    "scout": "sketch scout",  # a sample of a sketch the tree lacked
+    "random": "random pick",  # a random sample measured unscreened
+    "prior": "tree, prior's mutator",  # a tree expansion with a mutator drawn from the prior
+    "llm": "tree, LLM's proposal",  # a tree expansion with an LLM's proposal
+    "refine": "refine, prior's mutator",  # refine's mutant of a fast measured schedule
+    "llm-refine": "refine, LLM's proposal",  # ... with an LLM's proposal for it (llm_refine)
+    "evolution": "evolutionary search",  # MetaSchedule's evolutionary search (no tree)
+}
 
 #: the node's fields, in order (what the database, exports and pages read)
 NODE_FIELDS = tuple(f.name for f in fields(NodeRecord))

@@ -23,6 +23,8 @@ from .strategy import Strategy
 from .tree import Tree
 from .workloads import flops
 
+EVOLUTION = "evolution"  # every node's origin (events.ORIGINS)
+
 
 def _reset_metaschedule_logging() -> None:
     """Each tune_tir call configures MetaSchedule's logger with handlers into its work dir and
@@ -79,7 +81,7 @@ class Evolutionary(Strategy):
         """Keep the candidates measured before a restart; the search runs the remaining trials."""
         for saved in sorted(state.nodes, key=lambda n: n.node_id):
             cand = self.space.load(saved.trace)
-            node = self.tree.add(self.tree.root, cand, shash=cand.shash, mutators=[])
+            node = self.tree.add(self.tree.root, cand, shash=cand.shash, mutators=[], origin=EVOLUTION)
             node.latency, node.status = saved.latency, saved.status
         self.done = state.trials
 
@@ -100,7 +102,7 @@ class Evolutionary(Strategy):
                 for cand, built, ran in zip(measure_candidates, builder_results, runner_results, strict=True):
                     state["trials"] += 1
                     c = Candidate(sch=cand.sch, shash=structural_hash(cand.sch.mod))
-                    node = search.tree.add(search.tree.root, c, shash=c.shash, mutators=[])
+                    node = search.tree.add(search.tree.root, c, shash=c.shash, mutators=[], origin=EVOLUTION)
                     search.sink.emit(
                         ev.NodeCreated(
                             node_id=node.id,
@@ -109,6 +111,7 @@ class Evolutionary(Strategy):
                             shash=c.shash,
                             decisions=search.space.decisions(c.trace),
                             trace=c.trace_json(),
+                            origin=EVOLUTION,
                         )
                     )
                     secs = [float(x) for x in ran.run_secs] if ran.run_secs else []

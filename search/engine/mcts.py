@@ -75,6 +75,9 @@ WARM_SEED = "Warm seed"
 SKETCH_SCOUT = "Sketch scout"
 #: the mutators label of a root child measured as a random sample (``random_picks``)
 RANDOM_PICK = "Random sample"
+#: the origins (events.ORIGINS) of a tree expansion's child: a mutator drawn from the prior, an
+#: LLM's proposal; and of refine's mutants: the prior's mutator, an LLM's proposal (llm_refine)
+PRIOR_MOVE, LLM_MOVE, REFINE, LLM_REFINE = "prior", "llm", "refine", "llm-refine"
 #: a refine candidate: the tree node it descends from, the candidate, the mutators applied since
 #: that node, its score
 _Refined = tuple[Node, Candidate, list[str], float]
@@ -136,6 +139,7 @@ class MCTSSearch:
         parent: Node,
         cand: Candidate,
         *,
+        origin: str,
         created_by,
         expand_model,
         mutators,
@@ -151,6 +155,7 @@ class MCTSSearch:
             expand_model=expand_model,
             mutators=mutators,
             predicted=float(score),
+            origin=origin,
         )
         self.sink.emit(
             ev.NodeCreated(
@@ -166,6 +171,7 @@ class MCTSSearch:
                 call_id=call_id,
                 parent_score=parent_score,
                 trace=cand.trace_json(),
+                origin=origin,
             )
         )
         return node
@@ -334,10 +340,12 @@ class MCTSSearch:
                     accepted = True
                     cand, applied, score, proposal = alt, alt_applied, alt_score, replacement
         leaf.fail_streak = 0
+        created_by = None if proposal.fallback else proposal.model
         child = self._add(
             leaf,
             cand,
-            created_by=None if proposal.fallback else proposal.model,
+            origin=PRIOR_MOVE if created_by is None else LLM_MOVE,
+            created_by=created_by,
             expand_model=proposal.next_model,
             mutators=applied,
             score=score,
@@ -375,7 +383,7 @@ class MCTSSearch:
             # few per round keep the model's data diverse and give scattered good regions a chance
             want = min(self.s.random_picks, k - len(picks))
             for cand in self._unseen(self.space.sample(self.rng) for _ in range(4 * want))[:want]:
-                picks.append(self._add(self.tree.root, cand, created_by=None, expand_model=None,
+                picks.append(self._add(self.tree.root, cand, origin="random", created_by=None, expand_model=None,
                                        mutators=[RANDOM_PICK], score=self._score(cand)))  # fmt: skip
         if self.s.llm_places:
             # the LLMs' proposals are measured, not only screened: their best-scored nodes first
@@ -439,7 +447,7 @@ class MCTSSearch:
         if fresh:
             scores = self.cost_model.predict(fresh)
             best = int(np.argmax(scores))
-            self._add(self.tree.root, fresh[best], created_by=None, expand_model=None, mutators=[],
+            self._add(self.tree.root, fresh[best], origin="sample", created_by=None, expand_model=None, mutators=[],
                       score=float(scores[best]))  # fmt: skip
 
     def _scout_sketches(self) -> None:
@@ -470,8 +478,8 @@ class MCTSSearch:
             if cand.sketch not in best or score > best[cand.sketch][0]:
                 best[cand.sketch] = (float(score), cand)
         for score, cand in sorted(best.values(), key=lambda x: -x[0])[:want]:
-            node = self._add(self.tree.root, cand, created_by=None, expand_model=None, mutators=[SKETCH_SCOUT],
-                             score=score)  # fmt: skip
+            node = self._add(self.tree.root, cand, origin="scout", created_by=None, expand_model=None,
+                             mutators=[SKETCH_SCOUT], score=score)  # fmt: skip
             self.scouts.append(node)
 
     def _unseen(self, cands: Iterable[Candidate | None]) -> list[Candidate]:
@@ -500,13 +508,21 @@ class MCTSSearch:
         ``measure_batch`` of them as children of the nodes they came from: the next round's
         batch then weighs the incumbents' neighbourhoods against the tree's own nodes. With
         ``refine_generations`` > 1 the budget is split over generations, each mutating the
-        best-scored of the one before (a hill climb on the cost model, mutators accumulating)."""
+        best-scored of the one before (a hill climb on the cost model, mutators accumulating).
+
+        With ``llm_refine`` (LLM strategies): an LLM first proposes a move for each of that many
+        of the fastest nodes (:meth:`_refine_proposals`), and every other mutant of such a node
+        applies the proposal's mutators (its directed move, once) instead of one of the prior's:
+        the cost model ranks the LLM's mutants among the prior's where the batch is decided, and
+        those kept are the LLM's nodes (origin ``llm-refine``, counted in its hit rate)."""
         if not self.s.refine or not self.cost_model.trained:
             return
         measured = sorted((n for n in self.tree.nodes[1:] if n.latency), key=lambda n: n.latency or math.inf)
         fastest = measured[: max(1, self.s.measure_batch // 2)]
         if not fastest:
             return
+        asked = self._refine_proposals(fastest)
+        by: dict[str, Proposal] = {}  # a mutant's hash -> the LLM proposal it applied
         pool: list[_Refined] = []
         parents: list[_Refined] = [(n, n.candidate, [], n.predicted) for n in fastest]
         seen = set(self.tree.hashes)
@@ -527,26 +543,78 @@ class MCTSSearch:
         for g in range(generations):
             count = self.s.refine // generations + (self.s.refine % generations if g == 0 else 0)
             born: list[tuple[Node, Candidate, list[str]]] = []
+            if g == 0:
+                for node, asking in asked.items():  # a directed move: its one child
+                    cand = self._directed(node, asking) if asking.move is not None else None
+                    if cand is not None and cand.shash not in seen:
+                        seen.add(cand.shash)
+                        born.append((node, cand, [asking.move.label]))
+                        by[cand.shash] = asking
             for i in range(count):
                 node, cand, moves, _ = parents[i % len(parents)]
-                name = random_mutator(self.space.mutator_probs, self.rng)
-                trace = self.space.mutate(cand.trace, name, self.rng)
+                proposal = asked.get(node) if g == 0 and (i // len(parents)) % 2 else None
+                if proposal is not None:
+                    trace, names = self._apply(cand.trace, proposal.mutators)
+                else:
+                    names = [random_mutator(self.space.mutator_probs, self.rng)]
+                    trace = self.space.mutate(cand.trace, names[0], self.rng)
                 child = self.space.realize(trace, self.rng, unless=seen) if trace is not None else None
                 if child is not None and child.shash not in seen:
                     seen.add(child.shash)
                     child.sketch = cand.sketch  # mutators change decisions, never the sketch
-                    born.append((node, child, [*moves, name]))
+                    born.append((node, child, [*moves, *names]))
+                    lineage = proposal or by.get(cand.shash)  # a later generation's mutant of an LLM's
+                    if lineage is not None:
+                        by[child.shash] = lineage
             if not born:
                 break
             scores = self.cost_model.predict([c for _, c, _ in born])
             scored = [(n, c, m, float(s)) for (n, c, m), s in zip(born, scores, strict=True)]
+            if g == 0 and asked:
+                self._review_refine_proposals(asked, scored, by)
             pool += scored
             scored.sort(key=lambda x: -x[3])
             parents = scored[: max(len(fastest), 4 * self.s.measure_batch)]
         pool.sort(key=lambda x: -x[3])
         for node, cand, moves, score in pool[: self.s.measure_batch]:
-            self._add(node, cand, created_by=None, expand_model=None, mutators=moves, score=score,
+            p = by.get(cand.shash)
+            self._add(node, cand, origin=REFINE if p is None else LLM_REFINE,
+                      created_by=None if p is None else p.model, expand_model=None if p is None else p.next_model,
+                      call_id=None if p is None else p.call_id, mutators=moves, score=score,
                       parent_score=node.predicted)  # fmt: skip
+
+    def _refine_proposals(self, fastest: list[Node]) -> dict[Node, Proposal]:
+        """With ``llm_refine``: an LLM's proposal for each of that many of the fastest measured
+        nodes, routed and accounted as a tree expansion's call (the model the node was assigned,
+        else a small one; the prompt shows the node's and its ancestors' decisions and measured
+        latencies), made at once with ``llm_in_flight`` > 1. None once an LLM budget is spent,
+        after the last round (nothing would measure the mutants), or for a reply with no move."""
+        n = min(self.s.llm_refine, len(fastest)) if self.policy.uses_llm else 0
+        if self.budget.llm_calls is not None:
+            n = min(n, self.budget.llm_calls - self.policy.spent()["llm_calls"])
+        if n <= 0 or self.trials >= self.budget.trials or self.policy.exhausted() or self.stop.interrupt():
+            return {}
+        requests = [self._request(node) for node in fastest[:n]]
+        if self.s.llm_in_flight > 1:
+            proposals = self.policy.propose_many(requests)
+        else:
+            proposals = [self.policy.propose(r) for r in requests]
+        return {r.leaf: p for r, p in zip(requests, proposals, strict=True) if p.mutators or p.move is not None}
+
+    def _review_refine_proposals(self, asked: dict[Node, Proposal], scored: list[_Refined], by: dict) -> None:
+        """Each proposal's best-scored mutant against its parent, scored again in one batch: the
+        model's hit rate (routing) counts it as an expansion's child; a proposal none of whose
+        mutators applied is its failure. No course alteration here: the prior's mutants of the
+        same parent already stand beside the model's."""
+        parents = list(asked)
+        for node, score in zip(parents, self.cost_model.predict([n.candidate for n in parents]), strict=True):
+            node.predicted = float(score)
+        for node, proposal in asked.items():
+            mine = [s for n, c, _, s in scored if n is node and by.get(c.shash) is proposal]
+            if not mine:
+                self.policy.record_failure(proposal.model, "no mutator applied")
+                continue
+            self.policy.review(self._request(node), proposal, node.predicted, max(mine), escalate=False)
 
     def _reward_measured(self, nodes: list[Node]) -> None:
         """Back-propagate what was measured: best latency so far / the node's latency (1 for the
@@ -599,7 +667,8 @@ class MCTSSearch:
             cand = self.space.sample(self.rng, sketch=order[i % len(order)] if order else None)
             if cand is None or cand.shash in self.tree.hashes:
                 continue
-            self._add(self.tree.root, cand, created_by=None, expand_model=None, mutators=[], score=self._score(cand))
+            self._add(self.tree.root, cand, origin="sample", created_by=None, expand_model=None, mutators=[],
+                      score=self._score(cand))  # fmt: skip
 
     def warm_start(self, warm: WarmStart) -> WarmReport:
         """Before the first round: train the cost model on earlier runs' records (other kernels in
@@ -620,8 +689,8 @@ class MCTSSearch:
             for cand in loaded[: warm.seeds]:
                 if cand.shash not in self.tree.hashes:
                     cand.sketch = self.space.sketch_of(cand)
-                    self._add(self.tree.root, cand, created_by=None, expand_model=None, mutators=[WARM_SEED],
-                              score=self._score(cand))  # fmt: skip
+                    self._add(self.tree.root, cand, origin="warm", created_by=None, expand_model=None,
+                              mutators=[WARM_SEED], score=self._score(cand))  # fmt: skip
                     report.seeded += 1
         self.warm_seeds = report.seeded
         report.kernels = len(others) + (1 if same else 0)
@@ -654,6 +723,7 @@ class MCTSSearch:
                 expand_model=saved.expand_model,
                 mutators=saved.mutators,
                 predicted=saved.predicted,
+                origin=saved.origin,
             )
             if node.id != saved.node_id:
                 raise ValueError(f"saved node ids are not dense: expected {node.id}, got {saved.node_id}")

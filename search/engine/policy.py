@@ -85,9 +85,11 @@ class ExpansionPolicy:
         child_score: float,
         *,
         own: bool = True,
+        escalate: bool = True,
     ) -> Proposal | None:
         """After a child is scored (``own``: the kept child applied the proposal's mutators, not a
-        screened variant drawn from the prior): return a replacement proposal (course alteration) or None."""
+        screened variant drawn from the prior): return a replacement proposal (course alteration)
+        or None; with ``escalate`` False, the hit-rate bookkeeping only."""
         return None
 
     def escalated(
@@ -527,6 +529,7 @@ class LLMPolicy(ExpansionPolicy):
         child_score: float,
         *,
         own: bool = True,
+        escalate: bool = True,
     ) -> Proposal | None:
         """Hit-rate bookkeeping, and course alteration on every k-th small-model regression."""
         from .prompting import correction_note
@@ -538,7 +541,7 @@ class LLMPolicy(ExpansionPolicy):
         stats.hits += int(child_score > parent_score)
         stats.own += int(own)
         largest = self.fleet.largest.name
-        if proposal.escalation or proposal.model == largest or self.k is None:
+        if proposal.escalation or proposal.model == largest or self.k is None or not escalate:
             return None
         if child_score >= parent_score:
             self.streak = 0

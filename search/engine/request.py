@@ -105,6 +105,11 @@ class SearchSettings:
     # fastest measured schedules outscore the tree's children, so a colt run measured none of its
     # LLMs' nodes (bench rows' origins, docs/benchmarks.md). 0: off (every place by score)
     llm_places: int = 0
+    # per measurement round (LLM strategies): of refine's parents, the fastest measured schedules,
+    # this many get an LLM's proposal (one call each), and every other mutant of such a parent applies
+    # it instead of the prior's mutator: the models' moves compete with refine's where the batch is
+    # decided, at the incumbents (their tree expansions, at UCT's leaves, were outscored). 0: off
+    llm_refine: int = 0
     # measured records before the cost model's scores are used; random scores until then (MetaSchedule's
     # XGBModel: 100, so its evolutionary search at 64 trials never uses its model). 0: from the first
     # record (the papers). 16: the first two rounds of 8 pick at random; a model of 8 records ranks the
@@ -172,6 +177,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "refine_fresh": 0,
         "random_picks": 0,
         "llm_places": 0,
+        "llm_refine": 0,
         "model_warmup": 0,
         "directed": False,
         "screened_to_small": False,
@@ -253,6 +259,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "refine_fresh": Limit(int, 0, 4096),
         "random_picks": Limit(int, 0, 64),
         "llm_places": Limit(int, 0, 64),
+        "llm_refine": Limit(int, 0, 32),
         "model_warmup": Limit(int, 0, 100000, optional=True),
         "llm_in_flight": Limit(int, 1, 16),
         "timing_cutoff": Limit(float, 1.5, 1000, optional=True),

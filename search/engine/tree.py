@@ -33,6 +33,7 @@ class Node:
         "fail_streak",
         "dead",
         "sketch",
+        "origin",
     )
 
     def __init__(
@@ -46,6 +47,7 @@ class Node:
         expand_model: str | None = None,
         mutators: Iterable[str] = (),
         predicted: float = 0.0,
+        origin: str = "",
     ):
         self.id = id
         self.parent = parent
@@ -59,6 +61,7 @@ class Node:
         self.visits = 0
         self.value = 0.0
         self.predicted = predicted
+        self.origin = origin  # what made it (events.ORIGINS)
         #: the design-space sketch the node's schedule descends from: a root child's sample's
         #: (``candidate.sketch``), below that its parent's (mutators change decisions, never the
         #: sketch); None where unknown

@@ -1,5 +1,5 @@
-"""Where a benchmark row's nodes came from, told from the search's events alone, against what
-the search really did (a real colt run: real TVM, real measurements, a fake LLM server)."""
+"""Where a benchmark row's nodes came from: the origin the search records on each node's event,
+against what the search really did (a real colt run: real TVM, real measurements, a fake LLM server)."""
 
 from collections import Counter
 
@@ -35,13 +35,15 @@ def test_every_node_gets_the_origin_the_search_gave_it(fake_llm, gemm128, gemm_m
         kernel=gemm128,
         strategy="colt",
         budget=Budget(trials=16),
-        settings=SearchSettings(population=4, measure_batch=4, refine=48, seed=3),
+        settings=SearchSettings(population=4, measure_batch=4, refine=48, llm_refine=2, seed=3),
         fleet=fleet_at(fake_llm.api_base),
     ).checked()
     outcome = tune(request, sink=timer, measurer=gemm_measurer)
     tree = outcome.result.tree
 
     def truth(node) -> str:
+        if made_by.get(node.id) == "refine" and node.created_by:  # a mutant applying an LLM's proposal
+            return f"llm-refine:{node.created_by}"
         if node.id in made_by:
             return made_by[node.id]
         return f"llm:{node.created_by}" if node.created_by else "prior"
@@ -49,7 +51,8 @@ def test_every_node_gets_the_origin_the_search_gave_it(fake_llm, gemm128, gemm_m
     assert {n.id: truth(n) for n in tree.nodes[1:]} == timer.origin
     origins = timer.origins()
     kinds = Counter(timer.origin.values())
-    assert kinds["sample"] == 4 and kinds["refine"] > 0 and kinds["prior"] > 0 and kinds["llm:small"] > 0
+    assert kinds["sample"] == 4 and kinds["refine"] > 0 and kinds["prior"] > 0 and kinds["llm:large"] > 0
+    assert any(k.startswith("llm-refine:") for k in kinds)  # the LLMs' moves for refine's parents
     assert {k: v["nodes"] for k, v in origins["by"].items()} == dict(kinds)
     measured = [n for n in tree.nodes[1:] if n.status is not None]
     assert sum(v["measured"] for v in origins["by"].values()) == len(measured) == outcome.result.trials

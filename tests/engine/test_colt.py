@@ -222,3 +222,61 @@ def test_the_summary_says_how_many_llm_proposals_were_measured_and_whose_the_bes
         ).summary()["llm_proposals"]
         is None
     )
+
+
+def test_llm_refine_puts_the_models_moves_among_refines_mutants_of_the_fastest(gemm128, gemm_space, gemm_measurer):
+    """With ``llm_refine``: after a round, a model proposes a move for each of the fastest measured
+    schedules (its prompt shows their measured latency), every other mutant of those applies it
+    instead of the prior's mutator, one batched score ranks them all, and the batch's best-scored
+    mutants join the tree: the model's as its nodes (origin llm-refine, its call, its hit rate)."""
+    from search.engine.mcts import LLM_REFINE, REFINE, MCTSSearch
+
+    server = FakeLLMServer()
+    for name in ("small", "mid", "large"):
+        server.scripts[name] = Script('{"mutators": ["MutateUnroll"], "next_model": "mid"}')
+    policy = LLMPolicy(fleet_at(server.api_base), LiteLLMClient(), kernel="gemm-128", target="llvm")
+    sink = ev.ListSink()
+    settings = SearchSettings.paper(measure_batch=4, expansions_per_round=4, seed=3, refine=64, llm_refine=2)
+    search = MCTSSearch(space=gemm_space, policy=policy, measurer=gemm_measurer, sink=sink, settings=settings,
+                        budget=Budget(trials=16))  # fmt: skip
+    search._init_population()
+    for leaf in search.tree.root.children[:3]:  # depth-1 children: random moves, no call
+        search.expand(leaf)
+    search.measure_round()
+    assert search.cost_model.trained and not server.requests
+    fastest = sorted((n for n in search.tree.nodes[1:] if n.latency), key=lambda n: n.latency)[:2]
+    applied = []
+    real_apply = search._apply
+    search._apply = lambda trace, mutators: (applied.append(list(mutators)), real_apply(trace, mutators))[1]
+    before = len(search.tree)
+    search._refine()
+    try:
+        calls = sink.of(ev.LLMCallRecorded)
+        assert [c.node_id for c in calls] == [n.id for n in fastest]  # one call per parent, the fastest first
+        # each asks the model its node was assigned (the largest for the papers' depth-1 children),
+        # a root sample (no model assigned) the smallest, as a tree expansion would
+        assert [c.model for c in calls] == [n.expand_model or "small" for n in fastest]
+        for body, node in zip(server.requests, fastest, strict=True):
+            assert f"measured {node.latency * 1e3:.3f} ms" in body["messages"][1]["content"]  # the timing
+        # half of the 64 mutants (every other one of each asked parent's) applied the proposal
+        assert applied == [["MutateUnroll"]] * 32
+        kept = search.tree.nodes[before:]
+        assert len(kept) == 4 and {n.origin for n in kept} <= {REFINE, LLM_REFINE}
+        for node in kept:
+            if node.origin == LLM_REFINE:
+                assert node.parent in fastest and node.mutators == ["MutateUnroll"] and node.expand_model == "mid"
+                assert node.created_by == calls[fastest.index(node.parent)].model
+            else:
+                assert node.created_by is None and len(node.mutators) == 1  # one of the prior's
+        assert sum(s.scored for s in policy.stats.values()) == 2  # each proposal's best mutant against its parent
+        created = {e.node_id: e for e in sink.of(ev.NodeCreated)}
+        assert all(created[n.id].origin == n.origin for n in kept)
+        assert {created[n.id].call_id for n in kept if n.origin == LLM_REFINE} <= {c.call_id for c in calls}
+        # off, refine asks nobody
+        search.s = SearchSettings.paper(measure_batch=4, expansions_per_round=4, seed=3, refine=64)
+        applied.clear()
+        search._refine()
+        assert len(sink.of(ev.LLMCallRecorded)) == 2 and not applied
+        assert {n.origin for n in search.tree.nodes[before + 4 :]} == {REFINE}
+    finally:
+        server.close()

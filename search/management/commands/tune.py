@@ -35,6 +35,7 @@ SETTINGS = (
     "refine_fresh",
     "random_picks",
     "llm_places",
+    "llm_refine",
     "model_warmup",
     "directed",
     "screened_to_small",
@@ -212,6 +213,13 @@ class Command(BaseCommand):
             default=None,
             help=f"colt, single-llm: of each round's measurements, this many go to the best-scored nodes an LLM "
             f"proposed, ahead of refine's mutants (default {defaults.llm_places}: off, every place by score)",
+        )
+        search.add_argument(
+            "--llm-refine",
+            type=int,
+            default=None,
+            help=f"colt, single-llm: per round, an LLM proposes a move for this many of refine's parents (the "
+            f"fastest measured schedules) and half their mutants apply it (default {defaults.llm_refine}: off)",
         )
         search.add_argument(
             "--model-warmup",
