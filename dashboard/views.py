@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.access import teams_of
 from colt_site.converters import parse_id
 from search import exports, modelruns, reports, selectors, services
+from search.engine.events import ORIGINS
 from search.engine.onnxmodel import ModelError
 from search.engine.request import RequestError
 from search.models import Run
@@ -77,7 +78,7 @@ def launch(request):
 
 def run_page(request, run_id: int):
     run = run_for(request.user, run_id, Run.objects.select_related("kernel", "team", "model_run"))
-    return render(request, "dashboard/run.html", {"run": run})
+    return render(request, "dashboard/run.html", {"run": run, "origins": ORIGINS})
 
 
 # --- model runs ------------------------------------------------------------------------------

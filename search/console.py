@@ -99,6 +99,11 @@ def summary_lines(summary: dict) -> list[str]:
             4,
             ("warm start", f"{warm['records']} schedules, {warm['kernels']} kernel(s), {warm['seeded']} seeded"),
         )
+    origins = summary.get("origins")
+    if origins and origins["by"]:
+        measured = ", ".join(f"{k} {c['measured']}" for k, c in origins["by"].items() if c["measured"])
+        best = f"; the best: {origins['best']}" if origins["best"] else ""
+        rows.append(("measured by origin", f"{measured or 'none'}{best}"))
     llm = summary.get("llm")
     if llm:
         rows += [

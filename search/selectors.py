@@ -134,7 +134,7 @@ def node_detail(run: Run, node_id: int, *, script: bool = False) -> dict | None:
     rows = {
         n["node_id"]: n
         for n in Node.objects.filter(run=run, node_id__in=ids).values(
-            "node_id", "created_by", "mutators", "latency", "status", "predicted"
+            "node_id", "created_by", "origin", "mutators", "latency", "status", "predicted"
         )
     }
     data["path"] = [rows[i] for i in reversed(ids) if i in rows]

@@ -84,11 +84,25 @@ class TuneOutcome:
             "best_from": best.created_by if best is not None else None,
         }
 
+    def origins(self) -> dict:
+        """Per origin (events.ORIGINS: root sample, the tree's prior or LLM child, refine's mutant
+        of the prior's or an LLM's move...): the nodes made and those measured, most measured
+        first; and the best schedule's origin."""
+        by: dict[str, dict[str, int]] = {}
+        for n in self.result.tree.nodes[1:]:
+            cell = by.setdefault(n.origin or "unknown", {"nodes": 0, "measured": 0})
+            cell["nodes"] += 1
+            cell["measured"] += n.status is not None
+        ordered = dict(sorted(by.items(), key=lambda kv: (-kv[1]["measured"], -kv[1]["nodes"], kv[0])))
+        best = self.result.best
+        return {"by": ordered, "best": (best.origin or "unknown") if best is not None else None}
+
     def summary(self) -> dict:
         best = self.result.best
         return {
             "llm": self.llm_summary,
             "llm_proposals": self.llm_proposals(),
+            "origins": self.origins(),
             "kernel": self.spec.to_dict(),
             "target": self.target,
             "strategy": self.strategy,

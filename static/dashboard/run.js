@@ -26,6 +26,32 @@
     return node;
   }
 
+  // what made a node (engine.events.ORIGINS), in the page's words; "" for rows saved before origins were recorded
+  const ORIGIN_LABELS = JSON.parse(document.getElementById("origin-labels").textContent);
+  function originOf(n) {
+    return ORIGIN_LABELS[n.origin] || "origin not recorded";
+  }
+  /** Who made a node: the model whose proposal it applies and how, or what made it without one. */
+  function madeBy(n) {
+    return n.created_by ? `${n.created_by} (${originOf(n)})` : originOf(n);
+  }
+
+  /** Per origin: the nodes made, those measured and the measurements that set a new best, most measured first. */
+  function originRows() {
+    const by = new Map();
+    const cell = (n) => {
+      const k = originOf(n);
+      if (!by.has(k)) by.set(k, {made: 0, measured: 0, improved: 0});
+      return by.get(k);
+    };
+    for (const n of S.nodes.values()) {
+      if (n.node_id === 0) continue;
+      const c = cell(n); c.made += 1; if (n.status) c.measured += 1;
+    }
+    for (const imp of S.improvements) { const n = S.nodes.get(imp.node_id); if (n) cell(n).improved += 1; }
+    return Array.from(by.entries()).sort((a, b) => b[1].measured - a[1].measured || b[1].made - a[1].made);
+  }
+
   function colorOf(model) {
     if (!model) return "#9aa";
     if (!modelColor.has(model)) modelColor.set(model, palette[modelColor.size % palette.length]);
@@ -278,12 +304,20 @@
         const n = S.nodes.get(imp.node_id) || {};
         const li = el("li"), swatch = el("i");
         swatch.style.background = colorOf(n.created_by);
-        li.append(swatch, ` trial ${imp.trial}: ${fmt(imp.latency)} by ${n.created_by || "a random move"} (node ${imp.node_id})`);
+        li.append(swatch, ` trial ${imp.trial}: ${fmt(imp.latency)} by ${madeBy(n)} (node ${imp.node_id})`);
         li.dataset.model = n.created_by || "";
         li.onclick = () => select(imp.node_id);
         return li;
       }));
     }
+    const origins = originRows();
+    document.querySelector("#origins tbody").replaceChildren(...origins.map(([label, c]) => {
+      const tr = el("tr");
+      tr.dataset.origin = label;
+      const bests = c.improved ? `, ${c.improved} new best${c.improved > 1 ? "s" : ""}` : "";
+      tr.append(el("th", label), el("td", `${c.measured} measured of ${c.made} made${bests}`));
+      return tr;
+    }));
     drawReplay();
     drawPlot();
   }
@@ -390,7 +424,7 @@
     box.hidden = false;
     document.getElementById("d-id").textContent = nodeId;
     rows("d-summary", [
-      ["made by", d.created_by || "random move", "the model whose proposal made this node"],
+      ["made by", madeBy(d), "what made this node: the model whose proposal it applies, in the tree or in refine (a mutant of one of the fastest measured schedules), or a root sample, a mutator drawn from the prior..."],
       ["mutators", (d.mutators || []).join(", ")],
       ["status", d.status || "not measured"],
       ["latency", d.coarse ? `${fmt(d.latency)} (two single runs: slower than the timing cutoff)` : fmt(d.latency),
@@ -404,7 +438,7 @@
     const dec = d.decisions || {};
     rows("d-decisions", Object.entries(dec).map(([k, v]) => [k, Array.isArray(v) ? JSON.stringify(v) : v]));
     document.getElementById("d-path").replaceChildren(...(d.path || []).map((p) => {
-      const li = el("li", `#${p.node_id} ${p.created_by || "random"}: ${(p.mutators || []).join(", ") || "-"} → ${p.latency ? fmt(p.latency) : p.status || "not measured"}`);
+      const li = el("li", `#${p.node_id} ${madeBy(p)}: ${(p.mutators || []).join(", ") || "-"} → ${p.latency ? fmt(p.latency) : p.status || "not measured"}`);
       li.onclick = () => select(p.node_id);
       return li;
     }));

@@ -447,7 +447,26 @@ def test_replay_a_finished_run_and_see_which_model_made_each_improvement(server,
     page.wait_for_function("document.querySelector('#status').textContent === 'succeeded'")
     improvements = run.events.filter(kind="best_improved").count()
     page.wait_for_function(f"document.querySelectorAll('#improvements li').length === {improvements}")
-    assert "by a random move" in page.text_content("#improvements li")  # mcts-random: no LLM proposed it
+    # mcts-random: no LLM proposed it; a root sample or a tree child of a mutator drawn from the prior
+    assert re.search(r"by (root sample|tree, prior's mutator) \(node", page.text_content("#improvements li"))
+    # where the measured schedules came from: the nodes' recorded origins, counted as the database holds them
+    from django.db.models import Count, Q
+
+    from search.engine.events import ORIGINS
+
+    want = {
+        ORIGINS[o["origin"]]: f"{o['measured']} measured of {o['made']} made"
+        for o in run.nodes.values("origin").annotate(
+            made=Count("id"), measured=Count("id", filter=Q(status__isnull=False))
+        )
+    }
+    assert set(want) == {"root sample", "tree, prior's mutator"}
+    shown = {
+        tr.get_attribute("data-origin"): tr.query_selector("td").text_content()
+        for tr in page.query_selector_all("#origins tbody tr")
+    }
+    assert set(shown) == set(want) and all(shown[k].startswith(want[k]) for k in want), (shown, want)
+    assert sum(int(m) for m in re.findall(r"(\d+) new best", " ".join(shown.values()))) == improvements
     full = page.evaluate("window.coltState.nodes.size")
     assert page.is_visible("#replay-bar")
     # back to the first events: the tree shrinks; forward to the end: all of it again

@@ -3,6 +3,7 @@ with LLM calls through LiteLLM to a fake OpenAI-compatible server."""
 
 import itertools
 import json
+from collections import Counter
 from dataclasses import asdict
 
 import pytest
@@ -212,6 +213,15 @@ def test_the_summary_says_how_many_llm_proposals_were_measured_and_whose_the_bes
     assert summary["nodes"] > 0 and summary["measured"] > 0
     line = next(x for x in summary_lines(outcome.summary()) if "LLM proposals" in x)
     assert f"{len(proposed)} nodes, {len(proposed & measured)} measured" in line
+    # every node's origin, as the search recorded it on its event, counted per origin
+    origin = {e.node_id: e.origin for e in sink.of(ev.NodeCreated)}
+    assert set(origin.values()) <= set(ev.ORIGINS) and {"sample", "prior", "llm"} <= set(origin.values())
+    origins = outcome.summary()["origins"]
+    assert {k: c["nodes"] for k, c in origins["by"].items()} == Counter(origin.values())
+    assert {k: c["measured"] for k, c in origins["by"].items() if c["measured"]} == Counter(origin[i] for i in measured)
+    assert origins["best"] == origin[best]
+    line = next(x for x in summary_lines(outcome.summary()) if "measured by origin" in x)
+    assert f"the best: {origin[best]}" in line
     # a search without LLMs has no such figure
     assert (
         tune(

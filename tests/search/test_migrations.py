@@ -59,3 +59,44 @@ def test_runs_stored_before_the_run_request_read_back_whole_and_the_migration_re
         assert apps.get_model("search", "Node").objects.get(run_id=run.pk).status == ""
     finally:
         MigrationExecutor(connection).migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+
+def test_nodes_stored_before_origins_get_those_their_fields_still_tell():
+    """Migration 0010: a node saved before nodes recorded their origin gets the one its row still
+    tells (root sample, warm seed, scout, random pick, an LLM's tree child, evolutionary search);
+    a tree child of the prior's mutator and refine's mutant look alike and stay unknown."""
+    before = [("search", "0009_measurement_coarse")]
+    try:
+        apps = migrate(before)
+        kernel = apps.get_model("search", "Kernel").objects.create(
+            name="gemm-128", op="gemm", shape={"M": 128, "N": 128, "K": 128}, key="gemm|float32|K=128,M=128,N=128"
+        )
+        Run, Node = apps.get_model("search", "Run"), apps.get_model("search", "Node")
+        tree, evo = (Run.objects.create(kernel=kernel, target="llvm", strategy=s) for s in ("colt", "evolutionary"))
+        rows = [  # (run, node id, parent id, created_by, mutators)
+            (tree, 1, 0, None, []),
+            (tree, 2, 0, None, ["Warm seed"]),
+            (tree, 3, 0, None, ["Sketch scout"]),
+            (tree, 4, 0, None, ["Random sample"]),
+            (tree, 5, 1, "small", ["MutateTileSize"]),
+            (tree, 6, 1, None, ["MutateUnroll"]),
+            (evo, 1, 0, None, []),
+        ]
+        for seq, (run, node_id, parent_id, by, mutators) in enumerate(rows, 1):
+            Node.objects.create(run=run, node_id=node_id, parent_id=parent_id, depth=1 + (parent_id > 0),
+                                shash=f"h{seq}", created_by=by, mutators=mutators, seq=seq)  # fmt: skip
+        migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+        from search.models import Node as Current
+
+        got = {(n.run_id, n.node_id): n.origin for n in Current.objects.all()}
+        assert got == {
+            (tree.pk, 1): "sample",
+            (tree.pk, 2): "warm",
+            (tree.pk, 3): "scout",
+            (tree.pk, 4): "random",
+            (tree.pk, 5): "llm",
+            (tree.pk, 6): "",
+            (evo.pk, 1): "evolution",
+        }
+    finally:
+        MigrationExecutor(connection).migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
