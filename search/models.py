@@ -191,7 +191,7 @@ class Node(models.Model):
     latency = models.FloatField(null=True, blank=True)
     status = models.CharField(max_length=16, null=True, blank=True)  # None until measured
     call_id = models.PositiveIntegerField(null=True, blank=True)
-    origin = models.CharField(max_length=16, blank=True, default="")  # engine.events.ORIGINS; "" unknown
+    origin = models.CharField(max_length=16, null=True, blank=True)  # engine.events.ORIGINS; None: unknown
     seq = models.PositiveIntegerField()
 
     class Meta:

@@ -86,9 +86,9 @@ class NodeRecord:
     status: str | None = None  # None until measured
     latency: float | None = None  # seconds, once measured correctly
     # what made it (ORIGINS): a root sample, a tree expansion by the prior or an LLM, refine's
-    # mutant of a fast measured schedule (of the prior's or an LLM's move)...; "" where unknown
+    # mutant of a fast measured schedule (of the prior's or an LLM's move)...; None where unknown
     # (rows saved before origins were recorded)
-    origin: str = ""
+    origin: str | None = None
     trace: list | None = field(default=None, repr=False)  # full trace; persisted, not broadcast
 
 

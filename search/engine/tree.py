@@ -47,7 +47,7 @@ class Node:
         expand_model: str | None = None,
         mutators: Iterable[str] = (),
         predicted: float = 0.0,
-        origin: str = "",
+        origin: str | None = None,
     ):
         self.id = id
         self.parent = parent

@@ -95,7 +95,7 @@ def test_nodes_stored_before_origins_get_those_their_fields_still_tell():
             (tree.pk, 3): "scout",
             (tree.pk, 4): "random",
             (tree.pk, 5): "llm",
-            (tree.pk, 6): "",
+            (tree.pk, 6): None,
             (evo.pk, 1): "evolution",
         }
     finally:
