@@ -77,7 +77,7 @@ SKETCH_SCOUT = "Sketch scout"
 RANDOM_PICK = "Random sample"
 #: the origins (events.ORIGINS) of a tree expansion's child: a mutator drawn from the prior, an
 #: LLM's proposal; and of refine's mutants: the prior's mutator, an LLM's proposal (llm_refine)
-PRIOR_MOVE, LLM_MOVE, REFINE, LLM_REFINE = "prior", "llm", "refine", "llm-refine"
+PRIOR_MOVE, LLM_MOVE, REFINE, LLM_REFINE, SAMPLE = "prior", "llm", "refine", "llm-refine", "sample"
 #: a refine candidate: the tree node it descends from, the candidate, the mutators applied since
 #: that node, its score
 _Refined = tuple[Node, Candidate, list[str], float]
@@ -447,7 +447,7 @@ class MCTSSearch:
         if fresh:
             scores = self.cost_model.predict(fresh)
             best = int(np.argmax(scores))
-            self._add(self.tree.root, fresh[best], origin="sample", created_by=None, expand_model=None, mutators=[],
+            self._add(self.tree.root, fresh[best], origin=SAMPLE, created_by=None, expand_model=None, mutators=[],
                       score=float(scores[best]))  # fmt: skip
 
     def _scout_sketches(self) -> None:
@@ -514,7 +514,10 @@ class MCTSSearch:
         of the fastest nodes (:meth:`_refine_proposals`), and every other mutant of such a node
         applies the proposal's mutators (its directed move, once) instead of one of the prior's:
         the cost model ranks the LLM's mutants among the prior's where the batch is decided, and
-        those kept are the LLM's nodes (origin ``llm-refine``, counted in its hit rate)."""
+        those kept are the LLM's nodes (origin ``llm-refine``). A proposal is judged (hit rate,
+        never course alteration: the prior's mutants stand beside the model's) by its best-scored
+        kept mutant, against its parent scored again in the same batch; one with nothing kept is
+        not scored, and one whose mutators never applied is the model's failure."""
         if not self.s.refine or not self.cost_model.trained:
             return
         measured = sorted((n for n in self.tree.nodes[1:] if n.latency), key=lambda n: n.latency or math.inf)
@@ -553,9 +556,11 @@ class MCTSSearch:
             for i in range(count):
                 node, cand, moves, _ = parents[i % len(parents)]
                 proposal = asked.get(node) if g == 0 and (i // len(parents)) % 2 else None
+                trace = None
                 if proposal is not None:
                     trace, names = self._apply(cand.trace, proposal.mutators)
-                else:
+                if trace is None:  # the prior's move (also where the proposal's mutators did not apply)
+                    proposal = None
                     names = [random_mutator(self.space.mutator_probs, self.rng)]
                     trace = self.space.mutate(cand.trace, names[0], self.rng)
                 child = self.space.realize(trace, self.rng, unless=seen) if trace is not None else None
@@ -568,20 +573,36 @@ class MCTSSearch:
                         by[child.shash] = lineage
             if not born:
                 break
-            scores = self.cost_model.predict([c for _, c, _ in born])
-            scored = [(n, c, m, float(s)) for (n, c, m), s in zip(born, scores, strict=True)]
-            if g == 0 and asked:
-                self._review_refine_proposals(asked, scored, by)
+            # (the asked parents scored again in the same batch: their LLM mutants are judged against them)
+            rescored = list(asked) if g == 0 else []
+            scores = self.cost_model.predict([*(c for _, c, _ in born), *(n.candidate for n in rescored)])
+            for node, score in zip(rescored, scores[len(born) :], strict=True):
+                node.predicted = float(score)
+            scored = [(n, c, m, float(s)) for (n, c, m), s in zip(born, scores[: len(born)], strict=True)]
             pool += scored
             scored.sort(key=lambda x: -x[3])
             parents = scored[: max(len(fastest), 4 * self.s.measure_batch)]
         pool.sort(key=lambda x: -x[3])
-        for node, cand, moves, score in pool[: self.s.measure_batch]:
+        kept = pool[: self.s.measure_batch]
+        # each proposal is judged by its best-scored kept mutant (the only one with a parent score,
+        # so a resumed run and the cost review count what the run counted)
+        judged = {n: c for n, c, _, _ in reversed(kept) if by.get(c.shash) is not None}
+        for node, cand, moves, score in kept:
             p = by.get(cand.shash)
-            self._add(node, cand, origin=REFINE if p is None else LLM_REFINE,
-                      created_by=None if p is None else p.model, expand_model=None if p is None else p.next_model,
-                      call_id=None if p is None else p.call_id, mutators=moves, score=score,
-                      parent_score=node.predicted)  # fmt: skip
+            if p is None:
+                origin = SAMPLE if node is self.tree.root and not moves else REFINE  # (refine_fresh's samples)
+                self._add(node, cand, origin=origin, created_by=None, expand_model=None, mutators=moves, score=score,
+                          parent_score=node.predicted)  # fmt: skip
+                continue
+            judge = node.predicted if judged[node] is cand else None
+            self._add(node, cand, origin=LLM_REFINE, created_by=p.model, expand_model=p.next_model,
+                      call_id=p.call_id, mutators=moves, score=score, parent_score=judge)  # fmt: skip
+        for node, proposal in asked.items():
+            if node in judged:
+                score = next(s for _, c, _, s in kept if c is judged[node])
+                self.policy.review(self._request(node), proposal, node.predicted, score, escalate=False)
+            elif proposal.mutators and all(p is not proposal for p in by.values()):
+                self.policy.record_failure(proposal.model, "no mutator applied")
 
     def _refine_proposals(self, fastest: list[Node]) -> dict[Node, Proposal]:
         """With ``llm_refine``: an LLM's proposal for each of that many of the fastest measured
@@ -592,29 +613,26 @@ class MCTSSearch:
         n = min(self.s.llm_refine, len(fastest)) if self.policy.uses_llm else 0
         if self.budget.llm_calls is not None:
             n = min(n, self.budget.llm_calls - self.policy.spent()["llm_calls"])
+        if self.s.refine < 2 * max(1, self.s.measure_batch // 2):
+            n = 0  # no mutant would apply a proposal (every other mutant of a parent does)
         if n <= 0 or self.trials >= self.budget.trials or self.policy.exhausted() or self.stop.interrupt():
             return {}
-        requests = [self._request(node) for node in fastest[:n]]
-        if self.s.llm_in_flight > 1:
-            proposals = self.policy.propose_many(requests)
-        else:
-            proposals = [self.policy.propose(r) for r in requests]
-        return {r.leaf: p for r, p in zip(requests, proposals, strict=True) if p.mutators or p.move is not None}
-
-    def _review_refine_proposals(self, asked: dict[Node, Proposal], scored: list[_Refined], by: dict) -> None:
-        """Each proposal's best-scored mutant against its parent, scored again in one batch: the
-        model's hit rate (routing) counts it as an expansion's child; a proposal none of whose
-        mutators applied is its failure. No course alteration here: the prior's mutants of the
-        same parent already stand beside the model's."""
-        parents = list(asked)
-        for node, score in zip(parents, self.cost_model.predict([n.candidate for n in parents]), strict=True):
-            node.predicted = float(score)
-        for node, proposal in asked.items():
-            mine = [s for n, c, _, s in scored if n is node and by.get(c.shash) is proposal]
-            if not mine:
-                self.policy.record_failure(proposal.model, "no mutator applied")
-                continue
-            self.policy.review(self._request(node), proposal, node.predicted, max(mine), escalate=False)
+        # in waves, as the tree's calls in flight: at most llm_in_flight calls, one per model
+        # server, each routed after the wave before was accounted (1: one call at a time)
+        pending = [self._request(node) for node in fastest[:n]]
+        proposals: dict[Node, Proposal] = {}
+        while pending:
+            wave: list[ExpansionRequest] = []
+            models: set[str | None] = set()
+            for request in pending:
+                model = self.policy.route(request)
+                if len(wave) < self.s.llm_in_flight and model not in models:
+                    models.add(model)
+                    wave.append(request)
+            for request, proposal in zip(wave, self.policy.propose_many(wave), strict=True):
+                proposals[request.leaf] = proposal
+            pending = [r for r in pending if r.leaf not in proposals]
+        return {node: p for node, p in proposals.items() if p.mutators or p.move is not None}
 
     def _reward_measured(self, nodes: list[Node]) -> None:
         """Back-propagate what was measured: best latency so far / the node's latency (1 for the
@@ -667,7 +685,7 @@ class MCTSSearch:
             cand = self.space.sample(self.rng, sketch=order[i % len(order)] if order else None)
             if cand is None or cand.shash in self.tree.hashes:
                 continue
-            self._add(self.tree.root, cand, origin="sample", created_by=None, expand_model=None, mutators=[],
+            self._add(self.tree.root, cand, origin=SAMPLE, created_by=None, expand_model=None, mutators=[],
                       score=self._score(cand))  # fmt: skip
 
     def warm_start(self, warm: WarmStart) -> WarmReport:

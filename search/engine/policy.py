@@ -292,7 +292,7 @@ class LLMPolicy(ExpansionPolicy):
                 hit = node.predicted > node.parent_score
                 s.hits += int(hit)
                 s.own += int(own_move(node.mutators))
-                if node.created_by != largest:
+                if node.created_by != largest and node.origin != "llm-refine":  # (refine: no course alteration)
                     self.streak = 0 if node.predicted >= node.parent_score else self.streak + 1
 
     # -- prompting ---------------------------------------------------------------------------------

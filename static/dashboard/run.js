@@ -26,7 +26,8 @@
     return node;
   }
 
-  // what made a node (engine.events.ORIGINS), in the page's words; "" for rows saved before origins were recorded
+  // what made a node (engine.events.ORIGINS), in the page's words; the events of runs made before
+  // nodes recorded their origin carry none ("origin not recorded")
   const ORIGIN_LABELS = JSON.parse(document.getElementById("origin-labels").textContent);
   function originOf(n) {
     return ORIGIN_LABELS[n.origin] || "origin not recorded";

@@ -220,6 +220,9 @@ def test_the_summary_says_how_many_llm_proposals_were_measured_and_whose_the_bes
     assert {k: c["nodes"] for k, c in origins["by"].items()} == Counter(origin.values())
     assert {k: c["measured"] for k, c in origins["by"].items() if c["measured"]} == Counter(origin[i] for i in measured)
     assert origins["best"] == origin[best]
+    assert [c["measured"] for c in origins["by"].values()] == sorted(
+        (c["measured"] for c in origins["by"].values()), reverse=True
+    )
     line = next(x for x in summary_lines(outcome.summary()) if "measured by origin" in x)
     assert f"the best: {origin[best]}" in line
     # a search without LLMs has no such figure
@@ -271,17 +274,28 @@ def test_llm_refine_puts_the_models_moves_among_refines_mutants_of_the_fastest(g
         # half of the 64 mutants (every other one of each asked parent's) applied the proposal
         assert applied == [["MutateUnroll"]] * 32
         kept = search.tree.nodes[before:]
-        assert len(kept) == 4 and {n.origin for n in kept} <= {REFINE, LLM_REFINE}
+        assert len(kept) == 4 and {n.origin for n in kept} == {REFINE, LLM_REFINE}  # (both won places here)
         for node in kept:
             if node.origin == LLM_REFINE:
                 assert node.parent in fastest and node.mutators == ["MutateUnroll"] and node.expand_model == "mid"
                 assert node.created_by == calls[fastest.index(node.parent)].model
             else:
                 assert node.created_by is None and len(node.mutators) == 1  # one of the prior's
-        assert sum(s.scored for s in policy.stats.values()) == 2  # each proposal's best mutant against its parent
         created = {e.node_id: e for e in sink.of(ev.NodeCreated)}
         assert all(created[n.id].origin == n.origin for n in kept)
-        assert {created[n.id].call_id for n in kept if n.origin == LLM_REFINE} <= {c.call_id for c in calls}
+        mine = [created[n.id] for n in kept if n.origin == LLM_REFINE]
+        assert {e.call_id for e in mine} <= {c.call_id for c in calls}
+        # each proposal with a kept mutant is judged once, by the best-scored of them (the one with a
+        # parent score); a resumed run counts the same from the saved nodes and calls
+        judged = [e for e in mine if e.parent_score is not None]
+        assert len(judged) == len({e.parent_id for e in mine}) == sum(s.scored for s in policy.stats.values())
+        for e in judged:
+            assert e.predicted == max(x.predicted for x in mine if x.parent_id == e.parent_id)
+        restored = LLMPolicy(fleet_at("http://127.0.0.1:9"), LiteLLMClient(), kernel="g", target="llvm")
+        restored.restore(SavedState(nodes=list(created.values()), trials=4, calls=[asdict(c) for c in calls]))
+        assert {m: (x.scored, x.hits) for m, x in restored.stats.items()} == {
+            m: (x.scored, x.hits) for m, x in policy.stats.items()
+        }
         # off, refine asks nobody
         search.s = SearchSettings.paper(measure_batch=4, expansions_per_round=4, seed=3, refine=64)
         applied.clear()

@@ -321,8 +321,9 @@ def test_refine_fresh_seeds_refine_with_the_best_scored_random_samples(gemm_spac
         if node.parent is search.tree.root:  # a sample, or a mutant of a best-scored sample
             assert (node.mutators == [] and node.shash in parents) or len(node.mutators) == 1
             assert node.sketch is not None
+            assert node.origin == ("sample" if node.mutators == [] else "refine")  # an unmutated one is a sample
         else:
-            assert node.parent in fastest and len(node.mutators) == 1
+            assert node.parent in fastest and len(node.mutators) == 1 and node.origin == "refine"
     # samples and mutants compete for the batch on their scores alone (which of them wins depends
     # on what the run measured: an assertion that a sample always wins failed on some machines)
     best = {shash for shash, _ in sorted(scored.items(), key=lambda x: -x[1])[:4]}
