@@ -90,9 +90,11 @@ def main() -> None:
             f"#### Where the measured schedules came from (`bench/origins.py`, machine `{host}`)\n\n"
             "Per cell, summed over its seeds: the share of the 64 measured candidates per run that were root "
             "samples, children the tree's expansions made with a mutator from the target's prior (mcts-random's "
-            "every expansion; colt's children of the root samples), children an LLM proposed, and refine's "
-            "mutants of the fastest measured schedules; the measurements that set a new best, and where each "
-            "run's final best came from."
+            "every expansion; colt's children of the root samples), children an LLM proposed, refine's "
+            "mutants of the fastest measured schedules, and those of refine's mutants that apply an LLM's "
+            "proposal for their parent (`llm_refine`); the measurements that set a new best, and where each "
+            "run's final best came from. Each node's origin is the one the search recorded (rows of before "
+            "2026-12-06 16:00: told from the order of the search's events)."
         )
         write_section("origins", f"{lead}\n\n{body}")
 

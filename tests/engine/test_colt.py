@@ -237,26 +237,34 @@ def test_the_summary_says_how_many_llm_proposals_were_measured_and_whose_the_bes
     )
 
 
-def test_llm_refine_puts_the_models_moves_among_refines_mutants_of_the_fastest(gemm128, gemm_space, gemm_measurer):
-    """With ``llm_refine``: after a round, a model proposes a move for each of the fastest measured
-    schedules (its prompt shows their measured latency), every other mutant of those applies it
-    instead of the prior's mutator, one batched score ranks them all, and the batch's best-scored
-    mutants join the tree: the model's as its nodes (origin llm-refine, its call, its hit rate)."""
-    from search.engine.mcts import LLM_REFINE, REFINE, MCTSSearch
+def refine_ready(server, space, measurer, **settings):
+    """A colt search (the fake server's three models) after one measured round: refine may run."""
+    from search.engine.mcts import MCTSSearch
 
-    server = FakeLLMServer()
     for name in ("small", "mid", "large"):
-        server.scripts[name] = Script('{"mutators": ["MutateUnroll"], "next_model": "mid"}')
+        server.scripts.setdefault(name, Script('{"mutators": ["MutateUnroll"], "next_model": "mid"}'))
     policy = LLMPolicy(fleet_at(server.api_base), LiteLLMClient(), kernel="gemm-128", target="llvm")
     sink = ev.ListSink()
-    settings = SearchSettings.paper(measure_batch=4, expansions_per_round=4, seed=3, refine=64, llm_refine=2)
-    search = MCTSSearch(space=gemm_space, policy=policy, measurer=gemm_measurer, sink=sink, settings=settings,
+    settings = SearchSettings.paper(**{"measure_batch": 4, "expansions_per_round": 4, "seed": 3, **settings})
+    search = MCTSSearch(space=space, policy=policy, measurer=measurer, sink=sink, settings=settings,
                         budget=Budget(trials=16))  # fmt: skip
     search._init_population()
     for leaf in search.tree.root.children[:3]:  # depth-1 children: random moves, no call
         search.expand(leaf)
     search.measure_round()
     assert search.cost_model.trained and not server.requests
+    return search, policy, sink
+
+
+def test_llm_refine_puts_the_models_moves_among_refines_mutants_of_the_fastest(gemm128, gemm_space, gemm_measurer):
+    """With ``llm_refine``: after a round, a model proposes a move for each of the fastest measured
+    schedules (its prompt shows their measured latency), every other mutant of those applies it
+    instead of the prior's mutator, one batched score ranks them all, and the batch's best-scored
+    mutants join the tree: the model's as its nodes (origin llm-refine, its call, its hit rate)."""
+    from search.engine.mcts import LLM_REFINE, REFINE
+
+    server = FakeLLMServer()
+    search, policy, sink = refine_ready(server, gemm_space, gemm_measurer, refine=64, llm_refine=2)
     fastest = sorted((n for n in search.tree.nodes[1:] if n.latency), key=lambda n: n.latency)[:2]
     applied = []
     real_apply = search._apply
@@ -302,5 +310,30 @@ def test_llm_refine_puts_the_models_moves_among_refines_mutants_of_the_fastest(g
         search._refine()
         assert len(sink.of(ev.LLMCallRecorded)) == 2 and not applied
         assert {n.origin for n in search.tree.nodes[before + 4 :]} == {REFINE}
+    finally:
+        server.close()
+
+
+def test_llm_refine_calls_in_flight_go_one_per_model_and_never_more_than_allowed(gemm_space, gemm_measurer):
+    """With ``llm_in_flight`` > 1, refine's calls go out in waves as the tree's: different models at
+    once, at most ``llm_in_flight``; a parent routed to a model already in the wave waits for the next."""
+    server = FakeLLMServer()
+    for name in ("small", "mid", "large"):
+        server.scripts[name] = Script('{"mutators": ["MutateUnroll"], "next_model": "mid"}', delay_s=0.3)
+    try:
+        search, _, sink = refine_ready(server, gemm_space, gemm_measurer, refine=64, llm_refine=2, llm_in_flight=2)
+        fastest = sorted((n for n in search.tree.nodes[1:] if n.latency), key=lambda n: n.latency)[:2]
+        search._refine()
+        calls = sink.of(ev.LLMCallRecorded)
+        assert sorted(c.node_id for c in calls) == sorted(n.id for n in fastest)
+        assert len({c.model for c in calls}) == 2  # a root sample's (small) and a depth-2 node's (large)
+        assert server.peak_in_flight == 2 and server.overlapping() and all(a != b for a, b in server.overlapping())
+        # both parents assigned one model: one call after the other
+        for node in fastest:
+            node.expand_model = "mid"
+        server.answered.clear()
+        search._refine()
+        later = sink.of(ev.LLMCallRecorded)[len(calls) :]
+        assert [c.model for c in later] == ["mid", "mid"] and not server.overlapping()
     finally:
         server.close()
