@@ -26,8 +26,8 @@
     return node;
   }
 
-  // what made a node (engine.events.ORIGINS), in the page's words; the events of runs made before
-  // nodes recorded their origin carry none ("origin not recorded")
+  // what made a node (engine.events.ORIGINS), in the page's words; a node of a run made before nodes
+  // recorded their origin has none where its fields do not tell (migration 0010): "origin not recorded"
   const ORIGIN_LABELS = JSON.parse(document.getElementById("origin-labels").textContent);
   function originOf(n) {
     return ORIGIN_LABELS[n.origin] || "origin not recorded";

@@ -85,6 +85,9 @@ def test_nodes_stored_before_origins_get_those_their_fields_still_tell():
         for seq, (run, node_id, parent_id, by, mutators) in enumerate(rows, 1):
             Node.objects.create(run=run, node_id=node_id, parent_id=parent_id, depth=1 + (parent_id > 0),
                                 shash=f"h{seq}", created_by=by, mutators=mutators, seq=seq)  # fmt: skip
+            apps.get_model("search", "Event").objects.create(
+                run=run, seq=seq, kind="node_created", data={"node_id": node_id, "mutators": mutators}
+            )
         migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
         from search.models import Node as Current
 
@@ -98,5 +101,10 @@ def test_nodes_stored_before_origins_get_those_their_fields_still_tell():
             (tree.pk, 6): None,
             (evo.pk, 1): "evolution",
         }
+        # the stored events the run page replays say the same (and nothing where it is unknown)
+        from search.models import Event
+
+        told = {(e.run_id, e.data["node_id"]): e.data.get("origin") for e in Event.objects.filter(kind="node_created")}
+        assert told == got
     finally:
         MigrationExecutor(connection).migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
