@@ -281,7 +281,7 @@
       li.append(swatch, ` ${m}: ${c} calls`);
       return li;
     }));
-    const legend = Array.from(modelColor.entries()).concat([["random move", "#9aa"]]).map(([m, c]) => {
+    const legend = Array.from(modelColor.entries()).concat([["no LLM: root sample, prior's mutator, refine", "#9aa"]]).map(([m, c]) => {
       const span = el("span"), swatch = el("i");
       swatch.style.background = c;
       span.append(swatch, m);
@@ -448,7 +448,7 @@
       ["model", c.model], ["outcome", c.outcome], ["tokens in / out", `${c.prompt_tokens} / ${c.completion_tokens}`],
       ["latency", `${c.latency_s.toFixed(2)} s`], ["USD", `$${c.usd.toFixed(6)}`], ["proposed", (c.mutators || []).join(", ")],
       ["next model", c.next_model], ["error", c.error],
-    ] : [["call", "none: a random move"]]);
+    ] : [["call", `none: ${originOf(d)}`]]);
     document.getElementById("d-body").textContent = JSON.stringify(d, null, 1);
     const scriptBox = document.getElementById("d-script-body");
     scriptBox.hidden = true;
