@@ -109,7 +109,7 @@ class SearchSettings:
     # this many get an LLM's proposal (one call each), and every other mutant of such a parent applies
     # it instead of the prior's mutator: the models' moves compete with refine's where the batch is
     # decided, at the incumbents (their tree expansions, at UCT's leaves, were outscored). 0: off.
-    # Measured at 4 (colt, znver5, 15 same-seed pairs): 1.09x (MoE 1.29x, conv 1.02x, MLP 0.99x), 1.23x
+    # Measured at 4 (colt, znver5, 18 same-seed pairs): 1.06x (MoE 1.24x, conv 0.94x, MLP 1.04x), 1.23x
     # the wall-clock; the LLMs' mutants set new bests as often as refine's own (docs/benchmarks.md)
     llm_refine: int = 0
     # measured records before the cost model's scores are used; random scores until then (MetaSchedule's
