@@ -58,9 +58,9 @@ class CallTimer:
     def _origin_of(event: ev.NodeCreated) -> str:
         """What made a node: the origin the search recorded (events.ORIGINS), an LLM's nodes
         named by model (``llm:<model>``, ``llm-refine:<model>``)."""
-        if event.origin in ("llm", "llm-refine"):
+        if event.origin in (ev.LLM_MOVE, ev.LLM_REFINE):
             return f"{event.origin}:{event.created_by}"
-        return "random-pick" if event.origin == "random" else event.origin or "unknown"
+        return "random-pick" if event.origin == ev.RANDOM else event.origin or "unknown"
 
     def origins(self) -> dict:
         """Per origin (``sample``, ``prior``, ``refine``, ``llm:<model>``...): the nodes it added,

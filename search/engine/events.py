@@ -92,17 +92,19 @@ class NodeRecord:
     trace: list | None = field(default=None, repr=False)  # full trace; persisted, not broadcast
 
 
-#: a node's ``origin``: what made it, and the words the run page and summaries use for it
+#: a node's ``origin``: what made it (the value stored), and the words the run page and summaries use for it
+SAMPLE, WARM, SCOUT, RANDOM = "sample", "warm", "scout", "random"
+PRIOR_MOVE, LLM_MOVE, REFINE, LLM_REFINE, EVOLUTION = "prior", "llm", "refine", "llm-refine", "evolution"
 ORIGINS: dict[str, str] = {
-    "sample": "root sample",  # the root population or a fresh design-space sample
-    "warm": "warm seed",  # an earlier run's schedule (warm start)
-    "scout": "sketch scout",  # a sample of a sketch the tree lacked
-    "random": "random pick",  # a random sample measured unscreened
-    "prior": "tree, prior's mutator",  # a tree expansion with a mutator drawn from the prior
-    "llm": "tree, LLM's proposal",  # a tree expansion with an LLM's proposal
-    "refine": "refine, prior's mutator",  # refine's mutant of a fast measured schedule
-    "llm-refine": "refine, LLM's proposal",  # ... with an LLM's proposal for it (llm_refine)
-    "evolution": "evolutionary search",  # MetaSchedule's evolutionary search (no tree)
+    SAMPLE: "root sample",  # the root population or a fresh design-space sample
+    WARM: "warm seed",  # an earlier run's schedule (warm start)
+    SCOUT: "sketch scout",  # a sample of a sketch the tree lacked
+    RANDOM: "random pick",  # a random sample measured unscreened
+    PRIOR_MOVE: "tree, prior's mutator",  # a tree expansion with a mutator drawn from the prior
+    LLM_MOVE: "tree, LLM's proposal",  # a tree expansion with an LLM's proposal
+    REFINE: "refine, prior's mutator",  # refine's mutant of a fast measured schedule
+    LLM_REFINE: "refine, LLM's proposal",  # ... with an LLM's proposal for it (llm_refine)
+    EVOLUTION: "evolutionary search",  # MetaSchedule's evolutionary search (no tree)
 }
 
 #: the node's fields, in order (what the database, exports and pages read)

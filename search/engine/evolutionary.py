@@ -17,13 +17,12 @@ import numpy as np
 
 from . import events as ev
 from .compiler import Candidate, structural_hash
+from .events import EVOLUTION
 from .mcts import SearchResult
 from .request import TRIALS_SPENT, RunRequest
 from .strategy import Strategy
 from .tree import Tree
 from .workloads import flops
-
-EVOLUTION = "evolution"  # every node's origin (events.ORIGINS)
 
 
 def _reset_metaschedule_logging() -> None:

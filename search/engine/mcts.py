@@ -20,6 +20,7 @@ import numpy as np
 
 from . import events as ev
 from .compiler import Candidate, CostModel, SearchSpace
+from .events import LLM_MOVE, LLM_REFINE, PRIOR_MOVE, RANDOM, REFINE, SAMPLE, SCOUT, WARM
 from .measure import Measurer, MeasureResult
 from .policy import PRIOR, ExpansionPolicy, ExpansionRequest, Proposal, own_move, random_mutator
 from .request import Budget, SearchSettings, StopRule
@@ -75,9 +76,6 @@ WARM_SEED = "Warm seed"
 SKETCH_SCOUT = "Sketch scout"
 #: the mutators label of a root child measured as a random sample (``random_picks``)
 RANDOM_PICK = "Random sample"
-#: the origins (events.ORIGINS) of a tree expansion's child: a mutator drawn from the prior, an
-#: LLM's proposal; and of refine's mutants: the prior's mutator, an LLM's proposal (llm_refine)
-PRIOR_MOVE, LLM_MOVE, REFINE, LLM_REFINE, SAMPLE = "prior", "llm", "refine", "llm-refine", "sample"
 #: a refine candidate: the tree node it descends from, the candidate, the mutators applied since
 #: that node, its score
 _Refined = tuple[Node, Candidate, list[str], float]
@@ -383,7 +381,7 @@ class MCTSSearch:
             # few per round keep the model's data diverse and give scattered good regions a chance
             want = min(self.s.random_picks, k - len(picks))
             for cand in self._unseen(self.space.sample(self.rng) for _ in range(4 * want))[:want]:
-                picks.append(self._add(self.tree.root, cand, origin="random", created_by=None, expand_model=None,
+                picks.append(self._add(self.tree.root, cand, origin=RANDOM, created_by=None, expand_model=None,
                                        mutators=[RANDOM_PICK], score=self._score(cand)))  # fmt: skip
         if self.s.llm_places:
             # the LLMs' proposals are measured, not only screened: their best-scored nodes first
@@ -478,7 +476,7 @@ class MCTSSearch:
             if cand.sketch not in best or score > best[cand.sketch][0]:
                 best[cand.sketch] = (float(score), cand)
         for score, cand in sorted(best.values(), key=lambda x: -x[0])[:want]:
-            node = self._add(self.tree.root, cand, origin="scout", created_by=None, expand_model=None,
+            node = self._add(self.tree.root, cand, origin=SCOUT, created_by=None, expand_model=None,
                              mutators=[SKETCH_SCOUT], score=score)  # fmt: skip
             self.scouts.append(node)
 
@@ -586,7 +584,7 @@ class MCTSSearch:
         kept = pool[: self.s.measure_batch]
         # each proposal is judged by its best-scored kept mutant (the only one with a parent score,
         # so a resumed run and the cost review count what the run counted)
-        judged = {n: c for n, c, _, _ in reversed(kept) if by.get(c.shash) is not None}
+        judged = {n: (c, s) for n, c, _, s in reversed(kept) if by.get(c.shash) is not None}
         for node, cand, moves, score in kept:
             p = by.get(cand.shash)
             if p is None:
@@ -594,13 +592,12 @@ class MCTSSearch:
                 self._add(node, cand, origin=origin, created_by=None, expand_model=None, mutators=moves, score=score,
                           parent_score=node.predicted)  # fmt: skip
                 continue
-            judge = node.predicted if judged[node] is cand else None
+            judge = node.predicted if judged[node][0] is cand else None
             self._add(node, cand, origin=LLM_REFINE, created_by=p.model, expand_model=p.next_model,
                       call_id=p.call_id, mutators=moves, score=score, parent_score=judge)  # fmt: skip
         for node, proposal in asked.items():
             if node in judged:
-                score = next(s for _, c, _, s in kept if c is judged[node])
-                self.policy.review(self._request(node), proposal, node.predicted, score, escalate=False)
+                self.policy.review(self._request(node), proposal, node.predicted, judged[node][1], escalate=False)
             elif proposal.mutators and all(p is not proposal for p in by.values()):
                 self.policy.record_failure(proposal.model, "no mutator applied")
 
@@ -707,7 +704,7 @@ class MCTSSearch:
             for cand in loaded[: warm.seeds]:
                 if cand.shash not in self.tree.hashes:
                     cand.sketch = self.space.sketch_of(cand)
-                    self._add(self.tree.root, cand, origin="warm", created_by=None, expand_model=None,
+                    self._add(self.tree.root, cand, origin=WARM, created_by=None, expand_model=None,
                               mutators=[WARM_SEED], score=self._score(cand))  # fmt: skip
                     report.seeded += 1
         self.warm_seeds = report.seeded

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .events import LLM_REFINE
 from .request import Budget, llm_budget_reason
 
 
@@ -292,7 +293,7 @@ class LLMPolicy(ExpansionPolicy):
                 hit = node.predicted > node.parent_score
                 s.hits += int(hit)
                 s.own += int(own_move(node.mutators))
-                if node.created_by != largest and node.origin != "llm-refine":  # (refine: no course alteration)
+                if node.created_by != largest and node.origin != LLM_REFINE:  # (refine: no course alteration)
                     self.streak = 0 if node.predicted >= node.parent_score else self.streak + 1
 
     # -- prompting ---------------------------------------------------------------------------------

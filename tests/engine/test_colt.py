@@ -261,7 +261,7 @@ def test_llm_refine_puts_the_models_moves_among_refines_mutants_of_the_fastest(g
     schedules (its prompt shows their measured latency), every other mutant of those applies it
     instead of the prior's mutator, one batched score ranks them all, and the batch's best-scored
     mutants join the tree: the model's as its nodes (origin llm-refine, its call, its hit rate)."""
-    from search.engine.mcts import LLM_REFINE, REFINE
+    from search.engine.events import LLM_REFINE, REFINE
 
     server = FakeLLMServer()
     search, policy, sink = refine_ready(server, gemm_space, gemm_measurer, refine=64, llm_refine=2)
