@@ -154,6 +154,11 @@ CONFIGS: dict[str, dict] = {
     # the papers' root population under today's defaults (16 since the 2026-12-05 evening rows)
     "default+pop3": {"population": 3},
     "default+pop3+scout1": {"population": 3, "sketch_scout": 1},
+    # refine's 512 mutants over 2 or 4 generations, each mutating the best-scored of the one before
+    # (a hill climb on the cost model, moves of 2-4 mutators, as MetaSchedule's evolutionary search
+    # evolves 4 generations per round); one seed each on 2026-11-25 (conv 1.63x, MLP 0.48x)
+    "default+gen2": {"refine_generations": 2},
+    "default+gen4": {"refine_generations": 4},
     "refine512+directed": {"refine": 512, "directed": True},
     "directed": {"directed": True},
 }
