@@ -159,6 +159,10 @@ CONFIGS: dict[str, dict] = {
     # evolves 4 generations per round); one seed each on 2026-11-25 (conv 1.63x, MLP 0.48x)
     "default+gen2": {"refine_generations": 2},
     "default+gen4": {"refine_generations": 4},
+    # refine's four parents at most two (one) of one root sample's descendants: a run whose fastest
+    # schedules are all mutants of one sample mutates other neighbourhoods too
+    "default+lineage2": {"refine_per_lineage": 2},
+    "default+lineage1": {"refine_per_lineage": 1},
     "refine512+directed": {"refine": 512, "directed": True},
     "directed": {"directed": True},
 }

@@ -518,8 +518,7 @@ class MCTSSearch:
         not scored, and one whose mutators never applied is the model's failure."""
         if not self.s.refine or not self.cost_model.trained:
             return
-        measured = sorted((n for n in self.tree.nodes[1:] if n.latency), key=lambda n: n.latency or math.inf)
-        fastest = measured[: max(1, self.s.measure_batch // 2)]
+        fastest = self._refine_parents()
         if not fastest:
             return
         asked = self._refine_proposals(fastest)
@@ -600,6 +599,29 @@ class MCTSSearch:
                 self.policy.review(self._request(node), proposal, node.predicted, judged[node][1], escalate=False)
             elif proposal.mutators and all(p is not proposal for p in by.values()):
                 self.policy.record_failure(proposal.model, "no mutator applied")
+
+    def _refine_parents(self) -> list[Node]:
+        """Refine's parents: the ``measure_batch // 2`` fastest measured nodes; with
+        ``refine_per_lineage``, at most that many of one lineage (one root sample's descendants),
+        the places left to the fastest of other lineages (and, where the run has too few
+        lineages, to the fastest of any)."""
+        measured = sorted((n for n in self.tree.nodes[1:] if n.latency), key=lambda n: n.latency or math.inf)
+        k = max(1, self.s.measure_batch // 2)
+        cap = self.s.refine_per_lineage
+        if not cap:
+            return measured[:k]
+        picked: list[Node] = []
+        per: dict[int, int] = {}
+        for node in measured:
+            line = node.lineage().id
+            if per.get(line, 0) < cap:
+                per[line] = per.get(line, 0) + 1
+                picked.append(node)
+                if len(picked) == k:
+                    return picked
+        chosen = set(picked)
+        picked += [n for n in measured if n not in chosen][: k - len(picked)]
+        return sorted(picked, key=lambda n: n.latency or math.inf)
 
     def _refine_proposals(self, fastest: list[Node]) -> dict[Node, Proposal]:
         """With ``llm_refine``: an LLM's proposal for each of that many of the fastest measured

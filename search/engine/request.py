@@ -97,6 +97,12 @@ class SearchSettings:
     # evolutionary search seeds each round with its best measured schedules and random samples;
     # a chosen sample or mutant of one joins the root. 0: off (refine mutates measured schedules only)
     refine_fresh: int = 0
+    # refine's parents, the fastest measured schedules, at most this many from one lineage (the
+    # descendants of one root sample): the others are the fastest of other lineages, so refine
+    # mutates more than one neighbourhood once a run's fastest schedules are all one's mutants
+    # (a run whose best stops improving for rounds is stuck in one). 0: off (the fastest, whatever
+    # their lineage)
+    refine_per_lineage: int = 0
     # per measurement round: batch places given to new random design-space samples, measured
     # unscreened (MetaSchedule measures random samples until its cost model holds 100 records). 0: off
     random_picks: int = 0
@@ -177,6 +183,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "refine": 0,
         "refine_generations": 1,
         "refine_fresh": 0,
+        "refine_per_lineage": 0,
         "random_picks": 0,
         "llm_places": 0,
         "llm_refine": 0,
@@ -259,6 +266,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "refine": Limit(int, 0, 4096),
         "refine_generations": Limit(int, 1, 8),
         "refine_fresh": Limit(int, 0, 4096),
+        "refine_per_lineage": Limit(int, 0, 64),
         "random_picks": Limit(int, 0, 64),
         "llm_places": Limit(int, 0, 64),
         "llm_refine": Limit(int, 0, 32),

@@ -88,6 +88,14 @@ class Node:
             node = node.parent
         return out
 
+    def lineage(self) -> Node:
+        """The root's child this node descends from (itself at depth 1; the root itself): the
+        root sample, scout or warm seed whose mutants it is."""
+        node = self
+        while node.parent is not None and node.parent.parent is not None:
+            node = node.parent
+        return node
+
     def __repr__(self) -> str:
         return f"Node({self.id}, depth={self.depth}, N={self.visits}, W={self.value:.3f})"
 

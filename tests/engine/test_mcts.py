@@ -330,6 +330,34 @@ def test_refine_fresh_seeds_refine_with_the_best_scored_random_samples(gemm_spac
     assert {n.shash for n in added} == best
 
 
+def test_refine_per_lineage_takes_the_fastest_of_other_lineages(gemm_space, gemm_measurer):
+    search, _ = trained_search(gemm_space, gemm_measurer, refine=40, refine_per_lineage=1)
+    tree = search.tree
+    sample = next(n for n in tree.root.children if n.children)  # a root sample with a child
+    child = sample.children[0]
+    other = next(n for n in tree.root.children if n is not sample)
+    for node in tree.nodes[1:]:
+        node.latency = node.latency and 1.0  # every measured node slower than the three below
+    sample.latency, child.latency, other.latency = 1e-6, 2e-6, 3e-6  # the two fastest: one lineage
+    assert child.lineage() is sample and sample.lineage() is sample and tree.root.lineage() is tree.root
+    assert search._refine_parents() == [sample, other]  # measure_batch 4: two parents, two lineages
+    spy, _, added = refined(search)
+    assert len(added) == 4 and {n.parent for n in added} <= {sample, other}
+    search.s = replace(search.s, refine_per_lineage=0)  # off: the two fastest, whatever their lineage
+    assert search._refine_parents() == [sample, child]
+    search.s = replace(search.s, refine_per_lineage=2)
+    assert search._refine_parents() == [sample, child]
+
+
+def test_refine_per_lineage_fills_from_one_lineage_when_the_run_has_no_other(gemm_space, gemm_measurer):
+    search, _ = trained_search(gemm_space, gemm_measurer, refine=40, refine_per_lineage=1)
+    sample = next(n for n in search.tree.root.children if n.children)
+    for node in search.tree.nodes[1:]:
+        node.latency = None
+    sample.latency, sample.children[0].latency = 2e-6, 1e-6
+    assert search._refine_parents() == [sample.children[0], sample]  # the fastest first
+
+
 def test_refine_fresh_off_draws_no_samples(gemm_space, gemm_measurer):
     search, _ = trained_search(gemm_space, gemm_measurer, refine=40)
     spy, _, added = refined(search)

@@ -33,6 +33,7 @@ SETTINGS = (
     "refine",
     "refine_generations",
     "refine_fresh",
+    "refine_per_lineage",
     "random_picks",
     "llm_places",
     "llm_refine",
@@ -199,6 +200,13 @@ class Command(BaseCommand):
             help=f"each round, score this many random design-space samples; the best join refine's parents beside "
             f"the fastest measured schedules, as in MetaSchedule's evolutionary search (default "
             f"{defaults.refine_fresh}: off; slower in same-machine pairs, docs/benchmarks.md)",
+        )
+        search.add_argument(
+            "--refine-per-lineage",
+            type=int,
+            default=None,
+            help="of refine's parents (the fastest measured schedules), at most this many descend from one root "
+            f"sample; the others are the fastest of other lineages (default {defaults.refine_per_lineage}: off)",
         )
         search.add_argument(
             "--random-picks",
