@@ -15,6 +15,7 @@ Pin one stream per core, e.g.::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -29,7 +30,14 @@ from bench._report import table, write_section  # noqa: E402
 from bench.forms import SUFFIX, bench_kernel  # noqa: E402
 from bench.strategies import CallTimer, host_info, machine  # noqa: E402
 from search.engine.llm import SERVER_ERROR, TIMEOUT  # noqa: E402
-from search.engine.request import MODEL_WARMUP, PRESETS, Budget, RunRequest, SearchSettings  # noqa: E402
+from search.engine.request import (  # noqa: E402
+    MODEL_WARMUP,
+    PRESETS,
+    REFINE_GENERATIONS,
+    Budget,
+    RunRequest,
+    SearchSettings,
+)
 from search.engine.strategies import STRATEGIES  # noqa: E402
 from search.engine.tuning import tune  # noqa: E402
 from search.engine.warm import Record, WarmStart  # noqa: E402
@@ -159,6 +167,9 @@ CONFIGS: dict[str, dict] = {
     # evolves 4 generations per round); one seed each on 2026-11-25 (conv 1.63x, MLP 0.48x)
     "default+gen2": {"refine_generations": 2},
     "default+gen4": {"refine_generations": 4},
+    # one generation on every layer: the default before 2026-12-06 (night), since when the layers whose
+    # design space tiles several stages (the MLP, attention) run 4 (default rows of before are these)
+    "default+gen1": {"refine_generations": 1},
     # refine's four parents at most two (one) of one root sample's descendants: a run whose fastest
     # schedules are all mutants of one sample mutates other neighbourhoods too
     "default+lineage2": {"refine_per_lineage": 2},
@@ -195,13 +206,28 @@ LLM_ONLY = (
 FLEET_ONLY = ("screened_to_small", "cost_routing")
 
 
-def levers(row_settings: dict, strategy: str | None = None) -> dict:
+@functools.cache
+def tiled_stages(layer: str) -> int | None:
+    """The stages the layer's design space tiles on a CPU (None: a layer the library lacks)."""
+    try:
+        spec = bench_kernel(layer)
+    except (KeyError, ValueError):
+        return None
+    from search.engine.compiler import SearchSpace
+
+    return SearchSpace(spec, "llvm").tiled_stages
+
+
+def levers(row_settings: dict, strategy: str | None = None, layer: str | None = None) -> dict:
     """A row's lever values in full (older rows store only what differs from the papers' search);
-    for a strategy without LLMs, without the settings that only act on LLM calls."""
+    for a strategy without LLMs, without the settings that only act on LLM calls. Settings left
+    unset resolve as the run resolved them: by strategy and, given ``layer``, by kernel."""
     full = {**PRESETS["paper"], **LEVER_BEFORE, **row_settings}
     llm = strategy is None or STRATEGIES[strategy].uses_llm
     if full["model_warmup"] is None and strategy is not None:  # unset: the strategy's default, as the run used
         full["model_warmup"] = MODEL_WARMUP[llm]
+    if full["refine_generations"] is None and layer is not None and tiled_stages(layer) is not None:
+        full["refine_generations"] = REFINE_GENERATIONS[(tiled_stages(layer) or 0) > 1]
     fleet = strategy is None or strategy == "colt"
     return {k: full[k] for k in LEVER_KEYS if (llm or k not in LLM_ONLY) and (fleet or k not in FLEET_ONLY)}
 
@@ -228,12 +254,12 @@ def stale(row: dict) -> bool:
 def same_run(store: dict, host: dict, layer: str, strategy: str, settings: SearchSettings, args, seed: int) -> bool:
     """A row of the same settings under another configuration name (``default`` is one of the
     named combinations): measured once, reported under both."""
-    want = levers(settings.to_dict(), strategy)
+    want = levers(settings.to_dict(), strategy, layer)
     return any(
         not stale(r) and
         machine(r["host"]) == machine(host) and r["layer"] == layer and r["strategy"] == strategy and r["seed"] == seed
         and r.get("trials_budget", r["trials"]) == args.trials and r.get("wall_budget_s") == args.wall_clock
-        and levers(r.get("settings") or {}, strategy) == want
+        and levers(r.get("settings") or {}, strategy, layer) == want
         for r in store.values()
     )  # fmt: skip
 
@@ -385,7 +411,9 @@ def label(row: dict) -> str:
     config, strategy = row["config"], row["strategy"]
     if strategy == "evolutionary" or config not in CONFIGS:
         return config
-    ran, now = levers(row.get("settings") or {}, strategy), levers(settings_for(config, 0).to_dict(), strategy)
+    layer = row["layer"]
+    ran = levers(row.get("settings") or {}, strategy, layer)
+    now = levers(settings_for(config, 0).to_dict(), strategy, layer)
     largest = fleet_largest(row)
     fleet = f", largest={largest}" if largest not in (None, LOCAL_LARGEST) else ""
     return config + "".join(f", {k}={ran[k]}" for k in ran if ran[k] != now[k]) + fleet

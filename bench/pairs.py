@@ -50,23 +50,26 @@ def pairs(
     settings than its name means today (a ``default`` row from before a default changed) stands for
     the configuration whose settings it ran (``default+pop3`` for a ``default`` row that ran the
     papers' 3 root samples), as ``same_run`` reuses it; a row under its own name comes first."""
-    meant: dict[tuple[str, str], dict] = {}  # (name, strategy) -> the levers the name means today
-    for name in (base, config):
-        for strat in {r["strategy"] for r in store.values()}:
-            meant[(name, strat)] = levers(settings_for(name, 0).to_dict(), strat)
+    meant: dict[tuple[str, str, str], dict] = {}  # (name, strategy, layer) -> the levers the name means today
+
+    def means(name: str, strat: str, layer: str) -> dict:
+        if (name, strat, layer) not in meant:
+            meant[(name, strat, layer)] = levers(settings_for(name, 0).to_dict(), strat, layer)
+        return meant[(name, strat, layer)]
+
     rows: dict = {}
     for r in store.values():
         if machine(r["host"]) != host or r.get("wall_budget_s") != wall or (strategy and r["strategy"] != strategy):
             continue
         if (wall is None and r.get("trials_budget", r["trials"]) != trials) or stale(r):
             continue
-        strat = r["strategy"]
-        if strat != "evolutionary" and meant[(base, strat)] == meant[(config, strat)]:
+        strat, layer = r["strategy"], r["layer"]
+        if strat != "evolutionary" and means(base, strat, layer) == means(config, strat, layer):
             continue  # two names of one set of settings (default+pop16 since 16 is the default): no lever
-        ran = levers(r.get("settings") or {}, strat)
+        ran = levers(r.get("settings") or {}, strat, layer)
         for name in (base, config):
             # MetaSchedule's own search has no levers: its name decides
-            stands = r["config"] == name if strat == "evolutionary" else ran == meant[(name, strat)]
+            stands = r["config"] == name if strat == "evolutionary" else ran == means(name, strat, layer)
             slot = (r["layer"], r["strategy"], r["seed"], name)
             if stands and (slot not in rows or r["config"] == name):
                 rows[slot] = r

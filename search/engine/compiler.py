@@ -219,6 +219,14 @@ def keep_stages(names: Sequence[str]):
     return KeepStages()
 
 
+def _tiled(trace) -> int:
+    """The blocks a sketch's trace gives a multi-level tiling structure."""
+    return sum(
+        1 for inst in trace.insts
+        if inst.kind.name == "Annotate" and any(str(a) == "meta_schedule.tiling_structure" for a in inst.attrs)
+    )  # fmt: skip
+
+
 class SearchSpace:
     """The design space of one kernel on one target, with its mutators and post-processors."""
 
@@ -244,6 +252,9 @@ class SearchSpace:
             num_threads=1,
         )
         self.sketches = list(self.context.generate_design_space())
+        #: the stages the design space tiles (MetaSchedule's multi-level tiling: 1 for a matmul or
+        #: a conv, 2 for attention's two matmuls, 3 for a gated MLP; 0 for a norm), the most of any sketch
+        self.tiled_stages = max((_tiled(sk.trace) for sk in self.sketches), default=0)
         gen = self.context.space_generator
         self.postprocs = list(gen.postprocs)
         self.mutators = {}

@@ -505,8 +505,9 @@ class MCTSSearch:
         the mutants with the trained cost model in one batch, and add the best
         ``measure_batch`` of them as children of the nodes they came from: the next round's
         batch then weighs the incumbents' neighbourhoods against the tree's own nodes. With
-        ``refine_generations`` > 1 the budget is split over generations, each mutating the
-        best-scored of the one before (a hill climb on the cost model, mutators accumulating).
+        more than one generation (``refine_generations``; unset: by the kernel's tiled stages)
+        the budget is split over generations, each mutating the best-scored of the one before
+        (a hill climb on the cost model, mutators accumulating).
 
         With ``llm_refine`` (LLM strategies): an LLM first proposes a move for each of that many
         of the fastest nodes (:meth:`_refine_proposals`), and every other mutant of such a node
@@ -539,7 +540,7 @@ class MCTSSearch:
                 seen.update(c.shash for c in fresh)
                 parents += top
                 pool += top
-        generations = max(1, self.s.refine_generations)
+        generations = max(1, self.s.generations(self.space.tiled_stages))
         for g in range(generations):
             count = self.s.refine // generations + (self.s.refine % generations if g == 0 else 0)
             born: list[tuple[Node, Candidate, list[str]]] = []

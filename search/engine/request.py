@@ -91,7 +91,12 @@ class SearchSettings:
     # 0: off (the papers)
     sketch_scout: int = 0
     refine: int = 512  # per measurement round: mutants of the fastest measured nodes screened, the best join
-    refine_generations: int = 1  # refine's budget split over generations, each mutating the best of the last
+    # refine's budget split over generations, each mutating the best-scored of the last (a hill
+    # climb on the cost model, moves of several mutators, as MetaSchedule's evolution). None: by
+    # kernel (REFINE_GENERATIONS): 4 where the design space tiles several stages (the MLP, attention),
+    # whose better schedules change several stages' decisions together, 1 where it tiles one (a
+    # matmul, a conv), where 4 lost (docs/benchmarks.md)
+    refine_generations: int | None = None
     # per measurement round: random design-space samples (every sketch) the cost model scores; the
     # best-scored join refine's parents beside the fastest measured schedules, as MetaSchedule's
     # evolutionary search seeds each round with its best measured schedules and random samples;
@@ -159,6 +164,13 @@ class SearchSettings:
         where it is unset, the default for a strategy with or without LLMs."""
         return self.model_warmup if self.model_warmup is not None else MODEL_WARMUP[uses_llm]
 
+    def generations(self, tiled_stages: int) -> int:
+        """Refine's generations: ``refine_generations``, or where it is unset, the default for a
+        design space that tiles that many stages (:attr:`SearchSpace.tiled_stages`)."""
+        if self.refine_generations is not None:
+            return self.refine_generations
+        return REFINE_GENERATIONS[tiled_stages > 1]
+
     @classmethod
     def paper(cls, **values: Any) -> SearchSettings:
         """The search exactly as the papers specify it (every lever off), with ``values``."""
@@ -168,6 +180,10 @@ class SearchSettings:
 #: ``model_warmup`` where a request leaves it unset, by whether LLMs expand the tree (measured in
 #: same-seed pairs, docs/benchmarks.md: mcts-random 1.10x with 16 over 27; colt 0.94x over 17)
 MODEL_WARMUP: dict[bool, int] = {False: 16, True: 0}
+
+#: ``refine_generations`` where a request leaves it unset, by whether the kernel's design space
+#: tiles more than one stage (measured in same-seed pairs of mcts-random, docs/benchmarks.md)
+REFINE_GENERATIONS: dict[bool, int] = {False: 1, True: 4}
 
 #: named starting points for the settings; a request's explicit values override its preset.
 #: ``paper``: every lever beyond the papers off, the reference each lever is measured against
@@ -264,7 +280,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "fresh_samples": Limit(int, 0, 4096),
         "sketch_scout": Limit(int, 0, 16),
         "refine": Limit(int, 0, 4096),
-        "refine_generations": Limit(int, 1, 8),
+        "refine_generations": Limit(int, 1, 8, optional=True),
         "refine_fresh": Limit(int, 0, 4096),
         "refine_per_lineage": Limit(int, 0, 64),
         "random_picks": Limit(int, 0, 64),
@@ -319,7 +335,7 @@ class RunRequest:
 #: what a stored run that lacks a setting ran with: a run stored before the setting existed ran as
 #: its value then (before ``model_warmup``, the cost model's scores were used from the first record,
 #: 0; unset resolves by strategy since, MODEL_WARMUP), so resuming it goes on as it began
-STORED_BEFORE: dict[str, Any] = {"model_warmup": 0}
+STORED_BEFORE: dict[str, Any] = {"model_warmup": 0, "refine_generations": 1}
 
 
 def _section(doc: Mapping, name: str, cls: type, errors: dict[str, str], stored: bool = False) -> Any:

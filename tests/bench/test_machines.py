@@ -98,6 +98,34 @@ def test_a_row_pairs_by_the_settings_it_ran_whatever_its_name():
     assert pairs(store, machine(HERE), "default", "default+pop16") == []  # one setting, no lever
 
 
+def test_a_setting_left_unset_pairs_as_the_run_resolved_it_for_its_layer():
+    """``default`` leaves refine's generations unset: 4 on the MLP (three tiled stages), 1 on the
+    conv (one). So on the MLP a default+gen4 row is a default run and an old default row (one
+    generation) stands for default+gen1; on the conv default+gen1 is default, and +gen4 a lever."""
+    from bench.pairs import pairs
+
+    def mlp(config, seed, best_s, **extra):
+        return {**row(HERE, config, seed, best_s, **extra), "layer": "llama4-scout-mlp"}
+
+    old = {**row(HERE, "default", 0, 0)["settings"], "refine_generations": 1}  # a default row of before
+    store = {
+        "a": mlp("default", 0, 0.004, settings=old),
+        "b": mlp("default+gen4", 0, 0.002),
+        "c": row(HERE, "default", 0, 0.003),
+        "d": row(HERE, "default+gen4", 0, 0.006),
+    }
+    assert [(p["layer"], p["speed"]) for p in pairs(store, machine(HERE), "default+gen1", "default")] == [
+        ("llama4-scout-mlp", 2.0)
+    ]
+    assert [(p["layer"], p["speed"]) for p in pairs(store, machine(HERE), "default", "default+gen4")] == [
+        ("flux-conv2d", 0.5)
+    ]
+    args = SimpleNamespace(trials=64, wall_clock=None)
+    rows = {k: {**r, "trials": 64} for k, r in store.items()}
+    assert same_run(rows, HERE, "llama4-scout-mlp", "mcts-random", settings_for("default", 0), args, 0)
+    assert not same_run(rows, HERE, "flux-conv2d", "mcts-random", settings_for("default+gen2", 0), args, 0)
+
+
 def test_every_setting_a_configuration_changes_tells_its_rows_apart():
     """A configuration whose setting is not a lever key would read as ``default``: its rows would
     stand for default's runs (and default's for its), and pair with them as the same settings.

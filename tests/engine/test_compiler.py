@@ -16,6 +16,21 @@ def test_llvm_design_space_has_the_cpu_mutators(gemm_space):
     assert gemm_space.target.attrs["num-cores"] >= 1
 
 
+@pytest.mark.parametrize(
+    "op, shape, stages",
+    [
+        ("gemm", {"M": 8, "N": 8, "K": 8}, 1),
+        ("attention", {"B": 1, "S": 8, "D": 8}, 2),  # its two matmuls; the softmax is not tiled
+        ("gated_mlp", {"M": 4, "H": 8, "I": 16}, 3),
+        ("softmax", {"M": 4, "N": 8}, 0),
+    ],
+)
+def test_the_design_space_counts_the_stages_it_tiles(op, shape, stages):
+    from search.engine.workloads import KernelSpec, validate
+
+    assert C.SearchSpace(validate(KernelSpec(op, shape)), "llvm").tiled_stages == stages
+
+
 def test_random_samples_are_distinct_and_valid(gemm_space):
     rng = np.random.default_rng(0)
     cands = [gemm_space.sample(rng) for _ in range(8)]

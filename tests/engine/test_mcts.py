@@ -308,6 +308,19 @@ def test_refine_generations_climb_from_the_best_scored_mutants(gemm_space, gemm_
     assert all(n.parent in fastest and 1 <= len(n.mutators) <= 3 for n in added)
 
 
+def test_unset_refine_generations_climb_where_the_kernel_tiles_several_stages(gemm_space, gemm_measurer, monkeypatch):
+    search, _ = trained_search(gemm_space, gemm_measurer, refine=60, refine_generations=None)
+    assert gemm_space.tiled_stages == 1
+    spy, _, _ = refined(search)
+    assert len(spy.batches) == 1  # one tiled stage (a matmul): one generation
+    monkeypatch.setattr(gemm_space, "tiled_stages", 2)  # as attention's design space
+    spy, _, added = refined(search)
+    assert len(spy.batches) == 4 and all(1 <= len(n.mutators) <= 4 for n in added)  # four, mutators accumulating
+    search.s = replace(search.s, refine_generations=2)  # a set value wins
+    spy, _, _ = refined(search)
+    assert len(spy.batches) == 2
+
+
 def test_refine_fresh_seeds_refine_with_the_best_scored_random_samples(gemm_space, gemm_measurer):
     search, _ = trained_search(gemm_space, gemm_measurer, refine=40, refine_fresh=24)
     spy, fastest, added = refined(search)

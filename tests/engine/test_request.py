@@ -202,3 +202,21 @@ def test_the_cost_models_warmup_defaults_by_whether_llms_expand_and_a_set_value_
     assert paper.warmup(uses_llm=False) == 0
     with pytest.raises(RequestError, match="model_warmup"):
         build_request({"kernel": "gemm-128", "settings": {"model_warmup": -1}})
+
+
+def test_refines_generations_default_by_the_kernels_tiled_stages_and_a_set_value_wins():
+    """Unset, ``refine_generations`` is 4 where the design space tiles several stages (attention,
+    a gated MLP) and 1 where it tiles one or none (measured per layer, docs/benchmarks.md); a value
+    the user sets, or the paper preset's 1, applies to every kernel; a run stored before the
+    default changed resumes with the one generation it ran."""
+    unset = SearchSettings()
+    assert [unset.generations(n) for n in (0, 1, 2, 3)] == [1, 1, 4, 4]
+    for value in (1, 2, 8):
+        settings = build_request({"kernel": "gemm-128", "settings": {"refine_generations": value}}).settings
+        assert settings.generations(1) == settings.generations(3) == value
+    paper = build_request({"kernel": "gemm-128", "settings": {"preset": "paper"}}).settings
+    assert paper.generations(3) == 1
+    assert build_request({"kernel": "gemm-128", "settings": {}}, stored=True).settings.generations(3) == 1
+    for bad in (0, 9):
+        with pytest.raises(RequestError, match="refine_generations"):
+            build_request({"kernel": "gemm-128", "settings": {"refine_generations": bad}})

@@ -11,7 +11,15 @@ from django.core.management.base import BaseCommand, CommandError
 
 from search.console import ConsoleSink, summary_lines
 from search.engine.llm import FleetError
-from search.engine.request import MODEL_WARMUP, PRESETS, RequestError, RunRequest, SearchSettings, build_request
+from search.engine.request import (
+    MODEL_WARMUP,
+    PRESETS,
+    REFINE_GENERATIONS,
+    RequestError,
+    RunRequest,
+    SearchSettings,
+    build_request,
+)
 from search.engine.strategies import STRATEGIES
 from search.engine.workloads import LIBRARY, SpecError, parse_shape
 
@@ -190,8 +198,10 @@ class Command(BaseCommand):
             "--refine-generations",
             type=int,
             default=None,
-            help=f"refine's mutants over this many generations, each mutating the best-scored of the last "
-            f"(default {defaults.refine_generations})",
+            help="refine's mutants over this many generations, each mutating the best-scored of the last "
+            f"(default: {REFINE_GENERATIONS[True]} where the kernel's design space tiles several stages, e.g. "
+            f"attention and a gated MLP, {REFINE_GENERATIONS[False]} where it tiles one, e.g. a matmul or a conv; "
+            f"--preset paper: {PRESETS['paper']['refine_generations']})",
         )
         search.add_argument(
             "--refine-fresh",
