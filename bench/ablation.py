@@ -33,10 +33,10 @@ from search.engine.llm import SERVER_ERROR, TIMEOUT  # noqa: E402
 from search.engine.request import (  # noqa: E402
     MODEL_WARMUP,
     PRESETS,
-    REFINE_GENERATIONS,
     Budget,
     RunRequest,
     SearchSettings,
+    default_generations,
 )
 from search.engine.strategies import STRATEGIES  # noqa: E402
 from search.engine.tuning import tune  # noqa: E402
@@ -226,8 +226,9 @@ def levers(row_settings: dict, strategy: str | None = None, layer: str | None = 
     llm = strategy is None or STRATEGIES[strategy].uses_llm
     if full["model_warmup"] is None and strategy is not None:  # unset: the strategy's default, as the run used
         full["model_warmup"] = MODEL_WARMUP[llm]
-    if full["refine_generations"] is None and layer is not None and tiled_stages(layer) is not None:
-        full["refine_generations"] = REFINE_GENERATIONS[(tiled_stages(layer) or 0) > 1]
+    stages = tiled_stages(layer) if full["refine_generations"] is None and layer is not None else None
+    if stages is not None:  # unset: the kernel's default, as the run used
+        full["refine_generations"] = default_generations(stages)
     fleet = strategy is None or strategy == "colt"
     return {k: full[k] for k in LEVER_KEYS if (llm or k not in LLM_ONLY) and (fleet or k not in FLEET_ONLY)}
 

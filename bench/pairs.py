@@ -20,6 +20,7 @@ each row measured in its time.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 from pathlib import Path
@@ -50,12 +51,11 @@ def pairs(
     settings than its name means today (a ``default`` row from before a default changed) stands for
     the configuration whose settings it ran (``default+pop3`` for a ``default`` row that ran the
     papers' 3 root samples), as ``same_run`` reuses it; a row under its own name comes first."""
-    meant: dict[tuple[str, str, str], dict] = {}  # (name, strategy, layer) -> the levers the name means today
 
+    @functools.cache
     def means(name: str, strat: str, layer: str) -> dict:
-        if (name, strat, layer) not in meant:
-            meant[(name, strat, layer)] = levers(settings_for(name, 0).to_dict(), strat, layer)
-        return meant[(name, strat, layer)]
+        """The levers configuration ``name`` means today for ``strat`` on ``layer``."""
+        return levers(settings_for(name, 0).to_dict(), strat, layer)
 
     rows: dict = {}
     for r in store.values():

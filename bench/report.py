@@ -114,8 +114,9 @@ def select_rows(
         if machine(r["host"]) not in hosts or bool(r.get("wall_budget_s")) != wall or stale(r):
             continue
         strategy = r["strategy"]
-        ran = levers(r.get("settings") or {}, strategy, r["layer"])
-        if strategy != "evolutionary" and ran != levers(settings, strategy, r["layer"]):
+        if strategy != "evolutionary" and (
+            levers(r.get("settings") or {}, strategy, r["layer"]) != levers(settings, strategy, r["layer"])
+        ):
             continue
         trials = budget(r) if not wall else 0
         cells.setdefault((r["layer"], r["strategy"], trials), []).append(r)

@@ -169,7 +169,7 @@ class SearchSettings:
         design space that tiles that many stages (:attr:`SearchSpace.tiled_stages`)."""
         if self.refine_generations is not None:
             return self.refine_generations
-        return REFINE_GENERATIONS[tiled_stages > 1]
+        return default_generations(tiled_stages)
 
     @classmethod
     def paper(cls, **values: Any) -> SearchSettings:
@@ -184,6 +184,12 @@ MODEL_WARMUP: dict[bool, int] = {False: 16, True: 0}
 #: ``refine_generations`` where a request leaves it unset, by whether the kernel's design space
 #: tiles more than one stage (measured in same-seed pairs of mcts-random, docs/benchmarks.md)
 REFINE_GENERATIONS: dict[bool, int] = {False: 1, True: 4}
+
+
+def default_generations(tiled_stages: int) -> int:
+    """``refine_generations`` unset, for a design space that tiles that many stages."""
+    return REFINE_GENERATIONS[tiled_stages > 1]
+
 
 #: named starting points for the settings; a request's explicit values override its preset.
 #: ``paper``: every lever beyond the papers off, the reference each lever is measured against
