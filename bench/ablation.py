@@ -174,6 +174,9 @@ CONFIGS: dict[str, dict] = {
     # schedules are all mutants of one sample mutates other neighbourhoods too
     "default+lineage2": {"refine_per_lineage": 2},
     "default+lineage1": {"refine_per_lineage": 1},
+    # (colt) 8 expansions of the prior's per round beside the LLMs' 8: the tree grows by as many
+    # nodes per round as mcts-random's, the LLMs' children added
+    "default+prior8": {"prior_expansions": 8},
     "refine512+directed": {"refine": 512, "directed": True},
     "directed": {"directed": True},
 }

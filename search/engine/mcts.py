@@ -307,8 +307,10 @@ class MCTSSearch:
         )
 
     # -- one iteration ---------------------------------------------------------------------------
-    def expand(self, leaf: Node, proposal: Proposal | None = None) -> Node | None:
-        """Expand ``leaf`` with ``proposal`` (made beforehand, with others in flight), or ask for one."""
+    def expand(self, leaf: Node, proposal: Proposal | None = None, *, prior: bool = False) -> Node | None:
+        """Expand ``leaf`` with ``proposal`` (made beforehand, with others in flight), or ask for one;
+        with ``prior``, with one mutator drawn from the target's prior and no call (its child goes
+        to a small model, as screening's nodes do)."""
         self.expansions += 1
         request = self._request(leaf)
         if leaf.depth <= 1:
@@ -316,6 +318,8 @@ class MCTSSearch:
                 mutators=[random_mutator(self.space.mutator_probs, self.rng)],
                 next_model=self._initial_model(leaf),
             )
+        elif prior:
+            proposal = Proposal(mutators=[random_mutator(self.space.mutator_probs, self.rng)])
         elif proposal is None:
             proposal = self.policy.propose(request)
         cand, applied, reason = self._child_of(leaf, proposal)
@@ -858,6 +862,13 @@ class MCTSSearch:
                 for leaf, proposal in batch:
                     self.expand(leaf, proposal)
                 done += len(batch)
+            # the prior's expansions beside the round's (prior_expansions): the tree grows as
+            # mcts-random's does, and where LLMs expand, their children are added to it
+            for _ in range(self.s.prior_expansions if reason is None and not exhausted else 0):
+                leaf = self._select()
+                if leaf is None or self._stop_reason() is not None:
+                    break
+                self.expand(leaf, prior=True)
             # what the policy already proposed is still measured when an LLM budget ran out
             measured = 0
             if self.stop.interrupt() is None and self.trials < self.budget.trials:

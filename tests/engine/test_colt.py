@@ -237,6 +237,30 @@ def test_the_summary_says_how_many_llm_proposals_were_measured_and_whose_the_bes
     )
 
 
+@pytest.mark.parametrize("prior", [0, 3])
+def test_prior_expansions_grow_the_tree_beside_the_llms_without_calls(fake, gemm128, gemm_measurer, prior):
+    """With ``prior_expansions`` N, each round also expands N leaves with a mutator drawn from the
+    prior and no call: the tree gets N more nodes per round, no call makes them, and their
+    children go to a small model (no model assigned), as screening's nodes do."""
+    outcome, sink = run(
+        gemm128, gemm_measurer, fleet_at(fake.api_base), trials=12, expansions=4, settings={"prior_expansions": prior}
+    )
+    rounds = len(sink.of(ev.Progress))
+    assert outcome.result.trials == 12 and rounds == 3
+    assert outcome.result.expansions == rounds * (4 + prior)
+    calls = [c for c in sink.of(ev.LLMCallRecorded) if not c.escalation]
+    assert len(calls) <= rounds * 4  # the prior's expansions make no call
+    created = sink.of(ev.NodeCreated)
+    depth = {n.node_id: n.depth for n in created}
+    # below the root samples' children every expansion is an LLM's, unless it is the prior's
+    deep = [n for n in created if n.depth >= 3]
+    by_prior = [n for n in deep if n.call_id is None]
+    for node in by_prior:
+        assert node.origin == ev.PRIOR_MOVE and node.created_by is None and node.expand_model is None
+        assert len(node.mutators) == 1 and depth[node.parent_id] >= 2
+    assert bool(by_prior) == bool(prior)
+
+
 def refine_ready(server, space, measurer, **settings):
     """A colt search (the fake server's three models) after one measured round: refine may run."""
     from search.engine.mcts import MCTSSearch

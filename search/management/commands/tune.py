@@ -42,6 +42,7 @@ SETTINGS = (
     "refine_generations",
     "refine_fresh",
     "refine_per_lineage",
+    "prior_expansions",
     "random_picks",
     "llm_places",
     "llm_refine",
@@ -217,6 +218,13 @@ class Command(BaseCommand):
             default=None,
             help="of refine's parents (the fastest measured schedules), at most this many descend from one root "
             f"sample; the others are the fastest of other lineages (default {defaults.refine_per_lineage}: off)",
+        )
+        search.add_argument(
+            "--prior-expansions",
+            type=int,
+            default=None,
+            help="per measurement round, expansions beside the round's that apply a mutator drawn from the target's "
+            f"prior, with no LLM call (default {defaults.prior_expansions}: off)",
         )
         search.add_argument(
             "--random-picks",
