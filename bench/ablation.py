@@ -33,6 +33,7 @@ from search.engine.llm import SERVER_ERROR, TIMEOUT  # noqa: E402
 from search.engine.request import (  # noqa: E402
     MODEL_WARMUP,
     PRESETS,
+    PRIOR_EXPANSIONS,
     Budget,
     RunRequest,
     SearchSettings,
@@ -229,8 +230,11 @@ def levers(row_settings: dict, strategy: str | None = None, layer: str | None = 
     unset resolve as the run resolved them: by strategy and, given ``layer``, by kernel."""
     full = {**PRESETS["paper"], **LEVER_BEFORE, **row_settings}
     llm = strategy is None or STRATEGIES[strategy].uses_llm
-    if full["model_warmup"] is None and strategy is not None:  # unset: the strategy's default, as the run used
-        full["model_warmup"] = MODEL_WARMUP[llm]
+    if strategy is not None:  # unset: the strategy's default, as the run used
+        if full["model_warmup"] is None:
+            full["model_warmup"] = MODEL_WARMUP[llm]
+        if full["prior_expansions"] is None:
+            full["prior_expansions"] = PRIOR_EXPANSIONS[llm]
     stages = tiled_stages(layer) if full["refine_generations"] is None and layer is not None else None
     if stages is not None:  # unset: the kernel's default, as the run used
         full["refine_generations"] = default_generations(stages)

@@ -129,6 +129,7 @@ class MCTSSearch:
         self.expansions_per_round = settings.expansions_per_round or settings.measure_batch * (
             1 if policy.uses_llm else 2
         )
+        self.prior_expansions = settings.prior(policy.uses_llm)
         policy.bind(sink=sink, rng=self.rng)
 
     # -- building blocks -----------------------------------------------------------------------
@@ -864,7 +865,7 @@ class MCTSSearch:
                 done += len(batch)
             # the prior's expansions beside the round's (prior_expansions): the tree grows as
             # mcts-random's does, and where LLMs expand, their children are added to it
-            for _ in range(self.s.prior_expansions if reason is None and not exhausted else 0):
+            for _ in range(self.prior_expansions if reason is None and not exhausted else 0):
                 leaf = self._select()
                 if leaf is None or self._stop_reason() is not None:
                     break

@@ -110,10 +110,12 @@ class SearchSettings:
     refine_per_lineage: int = 0
     # per measurement round: expansions beside the round's ``expansions_per_round`` that apply one
     # mutator drawn from the target's prior, with no LLM call, at leaves the UCT selects (their
-    # children go to a small model, as screening's nodes do). Where LLMs expand the tree (8 per
-    # round), 8 give it as many nodes per round as mcts-random's 16, the LLMs' children added to
-    # those: colt measured 0.84-0.93x mcts-random with half its expansions. 0: off (the papers)
-    prior_expansions: int = 0
+    # children go to a small model, as screening's nodes do). None: by strategy (PRIOR_EXPANSIONS):
+    # 8 where LLMs expand the tree (8 expansions per round, one call each), so the tree grows by as
+    # many nodes per round as mcts-random's 16, half of them the LLMs' (colt had measured 0.84-0.94x
+    # mcts-random with half its expansions; docs/benchmarks.md); 0 for mcts-random (its 16 are the
+    # prior's already). 0: off (the papers)
+    prior_expansions: int | None = None
     # per measurement round: batch places given to new random design-space samples, measured
     # unscreened (MetaSchedule measures random samples until its cost model holds 100 records). 0: off
     random_picks: int = 0
@@ -170,6 +172,11 @@ class SearchSettings:
         where it is unset, the default for a strategy with or without LLMs."""
         return self.model_warmup if self.model_warmup is not None else MODEL_WARMUP[uses_llm]
 
+    def prior(self, uses_llm: bool) -> int:
+        """The prior's expansions per round: ``prior_expansions``, or where it is unset, the default
+        for a strategy with or without LLMs."""
+        return self.prior_expansions if self.prior_expansions is not None else PRIOR_EXPANSIONS[uses_llm]
+
     def generations(self, tiled_stages: int) -> int:
         """Refine's generations: ``refine_generations``, or where it is unset, the default for a
         design space that tiles that many stages (:attr:`SearchSpace.tiled_stages`)."""
@@ -186,6 +193,10 @@ class SearchSettings:
 #: ``model_warmup`` where a request leaves it unset, by whether LLMs expand the tree (measured in
 #: same-seed pairs, docs/benchmarks.md: mcts-random 1.10x with 16 over 27; colt 0.94x over 17)
 MODEL_WARMUP: dict[bool, int] = {False: 16, True: 0}
+
+#: ``prior_expansions`` where a request leaves it unset, by whether LLMs expand the tree (measured
+#: in same-seed pairs of colt, docs/benchmarks.md)
+PRIOR_EXPANSIONS: dict[bool, int] = {False: 0, True: 8}
 
 #: ``refine_generations`` where a request leaves it unset, by whether the kernel's design space
 #: tiles more than one stage (measured in same-seed pairs of mcts-random, docs/benchmarks.md)
@@ -296,7 +307,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "refine_generations": Limit(int, 1, 8, optional=True),
         "refine_fresh": Limit(int, 0, 4096),
         "refine_per_lineage": Limit(int, 0, 64),
-        "prior_expansions": Limit(int, 0, 256),
+        "prior_expansions": Limit(int, 0, 256, optional=True),
         "random_picks": Limit(int, 0, 64),
         "llm_places": Limit(int, 0, 64),
         "llm_refine": Limit(int, 0, 32),
@@ -349,7 +360,7 @@ class RunRequest:
 #: what a stored run that lacks a setting ran with: a run stored before the setting existed ran as
 #: its value then (before ``model_warmup``, the cost model's scores were used from the first record,
 #: 0; unset resolves by strategy since, MODEL_WARMUP), so resuming it goes on as it began
-STORED_BEFORE: dict[str, Any] = {"model_warmup": 0, "refine_generations": 1}
+STORED_BEFORE: dict[str, Any] = {"model_warmup": 0, "refine_generations": 1, "prior_expansions": 0}
 
 
 def _section(doc: Mapping, name: str, cls: type, errors: dict[str, str], stored: bool = False) -> Any:

@@ -237,14 +237,15 @@ def test_the_summary_says_how_many_llm_proposals_were_measured_and_whose_the_bes
     )
 
 
-@pytest.mark.parametrize("prior", [0, 3])
-def test_prior_expansions_grow_the_tree_beside_the_llms_without_calls(fake, gemm128, gemm_measurer, prior):
+@pytest.mark.parametrize("prior, expected", [(0, 0), (3, 3), (None, 8)])
+def test_prior_expansions_grow_the_tree_beside_the_llms_without_calls(fake, gemm128, gemm_measurer, prior, expected):
     """With ``prior_expansions`` N, each round also expands N leaves with a mutator drawn from the
     prior and no call: the tree gets N more nodes per round, no call makes them, and their
-    children go to a small model (no model assigned), as screening's nodes do."""
+    children go to a small model (no model assigned), as screening's nodes do. Unset, colt's is 8."""
     outcome, sink = run(
         gemm128, gemm_measurer, fleet_at(fake.api_base), trials=12, expansions=4, settings={"prior_expansions": prior}
     )
+    prior = expected
     rounds = len(sink.of(ev.Progress))
     assert outcome.result.trials == 12 and rounds == 3
     assert outcome.result.expansions == rounds * (4 + prior)

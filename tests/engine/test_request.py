@@ -220,3 +220,23 @@ def test_refines_generations_default_by_the_kernels_tiled_stages_and_a_set_value
     for bad in (0, 9):
         with pytest.raises(RequestError, match="refine_generations"):
             build_request({"kernel": "gemm-128", "settings": {"refine_generations": bad}})
+
+
+def test_the_priors_expansions_default_by_whether_llms_expand_and_a_set_value_wins():
+    """Unset, ``prior_expansions`` is 8 where LLMs expand the tree (its 8 LLM expansions per round
+    then have 8 of the prior's beside them, as many as mcts-random's 16) and 0 for mcts-random
+    (measured in same-seed pairs, docs/benchmarks.md); a value the user sets, or the paper
+    preset's 0, applies to every strategy; a run stored before the setting existed resumes with
+    none."""
+    unset = SearchSettings()
+    assert (unset.prior(uses_llm=False), unset.prior(uses_llm=True)) == (0, 8)
+    for value in (0, 3, 16):
+        settings = build_request({"kernel": "gemm-128", "settings": {"prior_expansions": value}}).settings
+        assert settings.prior(uses_llm=False) == settings.prior(uses_llm=True) == value
+    paper = build_request({"kernel": "gemm-128", "settings": {"preset": "paper"}}).settings
+    assert paper.prior(uses_llm=True) == 0
+    stored = build_request({"kernel": "gemm-128", "settings": {}}, stored=True)
+    assert stored.settings.prior(uses_llm=True) == 0
+    for bad in (-1, 257, 2.5):
+        with pytest.raises(RequestError, match="prior_expansions"):
+            build_request({"kernel": "gemm-128", "settings": {"prior_expansions": bad}})

@@ -224,7 +224,7 @@ class Command(BaseCommand):
             type=int,
             default=None,
             help="per measurement round, expansions beside the round's that apply a mutator drawn from the target's "
-            f"prior, with no LLM call (default {defaults.prior_expansions}: off)",
+            "prior, with no LLM call (default: by strategy, 8 where LLMs expand the tree, 0 for mcts-random)",
         )
         search.add_argument(
             "--random-picks",
