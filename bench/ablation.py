@@ -162,8 +162,6 @@ CONFIGS: dict[str, dict] = {
     "default+pop16+scout1": {"population": 16, "sketch_scout": 1},
     # the papers' root population under today's defaults (16 since the 2026-12-05 evening rows)
     "default+pop3": {"population": 3},
-    # twice the default's root samples: the attention layers' 81 sketches, of which a run measures 8-11
-    "default+pop32": {"population": 32},
     "default+pop3+scout1": {"population": 3, "sketch_scout": 1},
     # refine's 512 mutants over 2 or 4 generations, each mutating the best-scored of the one before
     # (a hill climb on the cost model, moves of 2-4 mutators, as MetaSchedule's evolutionary search
@@ -180,6 +178,8 @@ CONFIGS: dict[str, dict] = {
     # (colt) 8 expansions of the prior's per round beside the LLMs' 8: the tree grows by as many
     # nodes per round as mcts-random's, the LLMs' children added
     "default+prior8": {"prior_expansions": 8},
+    # colt's default before prior_expansions became 8 where LLMs expand
+    "default+prior0": {"prior_expansions": 0},
     "refine512+directed": {"refine": 512, "directed": True},
     "directed": {"directed": True},
 }
