@@ -245,10 +245,9 @@ def test_prior_expansions_grow_the_tree_beside_the_llms_without_calls(fake, gemm
     outcome, sink = run(
         gemm128, gemm_measurer, fleet_at(fake.api_base), trials=12, expansions=4, settings={"prior_expansions": prior}
     )
-    prior = expected
     rounds = len(sink.of(ev.Progress))
     assert outcome.result.trials == 12 and rounds == 3
-    assert outcome.result.expansions == rounds * (4 + prior)
+    assert outcome.result.expansions == rounds * (4 + expected)
     calls = [c for c in sink.of(ev.LLMCallRecorded) if not c.escalation]
     assert len(calls) <= rounds * 4  # the prior's expansions make no call
     created = sink.of(ev.NodeCreated)
@@ -259,7 +258,7 @@ def test_prior_expansions_grow_the_tree_beside_the_llms_without_calls(fake, gemm
     for node in by_prior:
         assert node.origin == ev.PRIOR_MOVE and node.created_by is None and node.expand_model is None
         assert len(node.mutators) == 1 and depth[node.parent_id] >= 2
-    assert bool(by_prior) == bool(prior)
+    assert bool(by_prior) == bool(expected)
 
 
 def refine_ready(server, space, measurer, **settings):

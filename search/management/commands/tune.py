@@ -14,6 +14,7 @@ from search.engine.llm import FleetError
 from search.engine.request import (
     MODEL_WARMUP,
     PRESETS,
+    PRIOR_EXPANSIONS,
     REFINE_GENERATIONS,
     RequestError,
     RunRequest,
@@ -224,7 +225,8 @@ class Command(BaseCommand):
             type=int,
             default=None,
             help="per measurement round, expansions beside the round's that apply a mutator drawn from the target's "
-            "prior, with no LLM call (default: by strategy, 8 where LLMs expand the tree, 0 for mcts-random)",
+            f"prior, with no LLM call (default: by strategy, {PRIOR_EXPANSIONS[True]} where LLMs expand the tree, "
+            f"{PRIOR_EXPANSIONS[False]} for mcts-random; --preset paper: {PRESETS['paper']['prior_expansions']})",
         )
         search.add_argument(
             "--random-picks",
