@@ -180,6 +180,8 @@ CONFIGS: dict[str, dict] = {
     "default+prior8": {"prior_expansions": 8},
     # colt's default before prior_expansions became 8 where LLMs expand
     "default+prior0": {"prior_expansions": 0},
+    # the prior's children keep their leaf's model (the largest model's share fell to 11% without)
+    "default+priorkeep": {"prior_keeps_model": True},
     "refine512+directed": {"refine": 512, "directed": True},
     "directed": {"directed": True},
 }
@@ -208,8 +210,9 @@ LLM_ONLY = (
     "cost_routing",
     "llm_places",
     "llm_refine",
+    "prior_keeps_model",
 )
-FLEET_ONLY = ("screened_to_small", "cost_routing")
+FLEET_ONLY = ("screened_to_small", "cost_routing", "prior_keeps_model")
 
 
 @functools.cache

@@ -311,7 +311,7 @@ class MCTSSearch:
     def expand(self, leaf: Node, proposal: Proposal | None = None, *, prior: bool = False) -> Node | None:
         """Expand ``leaf`` with ``proposal`` (made beforehand, with others in flight), or ask for one;
         with ``prior``, with one mutator drawn from the target's prior and no call (its child goes
-        to a small model, as screening's nodes do)."""
+        to a small model, as screening's nodes do, or with ``prior_keeps_model`` to the leaf's)."""
         self.expansions += 1
         request = self._request(leaf)
         if leaf.depth <= 1:
@@ -320,7 +320,10 @@ class MCTSSearch:
                 next_model=self._initial_model(leaf),
             )
         elif prior:
-            proposal = Proposal(mutators=[random_mutator(self.space.mutator_probs, self.rng)])
+            proposal = Proposal(
+                mutators=[random_mutator(self.space.mutator_probs, self.rng)],
+                next_model=leaf.expand_model if self.s.prior_keeps_model else None,
+            )
         elif proposal is None:
             proposal = self.policy.propose(request)
         cand, applied, reason = self._child_of(leaf, proposal)

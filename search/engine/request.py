@@ -116,6 +116,11 @@ class SearchSettings:
     # mcts-random with half its expansions; docs/benchmarks.md); 0 for mcts-random (its 16 are the
     # prior's already). 0: off (the papers)
     prior_expansions: int | None = None
+    # the children of the prior's expansions keep the model their leaf was assigned (the one an
+    # LLM named to expand that subtree), instead of going to a small model as screening's nodes do:
+    # with 8 of the prior's expansions per round, half the tree had no model assigned, and the
+    # largest model's share of calls fell from 19% to 11% (docs/benchmarks.md). Off: a small model
+    prior_keeps_model: bool = False
     # per measurement round: batch places given to new random design-space samples, measured
     # unscreened (MetaSchedule measures random samples until its cost model holds 100 records). 0: off
     random_picks: int = 0
@@ -224,6 +229,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "refine_fresh": 0,
         "refine_per_lineage": 0,
         "prior_expansions": 0,
+        "prior_keeps_model": False,
         "random_picks": 0,
         "llm_places": 0,
         "llm_refine": 0,

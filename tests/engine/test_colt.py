@@ -237,13 +237,21 @@ def test_the_summary_says_how_many_llm_proposals_were_measured_and_whose_the_bes
     )
 
 
-@pytest.mark.parametrize("prior, expected", [(0, 0), (3, 3), (None, 8)])
-def test_prior_expansions_grow_the_tree_beside_the_llms_without_calls(fake, gemm128, gemm_measurer, prior, expected):
+@pytest.mark.parametrize("prior, expected, keep", [(0, 0, False), (3, 3, False), (None, 8, False), (3, 3, True)])
+def test_prior_expansions_grow_the_tree_beside_the_llms_without_calls(
+    fake, gemm128, gemm_measurer, prior, expected, keep
+):
     """With ``prior_expansions`` N, each round also expands N leaves with a mutator drawn from the
     prior and no call: the tree gets N more nodes per round, no call makes them, and their
-    children go to a small model (no model assigned), as screening's nodes do. Unset, colt's is 8."""
+    children go to a small model (no model assigned), as screening's nodes do, or with
+    ``prior_keeps_model`` to the model their leaf was assigned. Unset, colt's is 8."""
     outcome, sink = run(
-        gemm128, gemm_measurer, fleet_at(fake.api_base), trials=12, expansions=4, settings={"prior_expansions": prior}
+        gemm128,
+        gemm_measurer,
+        fleet_at(fake.api_base),
+        trials=12,
+        expansions=4,
+        settings={"prior_expansions": prior, "prior_keeps_model": keep},
     )
     rounds = len(sink.of(ev.Progress))
     assert outcome.result.trials == 12 and rounds == 3
@@ -252,12 +260,16 @@ def test_prior_expansions_grow_the_tree_beside_the_llms_without_calls(fake, gemm
     assert len(calls) <= rounds * 4  # the prior's expansions make no call
     created = sink.of(ev.NodeCreated)
     depth = {n.node_id: n.depth for n in created}
+    assigned = {n.node_id: n.expand_model for n in created}
     # below the root samples' children every expansion is an LLM's, unless it is the prior's
     deep = [n for n in created if n.depth >= 3]
     by_prior = [n for n in deep if n.call_id is None]
     for node in by_prior:
-        assert node.origin == ev.PRIOR_MOVE and node.created_by is None and node.expand_model is None
+        assert node.origin == ev.PRIOR_MOVE and node.created_by is None
         assert len(node.mutators) == 1 and depth[node.parent_id] >= 2
+        # every leaf at depth 2 or more has a model: an LLM named it, or its own leaf's was kept
+        assert node.expand_model == (assigned[node.parent_id] if keep else None)
+        assert (node.expand_model in {"small", "mid", "large"}) == keep
     assert bool(by_prior) == bool(expected)
 
 

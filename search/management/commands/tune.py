@@ -44,6 +44,7 @@ SETTINGS = (
     "refine_fresh",
     "refine_per_lineage",
     "prior_expansions",
+    "prior_keeps_model",
     "random_picks",
     "llm_places",
     "llm_refine",
@@ -227,6 +228,13 @@ class Command(BaseCommand):
             help="per measurement round, expansions beside the round's that apply a mutator drawn from the target's "
             f"prior, with no LLM call (default: by strategy, {PRIOR_EXPANSIONS[True]} where LLMs expand the tree, "
             f"{PRIOR_EXPANSIONS[False]} for mcts-random; --preset paper: {PRESETS['paper']['prior_expansions']})",
+        )
+        search.add_argument(
+            "--prior-keeps-model",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="colt: the children of the prior's expansions are expanded by the model their leaf was assigned, "
+            f"not by a small one (default {'on' if defaults.prior_keeps_model else 'off'})",
         )
         search.add_argument(
             "--random-picks",
