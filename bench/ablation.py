@@ -182,6 +182,8 @@ CONFIGS: dict[str, dict] = {
     "default+prior0": {"prior_expansions": 0},
     # the prior's children keep their leaf's model (the largest model's share fell to 11% without)
     "default+priorkeep": {"prior_keeps_model": True},
+    # the largest model keeps at least 20% of the calls, as the prompt asks
+    "default+floor20": {"largest_share_floor": 0.2},
     "refine512+directed": {"refine": 512, "directed": True},
     "directed": {"directed": True},
 }
@@ -211,8 +213,9 @@ LLM_ONLY = (
     "llm_places",
     "llm_refine",
     "prior_keeps_model",
+    "largest_share_floor",
 )
-FLEET_ONLY = ("screened_to_small", "cost_routing", "prior_keeps_model")
+FLEET_ONLY = ("screened_to_small", "cost_routing", "prior_keeps_model", "largest_share_floor")
 
 
 @functools.cache

@@ -216,6 +216,7 @@ class LLMPolicy(ExpansionPolicy):
         screened_to_small: bool = True,
         cost_routing: bool = False,
         compact_prompt: bool = False,
+        largest_share_floor: float = 0.0,
     ):
         from .llm import Fleet
 
@@ -232,6 +233,8 @@ class LLMPolicy(ExpansionPolicy):
         self.cost_routing = cost_routing  # ... which small model: hits per dollar, not hit rate alone
         # ancestors shown as what differs (prompting.user_prompt); directed prompts show them whole
         self.compact_prompt = compact_prompt and not directed
+        # the share of calls the largest model keeps (the prompt asks the models for 20%; see route)
+        self.largest_share_floor = largest_share_floor if len(fleet.models) > 1 else 0.0
         self.stats = {m.name: ModelStats() for m in fleet.models}
         self.calls = 0
         self.usd = 0.0
@@ -481,11 +484,28 @@ class LLMPolicy(ExpansionPolicy):
             return max(small, key=lambda m: (smoothed(m) / price[m.name], -m.params)).name
         return max(small, key=lambda m: (smoothed(m), -m.params)).name
 
-    def route(self, request: ExpansionRequest) -> str:
+    def _below_floor(self, pending: list[str]) -> bool:
+        """Whether the next call must go to the largest model to keep its share of the calls at
+        ``largest_share_floor``, counting ``pending`` (calls routed but not yet made): where a
+        small model took it, the largest's share after it would fall below the floor."""
+        if not self.largest_share_floor:
+            return False
+        largest = self.fleet.largest.name
+        calls = self.stats[largest].calls + pending.count(largest)
+        return calls < self.largest_share_floor * (self.calls + len(pending) + 1)
+
+    def route(self, request: ExpansionRequest, pending: list[str] | None = None) -> str:
+        """The model that expands the request's leaf: the one a call assigned it, or for a node
+        screening added, a small one (``screened_to_small``) or the largest. With
+        ``largest_share_floor``, the largest instead wherever its share would fall below the floor:
+        the prompt asks the models to keep it at 20% of the calls, and small local models name
+        one another (it made 11% of colt's calls, docs/benchmarks.md)."""
         if request.model in self.stats:
             model = request.model
         else:
             model = self._unassigned_model() if self.screened_to_small else self.fleet.largest.name
+        if self._below_floor(pending or []):
+            model = self.fleet.largest.name
         if not self._healthy(model):
             model = self._fallback_model(model)
         return model
@@ -501,7 +521,9 @@ class LLMPolicy(ExpansionPolicy):
             return [self.propose(r) for r in requests]
         from concurrent.futures import ThreadPoolExecutor
 
-        models = [self.route(r) for r in requests]
+        models: list[str] = []
+        for r in requests:
+            models.append(self.route(r, pending=models))
         calls = [self._prepare(m, r) for m, r in zip(models, requests, strict=True)]
         with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="llm-call") as pool:
             futures = [pool.submit(self._complete, call) for call in calls]

@@ -109,6 +109,7 @@ class _LLMTreeSearch(TreeSearch):
             screened_to_small=self.request.settings.screened_to_small,
             cost_routing=self.request.settings.cost_routing,
             compact_prompt=self.request.settings.compact_prompt,
+            largest_share_floor=self.request.settings.largest_share_floor,
         )
 
 

@@ -346,3 +346,29 @@ def test_cost_routing_sends_screened_nodes_to_the_most_hits_per_dollar(fake):
         hit(policy, "mid")
         hit_and_miss(policy, "small")
         assert policy.propose(request_for(None)).model == "small"  # 1/2 per 135M beats 2/3 per 270M
+
+
+@pytest.mark.parametrize("floor", [0.0, 0.25])
+def test_the_largest_model_keeps_its_floor_of_the_calls(fake, floor):
+    """Every reply names the smallest model, as small local models do: without a floor the largest
+    makes no call; with ``largest_share_floor`` it takes the calls that keep its share at the
+    floor, the first included, and never more than it needs. Calls in flight together count."""
+    for name in ("small", "mid", "large"):
+        fake.scripts[name] = Script('{"mutators": ["MutateUnroll"], "next_model": "small"}')
+    policy, sink = make_policy(fleet_at(fake.api_base), course_alteration_k=None, largest_share_floor=floor)
+    for _ in range(12):
+        policy.propose(request_for("small"))
+    policy.propose_many([request_for("small") for _ in range(4)])
+    models = [c.model for c in sink.of(ev.LLMCallRecorded)]
+    assert len(models) == 16
+    if not floor:
+        assert "large" not in models
+        return
+    assert models[0] == "large" and models.count("large") == 4  # 25% of 16
+    for n in range(1, len(models) + 1):  # after every call, the share is at the floor or above it
+        assert models[:n].count("large") >= floor * n
+    assert policy.largest_share() == 0.25
+    # a single-model fleet has no floor to keep
+    single = Fleet.of([fleet_at(fake.api_base).get("small")])
+    policy, _ = make_policy(single, largest_share_floor=0.5)
+    assert policy.largest_share_floor == 0.0

@@ -52,6 +52,7 @@ SETTINGS = (
     "directed",
     "screened_to_small",
     "cost_routing",
+    "largest_share_floor",
     "compact_prompt",
     "llm_in_flight",
     "timing_cutoff",
@@ -296,6 +297,14 @@ class Command(BaseCommand):
             help=f"colt with --screened-to-small: that small model is the one with the most expected hits per "
             f"dollar (hit rate over the price of a call), not the best hit rate "
             f"(default {'on' if defaults.cost_routing else 'off'})",
+        )
+        search.add_argument(
+            "--largest-share-floor",
+            type=float,
+            default=None,
+            help="colt: the share of the calls the largest model keeps at least (0-1); a call goes to it instead "
+            "of the model its leaf was assigned wherever its share would fall below "
+            f"(default {defaults.largest_share_floor}{': off' if not defaults.largest_share_floor else ''})",
         )
         search.add_argument(
             "--compact-prompt",
