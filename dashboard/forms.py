@@ -42,6 +42,7 @@ SECTIONS = {
     "sketch_scout": "settings",
     "refine": "settings",
     "llm_in_flight": "settings",
+    "largest_share_floor": "settings",
     "timing_cutoff": "settings",
 }
 #: the levers beyond the papers; with the "paper" preset the form leaves them to the preset
@@ -55,6 +56,7 @@ LEVERS = (
     "directed",
     "compact_prompt",
     "cost_routing",
+    "largest_share_floor",
     "llm_in_flight",
     "timing_cutoff",
 )
@@ -218,6 +220,15 @@ class LaunchForm(forms.Form):
         label="cost-aware routing",
         help_text="colt: the nodes screening adds go to the small model with the most expected hits per dollar "
         "(hit rate over the price of a call), not to the best hit rate alone",
+    )
+    largest_share_floor = _number(
+        "largest_share_floor",
+        required=False,
+        initial=SearchSettings().largest_share_floor,
+        label="largest model's share, at least",
+        help_text="colt: a call goes to the largest model instead of the one its leaf was assigned wherever the "
+        "largest's share of the calls would fall below this (0-1; e.g. 0.2, the share the prompt asks for; "
+        "0: off, the models' own choice)",
     )
     llm_in_flight = _number(
         "llm_in_flight",

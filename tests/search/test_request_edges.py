@@ -154,23 +154,25 @@ def test_the_form_sets_the_levers_beyond_the_papers(client, team, monkeypatch):
             "cost_routing": "on",
             "population": "8",
             "llm_in_flight": "3",
+            "largest_share_floor": "0.2",
         },  # fmt: skip
     )
     assert response.status_code == 302
     settings = Run.objects.get().run_request.settings
     assert settings.variants == 8 and settings.measured_reward is True and settings.prior_variants == 0.5
     assert settings.compact_prompt is True and settings.llm_in_flight == 3 and settings.cost_routing is True
-    assert settings.population == 8
+    assert settings.population == 8 and settings.largest_share_floor == 0.2
     client.post("/runs/new", {**FORM, "team": team.pk})
     defaults = Run.objects.order_by("-pk").first().run_request.settings
     assert (defaults.variants, defaults.refine) == (SearchSettings().variants, SearchSettings().refine)
-    assert defaults.cost_routing is False and defaults.population == SearchSettings().population == 16
+    assert defaults.cost_routing is False and defaults.largest_share_floor == SearchSettings().largest_share_floor
+    assert defaults.population == SearchSettings().population == 16
     client.post("/runs/new", {**FORM, "team": team.pk, "preset": "paper"})  # root samples left blank
     assert Run.objects.order_by("-pk").first().run_request.settings.population == PRESETS["paper"]["population"] == 3
     client.post(
         "/runs/new",
         {**FORM, "team": team.pk, "preset": "paper", "variants": "8", "refine": "64", "compact_prompt": "on",
-         "llm_in_flight": "4", "population": "16"},
+         "llm_in_flight": "4", "population": "16", "largest_share_floor": "0.3"},
     )  # fmt: skip
     paper = Run.objects.order_by("-pk").first().run_request.settings
     levers = {k: v for k, v in PRESETS["paper"].items() if k != "population"}
