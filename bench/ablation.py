@@ -182,8 +182,10 @@ CONFIGS: dict[str, dict] = {
     "default+prior0": {"prior_expansions": 0},
     # the prior's children keep their leaf's model (the largest model's share fell to 11% without)
     "default+priorkeep": {"prior_keeps_model": True},
-    # the largest model keeps at least 20% of the calls, as the prompt asks
+    # the largest model keeps at least 20% of the calls, as the prompt asks (the default since)
     "default+floor20": {"largest_share_floor": 0.2},
+    # colt's default before largest_share_floor became 0.2
+    "default+floor0": {"largest_share_floor": 0.0},
     "refine512+directed": {"refine": 512, "directed": True},
     "directed": {"directed": True},
 }

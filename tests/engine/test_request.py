@@ -240,3 +240,19 @@ def test_the_priors_expansions_default_by_whether_llms_expand_and_a_set_value_wi
     for bad in (-1, 257, 2.5):
         with pytest.raises(RequestError, match="prior_expansions"):
             build_request({"kernel": "gemm-128", "settings": {"prior_expansions": bad}})
+
+
+def test_the_largest_models_floor_defaults_to_a_fifth_and_stored_runs_keep_none():
+    """``largest_share_floor`` is 0.2 by default (the share the prompt asks the models to keep),
+    0 in the paper preset (the prompt's request alone) and for a run stored before the setting
+    existed; a share outside 0-1 is refused."""
+    assert SearchSettings().largest_share_floor == 0.2
+    assert build_request({"kernel": "gemm-128"}).settings.largest_share_floor == 0.2
+    paper = build_request({"kernel": "gemm-128", "settings": {"preset": "paper"}}).settings
+    assert paper.largest_share_floor == 0.0
+    assert build_request({"kernel": "gemm-128", "settings": {}}, stored=True).settings.largest_share_floor == 0.0
+    set_ = build_request({"kernel": "gemm-128", "settings": {"largest_share_floor": 0.3}}, stored=True).settings
+    assert set_.largest_share_floor == 0.3
+    for bad in (-0.1, 1.5, "0.2"):
+        with pytest.raises(RequestError, match="largest_share_floor"):
+            build_request({"kernel": "gemm-128", "settings": {"largest_share_floor": bad}})
