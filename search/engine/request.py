@@ -157,7 +157,7 @@ class SearchSettings:
     # colt: the share of the calls the largest model keeps at least; a call goes to it instead of
     # the model its leaf was assigned wherever the share would otherwise fall below. The prompt asks
     # the models to keep the largest at 20% (the papers: 23-24%), which small local models do not
-    # follow, and screening leaves course alteration next to nothing to correct (no escalation in
+    # follow, and screening leaves course alteration next to nothing to correct (4 escalations in
     # 25 colt runs): with the prior's expansions the largest made a median 13% of colt's calls.
     # Measured at 0.2 against 0 (znver5, 10 same-seed pairs): 1.10x, within the seeds' noise
     # (0.35-2.09x), the share 13% -> 21%, 1.29x the USD (docs/benchmarks.md). 0: off (the papers:
