@@ -497,9 +497,8 @@ class LLMPolicy(ExpansionPolicy):
     def route(self, request: ExpansionRequest, pending: list[str] | None = None) -> str:
         """The model that expands the request's leaf: the one a call assigned it, or for a node
         screening added, a small one (``screened_to_small``) or the largest. With
-        ``largest_share_floor``, the largest instead wherever its share would fall below the floor:
-        the prompt asks the models to keep it at 20% of the calls, and small local models name
-        one another (it made 11% of colt's calls, docs/benchmarks.md)."""
+        ``largest_share_floor``, the largest instead wherever its share would fall below the floor
+        (why, and what it measured: ``SearchSettings.largest_share_floor``)."""
         if request.model in self.stats:
             model = request.model
         else:
