@@ -258,13 +258,63 @@ def plot(layer: str, cells: dict) -> str | None:
     return f"plots/{layer}.svg"
 
 
+WALL_HEADERS = [
+    "layer",
+    "strategy",
+    "wall-clock budget s",
+    "seeds",
+    "best ms: median (min-max)",
+    "vs evolutionary",
+    "trials (median)",
+    "LLM s (median)",
+]
+
+
+def _wall_cells(cells: dict) -> list[tuple[tuple[str, str, int], list[dict]]]:
+    """The wall-clock cells in the table's order (not layers formulated differently before)."""
+    current = [(k, rs) for k, rs in cells.items() if k[0] in PAPER_LAYERS]
+    return sorted(current, key=lambda kv: (PAPER_LAYERS.index(kv[0][0]), kv[0][1]))
+
+
+def against_evolutionary(cells: dict, layer: str, strategy: str) -> float | None:
+    """A wall-clock cell's speed over evolutionary's on the same layer (their median bests); above 1:
+    faster. None where either cell has no valid best, and for evolutionary itself."""
+    evo = cells.get((layer, "evolutionary", 0))
+    if strategy == "evolutionary" or not evo:
+        return None
+    mine, theirs = median(cells[(layer, strategy, 0)], "speed"), median(evo, "speed")
+    return mine / theirs if mine and theirs else None
+
+
 def wall_rows(cells: dict) -> list[list[str]]:
     out = []
-    current = {k: rs for k, rs in cells.items() if k[0] in PAPER_LAYERS}  # not layers formulated differently before
-    for (layer, strategy, _), rs in sorted(current.items(), key=lambda kv: (PAPER_LAYERS.index(kv[0][0]), kv[0][1])):
+    for (layer, strategy, _), rs in _wall_cells(cells):
+        ratio = against_evolutionary(cells, layer, strategy)
+        llm_s = median(rs, "llm_s")
         out.append([layer, strategy, f"{rs[0]['wall_budget_s']:.0f}", ", ".join(str(r["seed"]) for r in rs),
-                    spread(rs), f"{median(rs, 'trials'):.0f}"])  # fmt: skip
+                    spread(rs), f"{ratio:.2f}x" if ratio else "-", f"{median(rs, 'trials'):.0f}",
+                    f"{llm_s:.0f}" if llm_s else "-"])  # fmt: skip
     return out
+
+
+def wall_verdict(cells: dict) -> str:
+    """Per tree strategy: on how many of the layers measured beside evolutionary it is faster (the
+    goal: every layer), and its ratio where it is not (a tie is not faster)."""
+    lines = []
+    for strategy in ("mcts-random", "colt"):
+        ratios = {
+            layer: r
+            for (layer, s, _), _ in _wall_cells(cells)
+            if s == strategy and (r := against_evolutionary(cells, layer, strategy)) is not None
+        }
+        if not ratios:
+            continue
+        behind = [f"{layer} {r:.2f}x" for layer, r in ratios.items() if r <= 1.0]
+        lines.append(
+            f"{strategy} is faster than evolutionary on {len(ratios) - len(behind)} of {len(ratios)} layers"
+            + (f" (not on {', '.join(behind)})" if behind else "")
+        )
+    return "; ".join(lines) + "." if lines else ""
 
 
 HEADERS = [
@@ -369,13 +419,21 @@ def main() -> None:
         ]
     )
     wall = select_rows(store, hosts, args.config, wall=True)
+    wall_retimed = bool(wall) and all("retimed_s" in r for rs in wall.values() for r in rs)
+    BEST["key"] = "retimed_s" if wall_retimed else "best_s"
     wall_body = "### Equal wall-clock budget\n\n" + (
         f"Host `{host}`; each run stops when its wall-clock budget is spent (trials unbounded); the tree "
-        f"strategies in configuration `{args.config}`.\n\n"
-        + table(
-            ["layer", "strategy", "wall-clock budget s", "seeds", "best ms: median (min-max)", "trials"],
-            wall_rows(wall),
-        )  # fmt: skip
+        f"strategies in configuration `{args.config}`. Best latencies "
+        + (
+            "are each run's three fastest schedules timed again on the quiet host (`bench/retime.py`). "
+            if wall_retimed
+            else "as the runs measured them. "
+        )
+        + "`vs evolutionary`: MetaSchedule's evolutionary search's median best over this cell's (above 1: "
+        "faster); `LLM s`: the seconds of the budget spent waiting on LLM calls. "
+        + wall_verdict(wall)
+        + "\n\n"
+        + table(WALL_HEADERS, wall_rows(wall))
         if wall
         else "Not measured on this host yet."
     )

@@ -64,3 +64,33 @@ def test_a_report_over_several_machines_of_one_cpu_model_says_how_fast_each_is()
     note = machines_note(cells, peers, hosts)
     assert "`znver4-aaaaaa` (1 rows: evolutionary@256 x1; calibration 13.8-13.8 ms)" in note
     assert "differs between them by 1.10-1.10x (1 layers)" in note
+
+
+def test_the_wall_clock_table_compares_each_tree_cell_with_evolutionary_and_says_where_it_is_behind():
+    """Equal wall-clock: each tree cell's speed over evolutionary's on its layer (median bests), and
+    the goal's verdict per strategy (faster on every layer), naming the layers where it is not."""
+    from bench.report import wall_rows, wall_verdict
+
+    def at(best_s: float, seed: int = 0, llm_s: float | None = None) -> dict:
+        return {"best_s": best_s, "seed": seed, "wall_budget_s": 300.0, "trials": 60, "llm_s": llm_s}
+
+    cells = {
+        ("deepseek-r1-moe", "evolutionary", 0): [at(0.002), at(0.004, 1)],  # median 3 ms
+        ("deepseek-r1-moe", "mcts-random", 0): [at(0.002), at(0.001, 1)],  # 1.5 ms: 2x evolutionary
+        ("deepseek-r1-moe", "colt", 0): [at(0.004, llm_s=120.0), at(0.002, 1, llm_s=100.0)],  # 3 ms: 1x
+        ("flux-conv2d", "evolutionary", 0): [at(0.002)],
+        ("flux-conv2d", "mcts-random", 0): [at(0.001)],
+        ("flux-conv2d", "colt", 0): [at(0.004, llm_s=150.0)],  # 0.5x
+        ("llama4-scout-mlp", "colt", 0): [at(0.001)],  # no evolutionary cell: not judged
+    }
+    rows = {(r[0], r[1]): r for r in wall_rows(cells)}
+    assert rows[("deepseek-r1-moe", "mcts-random")][4:7] == ["1.500 (1.000-2.000)", "2.00x", "60"]
+    assert rows[("deepseek-r1-moe", "colt")][5:] == ["1.00x", "60", "110"]
+    assert rows[("flux-conv2d", "colt")][5] == "0.50x"
+    assert rows[("deepseek-r1-moe", "evolutionary")][5] == "-"
+    assert rows[("llama4-scout-mlp", "colt")][5] == "-"
+    verdict = wall_verdict(cells)
+    assert verdict.startswith("mcts-random is faster than evolutionary on 2 of 2 layers; ")
+    assert verdict.endswith(
+        "colt is faster than evolutionary on 0 of 2 layers (not on deepseek-r1-moe 1.00x, flux-conv2d 0.50x)."
+    )  # a tie is not faster
