@@ -182,6 +182,8 @@ CONFIGS: dict[str, dict] = {
     "default+prior0": {"prior_expansions": 0},
     # the prior's children keep their leaf's model (the largest model's share fell to 11% without)
     "default+priorkeep": {"prior_keeps_model": True},
+    # an LLM's named mutators as alternatives, one move per child (the models name two to four)
+    "default+onemut": {"single_mutator": True},
     # the largest model keeps at least 20% of the calls, as the prompt asks (the default since)
     "default+floor20": {"largest_share_floor": 0.2},
     # colt's default before largest_share_floor became 0.2
@@ -216,6 +218,7 @@ LLM_ONLY = (
     "llm_refine",
     "prior_keeps_model",
     "largest_share_floor",
+    "single_mutator",
 )
 FLEET_ONLY = ("screened_to_small", "cost_routing", "prior_keeps_model", "largest_share_floor")
 

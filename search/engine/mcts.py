@@ -211,7 +211,12 @@ class MCTSSearch:
             cand = self._directed(leaf, proposal)
             if cand is not None:
                 return cand, [proposal.move.label], ""
-        trace, applied = self._apply(leaf.candidate.trace, proposal.mutators)
+        # with single_mutator, the first of the named mutators that applies; else all, in order
+        steps = [[m] for m in proposal.mutators] if self._alternatives(proposal) else [proposal.mutators]
+        for step in steps:
+            trace, applied = self._apply(leaf.candidate.trace, step)
+            if trace is not None:
+                break
         if trace is None:
             if proposal.mutators:  # an empty proposal (a failed call) was counted when it was made
                 self.policy.record_failure(proposal.model, "no mutator applied")
@@ -227,8 +232,23 @@ class MCTSSearch:
             return None, applied, "duplicate schedule"
         return cand, applied, ""
 
+    def _alternatives(self, proposal: Proposal) -> list[str] | None:
+        """With ``single_mutator``: the mutators a model named, as alternatives for one move each (a
+        random move or a single-mutator proposal: None, nothing to choose)."""
+        if not self.s.single_mutator or proposal.model is None or proposal.fallback:
+            return None
+        named = [m for m in dict.fromkeys(proposal.mutators) if m in self.space.mutators]
+        return named if len(named) > 1 else None
+
     def _scored(
-        self, leaf: Node, cand: Candidate, applied: list[str], *, rescore_leaf: bool = True, prior: float = 0.0
+        self,
+        leaf: Node,
+        cand: Candidate,
+        applied: list[str],
+        *,
+        rescore_leaf: bool = True,
+        prior: float = 0.0,
+        alternatives: list[str] | None = None,
     ) -> tuple[Candidate, list[str], float]:
         """The child to keep and its score; the leaf is scored again in the same batch.
 
@@ -238,7 +258,9 @@ class MCTSSearch:
         explores many points and the tree keeps the promising one. A share ``prior`` of the
         attempts applies one mutator drawn from the target's prior instead (every other attempt
         at 0.5), so the cost model chooses between the model's proposal and the prior's moves;
-        such a move is named "Prior <mutator>" in the child's mutators."""
+        such a move is named "Prior <mutator>" in the child's mutators. With ``alternatives`` (the
+        mutators a model named, ``single_mutator``), each attempt applies one of them in turn
+        instead of all of them in sequence."""
         cands, moves = [cand], [applied]
         seen = {cand.shash}
         discard = _AnyOf(seen, self.tree.hashes)  # (both grow as the loop goes)
@@ -246,7 +268,12 @@ class MCTSSearch:
             if len(cands) >= self.s.variants:
                 break
             from_prior = math.floor((attempt + 1) * prior) > math.floor(attempt * prior)
-            mutators = [random_mutator(self.space.mutator_probs, self.rng)] if from_prior else applied
+            if from_prior:
+                mutators = [random_mutator(self.space.mutator_probs, self.rng)]
+            elif alternatives:
+                mutators = [alternatives[(attempt + 1) % len(alternatives)]]
+            else:
+                mutators = applied
             trace, moved = self._apply(leaf.candidate.trace, mutators)
             other = self.space.realize(trace, self.rng, unless=discard) if trace is not None else None
             if other is None or other.shash in discard:
@@ -332,14 +359,21 @@ class MCTSSearch:
             return None
         # child and parent scored by the same cost model, so "above its parent" (hit rate,
         # course alteration) compares like with like after the model retrains
-        cand, applied, score = self._scored(leaf, cand, applied, prior=self._prior(proposal))
+        cand, applied, score = self._scored(
+            leaf, cand, applied, prior=self._prior(proposal), alternatives=self._alternatives(proposal)
+        )
         replacement = self.policy.review(request, proposal, leaf.predicted, score, own=own_move(applied))
         accepted, alt_score, alt_own = False, None, True
         if replacement is not None and replacement.mutators:
             alt, alt_applied, _ = self._child_of(leaf, replacement)
             if alt is not None:
                 alt, alt_applied, alt_score = self._scored(
-                    leaf, alt, alt_applied, rescore_leaf=False, prior=self._prior(replacement)
+                    leaf,
+                    alt,
+                    alt_applied,
+                    rescore_leaf=False,
+                    prior=self._prior(replacement),
+                    alternatives=self._alternatives(replacement),
                 )
                 alt_own = own_move(alt_applied)
                 if alt_score >= score:  # the correction replaces the child unless it scores lower

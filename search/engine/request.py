@@ -121,6 +121,14 @@ class SearchSettings:
     # with 8 of the prior's expansions per round, half the tree had no model assigned, and the
     # largest model's share of calls fell from 19% to 11% (docs/benchmarks.md). Off: a small model
     prior_keeps_model: bool = False
+    # LLM strategies: the mutators a model names are alternatives, not a sequence: its child applies
+    # one of them (the first that applies), and each of screening's variants one in turn, so a child
+    # differs from its leaf by one move, as the prior's children do. The local models copy the
+    # prompt's example of two mutators or name all four (tests/data/llm_replies.json), and their
+    # nodes, two to four random moves from the leaf, set a new best in 9% of their measurements
+    # against 21% for the prior's single moves (127 colt rows, docs/benchmarks.md). Off: in sequence
+    # (the papers)
+    single_mutator: bool = False
     # per measurement round: batch places given to new random design-space samples, measured
     # unscreened (MetaSchedule measures random samples until its cost model holds 100 records). 0: off
     random_picks: int = 0
@@ -239,6 +247,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "refine_per_lineage": 0,
         "prior_expansions": 0,
         "prior_keeps_model": False,
+        "single_mutator": False,
         "random_picks": 0,
         "llm_places": 0,
         "llm_refine": 0,

@@ -477,3 +477,37 @@ def test_llm_places_measure_the_best_scored_nodes_an_llm_proposed(gemm_space, ge
     proposed = sorted(ranked[:3], key=lambda n: (-n.predicted, n.id))
     assert picks[:2] == proposed[:2]  # the two best-scored of them, then the rest by score
     assert picks[2:] == [n for n in sorted(pending, key=lambda n: (-n.predicted, n.id)) if n not in picks[:2]][:2]
+
+
+@pytest.mark.parametrize("single", [False, True])
+def test_single_mutator_makes_a_models_named_mutators_alternatives_of_one_move_each(gemm_space, gemm_measurer, single):
+    """A model names two mutators. In sequence (the papers) its child applies both; with
+    ``single_mutator`` the child applies one of them, and screening's variants try each in turn,
+    one move each, so the cost model chooses between the model's alternatives."""
+    search, sink = trained_search(gemm_space, gemm_measurer, variants=8, single_mutator=single)
+    tried: list[list[str]] = []
+    apply = search._apply
+
+    def recording(trace, mutators):
+        tried.append(list(mutators))
+        return apply(trace, mutators)
+
+    search._apply = recording
+    named = ["MutateTileSize", "MutateUnroll"]
+    leaf = next(n for n in search.tree.nodes if n.depth >= 2 and not n.dead)
+    child = search.expand(leaf, Proposal(mutators=named, next_model="small", model="small"))
+    assert child is not None and child.parent is leaf and child.created_by == "small"
+    assert all(m in search.space.mutators for m in named)  # (both are the target's mutators)
+    if single:
+        assert len(child.mutators) == 1 and child.mutators[0] in named
+        assert all(len(t) == 1 and t[0] in named for t in tried)  # one move per attempt
+        assert {t[0] for t in tried} == set(named)  # both alternatives screened
+    else:
+        assert child.mutators == named  # both, in order
+        assert all(t == named for t in tried)
+    # a random move (no model) or a single named mutator has nothing to choose between: unchanged
+    assert search._alternatives(Proposal(mutators=named)) is None
+    assert search._alternatives(Proposal(mutators=["MutateUnroll"], model="small")) is None
+    assert search._alternatives(Proposal(mutators=[*named, "MutateNothing"], model="small")) == (
+        named if single else None
+    )

@@ -45,6 +45,7 @@ SETTINGS = (
     "refine_per_lineage",
     "prior_expansions",
     "prior_keeps_model",
+    "single_mutator",
     "random_picks",
     "llm_places",
     "llm_refine",
@@ -236,6 +237,13 @@ class Command(BaseCommand):
             default=None,
             help="colt: the children of the prior's expansions are expanded by the model their leaf was assigned, "
             f"not by a small one (default {'on' if defaults.prior_keeps_model else 'off'})",
+        )
+        search.add_argument(
+            "--single-mutator",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="LLM strategies: the mutators a model names are alternatives, its child applying one of them, not "
+            f"all in sequence (default {'on' if defaults.single_mutator else 'off'}; --preset paper: off)",
         )
         search.add_argument(
             "--random-picks",
