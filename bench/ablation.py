@@ -184,6 +184,8 @@ CONFIGS: dict[str, dict] = {
     "default+priorkeep": {"prior_keeps_model": True},
     # an LLM's named mutators as alternatives, one move per child (the models name two to four)
     "default+onemut": {"single_mutator": True},
+    # the same where two places of every batch measure the LLMs' best-scored nodes (their hit rate measured)
+    "default+llm2+onemut": {"llm_places": 2, "single_mutator": True},
     # the largest model keeps at least 20% of the calls, as the prompt asks (the default since)
     "default+floor20": {"largest_share_floor": 0.2},
     # colt's default before largest_share_floor became 0.2
