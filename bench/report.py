@@ -291,8 +291,9 @@ def wall_rows(cells: dict) -> list[list[str]]:
     for (layer, strategy, _), rs in _wall_cells(cells):
         ratio = against_evolutionary(cells, layer, strategy)
         llm_s = median(rs, "llm_s")
-        out.append([layer, strategy, f"{rs[0]['wall_budget_s']:.0f}", ", ".join(str(r["seed"]) for r in rs),
-                    spread(rs), f"{ratio:.2f}x" if ratio else "-", f"{median(rs, 'trials'):.0f}",
+        seeds = ", ".join(str(seed) for seed in sorted(r["seed"] for r in rs))
+        out.append([layer, strategy, f"{rs[0]['wall_budget_s']:.0f}", seeds, spread(rs),
+                    f"{ratio:.2f}x" if ratio else "-", f"{median(rs, 'trials'):.0f}",
                     f"{llm_s:.0f}" if llm_s else "-"])  # fmt: skip
     return out
 
