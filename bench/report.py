@@ -428,7 +428,7 @@ def main() -> None:
         + (
             "are each run's three fastest schedules timed again on the quiet host (`bench/retime.py`). "
             if wall_retimed
-            else "as the runs measured them. "
+            else "are as the runs measured them. "
         )
         + "`vs evolutionary`: MetaSchedule's evolutionary search's median best over this cell's (above 1: "
         "faster); `LLM s`: the seconds of the budget spent waiting on LLM calls. "
