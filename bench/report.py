@@ -74,6 +74,14 @@ HEADLINE = [
 BEST = {"key": "best_s"}
 
 
+def compare_retimed(cells: dict) -> bool:
+    """Whether every row of ``cells`` was timed again (``bench/retime.py``); bests are then read
+    from ``retimed_s``, else as the runs measured them."""
+    retimed = bool(cells) and all("retimed_s" in r for rs in cells.values() for r in rs)
+    BEST["key"] = "retimed_s" if retimed else "best_s"
+    return retimed
+
+
 def best_of(row: dict) -> float | None:
     return row[BEST["key"]] if BEST["key"] in row else row.get("best_s")  # (the wall-clock rows: as run)
 
@@ -361,8 +369,7 @@ def main() -> None:
         parser.error(f"rows of different CPU models do not compare: {', '.join(sorted(cpus))}")
     host = ", ".join(hosts)
     cells = select_rows(store, hosts, args.config)
-    retimed = bool(cells) and all("retimed_s" in r for rs in cells.values() for r in rs)
-    BEST["key"] = "retimed_s" if retimed else "best_s"
+    retimed = compare_retimed(cells)
     missing = [f"{layer} {s}@{t}" for layer in PAPER_LAYERS for s, t in CELLS if (layer, s, t) not in cells]
     status = (
         "Complete: every cell measured."
@@ -420,8 +427,7 @@ def main() -> None:
         ]
     )
     wall = select_rows(store, hosts, args.config, wall=True)
-    wall_retimed = bool(wall) and all("retimed_s" in r for rs in wall.values() for r in rs)
-    BEST["key"] = "retimed_s" if wall_retimed else "best_s"
+    wall_retimed = compare_retimed(wall)
     wall_body = "### Equal wall-clock budget\n\n" + (
         f"Host `{host}`; each run stops when its wall-clock budget is spent (trials unbounded); the tree "
         f"strategies in configuration `{args.config}`. Best latencies "

@@ -212,7 +212,8 @@ class MCTSSearch:
             if cand is not None:
                 return cand, [proposal.move.label], ""
         # with single_mutator, the first of the named mutators that applies; else all, in order
-        steps = [[m] for m in proposal.mutators] if self._alternatives(proposal) else [proposal.mutators]
+        alternatives = self._alternatives(proposal)
+        steps = [[m] for m in alternatives] if alternatives else [proposal.mutators]
         for step in steps:
             trace, applied = self._apply(leaf.candidate.trace, step)
             if trace is not None:
