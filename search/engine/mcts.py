@@ -415,9 +415,15 @@ class MCTSSearch:
             node.predicted = float(score)
         k = min(self.s.measure_batch, self.budget.trials - self.trials, len(pending))
         order = sorted(pending, key=lambda n: (-n.predicted, n.id))
-        # sketch scouts first: measuring them is their point (the cost model, trained on the
-        # sketches already measured, cannot rank a new sketch against those)
-        picks: list[Node] = [n for n in self.scouts if n.status is None][:k]
+        # with population_first, the root population's unmeasured samples first, best-scored first
+        # (random scores while the cost model warms up); then sketch scouts: measuring them is
+        # their point (the cost model, trained on the sketches already measured, cannot rank a new
+        # sketch against those)
+        picks: list[Node] = []
+        if self.s.population_first:
+            population = set(self._population())
+            picks = [n for n in order if n in population][:k]
+        picks += [n for n in self.scouts if n.status is None and n not in picks][: k - len(picks)]
         self.scouts = []
         if self.s.random_picks:
             # MetaSchedule measures random samples until its cost model has 100 records; here a
@@ -531,6 +537,11 @@ class MCTSSearch:
                 seen.add(cand.shash)
                 unseen.append(cand)
         return unseen
+
+    def _population(self) -> list[Node]:
+        """The root's warm-start seeds and its population of random samples (not the samples
+        that fresh samples, scouts or random picks add later)."""
+        return self.tree.root.children[: self.warm_seeds + self.s.population]
 
     def _sketches_present(self) -> set[int | None]:
         """The sketches the search already has: the root population's, warm seeds', scouts'

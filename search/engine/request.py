@@ -60,6 +60,13 @@ class SearchSettings:
     # pairs), 1.34x and 1.24x (two emeraldrapids machines, 6 pairs each), rescuing the seeds whose
     # three samples all miss a good sketch (3.8x, 5.1x), with fewer LLM calls (docs/benchmarks.md)
     population: int = 16
+    # the root population is measured before any other node: the first rounds take every root
+    # sample (and warm seed) still unmeasured, so a run starts from the best of its samples rather
+    # than from whichever few of them (or of their first mutants) a random pick drew. Random
+    # samples of the attention layers ran 5-170 ms (16 per seed, four seeds, one rocketlake
+    # machine): each seed held one to five within 1.3x of the best, and a run whose first picks
+    # missed them stayed 3-4x slower for dozens of trials (FLUX attention seed 1). Off: the papers
+    population_first: bool = False
     branching: int = 2  # B
     max_depth: int = 500
     lam: float = 0.2  # model-balance weight
@@ -237,6 +244,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "paper": {
         "population": 3,
+        "population_first": False,
         "variants": 1,
         "prior_variants": 0.0,
         "measured_reward": False,

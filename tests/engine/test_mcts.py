@@ -392,6 +392,36 @@ def test_random_picks_measure_new_random_samples_beside_the_best_scored(gemm_spa
     assert sink.of(ev.NodeCreated)[-1].node_id == sample.id
 
 
+@pytest.mark.parametrize("first", [False, True])
+def test_population_first_measures_every_root_sample_before_any_other_node(gemm_space, gemm_measurer, first):
+    """With ``population_first`` the first rounds take the root population's samples, best-scored
+    first, and nothing else until all are measured (a run starts from the best of them); off,
+    the root samples compete with the first expansions' children for the batch."""
+    settings = SearchSettings.paper(
+        seed=3, population=6, measure_batch=4, expansions_per_round=8, variants=4, epsilon=0.0, population_first=first
+    )
+    search, sink = new_search(gemm_space, gemm_measurer, settings, trials=12)
+    search._init_population()
+    population = list(search.tree.root.children)
+    assert len(population) == 6
+    for _ in range(8):
+        search.expand(select(search.tree, branching=2, lam=0.0, c=1.4, params={}, rng=search.rng))
+    children = [n for n in search.tree.nodes[1:] if n not in population]
+    assert len(children) >= 6  # the first expansions' children are pending beside the samples
+    first_round = search._pick_batch()
+    ranked = sorted(population + children, key=lambda n: (-n.predicted, n.id))
+    if first:
+        assert first_round == [n for n in ranked if n in population][:4]  # best-scored samples first
+        search.measure_round()
+        second = search._pick_batch()
+        rest = [n for n in population if n.status is None]
+        assert len(rest) == 2 and set(second[:2]) == set(rest)
+        assert all(n not in population for n in second[2:]) and len(second) == 4  # then the tree's nodes
+    else:
+        assert first_round == ranked[:4]  # the papers' pick: the best-scored, samples or children alike
+        assert any(n in children for n in first_round)  # (so the setting changes what this round measures)
+
+
 class CutoffSpy:
     """The real measurer, with the cutoff of every call and the search's best at that moment kept."""
 

@@ -46,6 +46,7 @@ SETTINGS = (
     "prior_expansions",
     "prior_keeps_model",
     "single_mutator",
+    "population_first",
     "random_picks",
     "llm_places",
     "llm_refine",
@@ -244,6 +245,13 @@ class Command(BaseCommand):
             default=None,
             help="LLM strategies: the mutators a model names are alternatives, its child applying one of them, not "
             f"all in sequence (default {'on' if defaults.single_mutator else 'off'}; --preset paper: off)",
+        )
+        search.add_argument(
+            "--population-first",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="the root population's random samples are measured before any other node, so a run starts from "
+            f"the best of them (default {'on' if defaults.population_first else 'off'}; --preset paper: off)",
         )
         search.add_argument(
             "--random-picks",
