@@ -61,11 +61,12 @@ class SearchSettings:
     # three samples all miss a good sketch (3.8x, 5.1x), with fewer LLM calls (docs/benchmarks.md)
     population: int = 16
     # the root population is measured before any other node: the first rounds take every root
-    # sample (and warm seed) still unmeasured, so a run starts from the best of its samples rather
-    # than from whichever few of them (or of their first mutants) a random pick drew. Random
-    # samples of the attention layers ran 5-170 ms (16 per seed, four seeds, one rocketlake
-    # machine): each seed held one to five within 1.3x of the best, and a run whose first picks
-    # missed them stayed 3-4x slower for dozens of trials (FLUX attention seed 1). Off: the papers
+    # sample (and warm seed) still unmeasured, best-scored first, so a run starts from the best of
+    # its samples rather than from whichever few of them (or of their first mutants) a random pick
+    # drew (FLUX attention's 16 samples per seed ran 5-170 ms, each seed holding one to five within
+    # 1.3x of its best). Measured on the attention layers (rocketlake, 10 same-seed pairs): 0.91x,
+    # mcts-random 0.98x over 8 (0.51-1.38x), colt 0.69x over 2: the best sample's neighbourhood is
+    # not the best one, and a run that starts there stays there (docs/benchmarks.md). Off: the papers
     population_first: bool = False
     branching: int = 2  # B
     max_depth: int = 500
