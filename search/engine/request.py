@@ -65,7 +65,7 @@ class SearchSettings:
     # its samples rather than from whichever few of them (or of their first mutants) a random pick
     # drew (FLUX attention's 16 samples per seed ran 5-170 ms, each seed holding one to five within
     # 1.6x of its best). Measured on the attention layers (rocketlake, 10 same-seed pairs): 0.91x,
-    # mcts-random 0.98x over 8 (0.51-1.38x), colt 0.69x over 2: the best sample's neighbourhood is
+    # mcts-random 0.97x over 8 (0.50-1.43x), colt 0.71x over 2: the best sample's neighbourhood is
     # not the best one, and a run that starts there stays there (docs/benchmarks.md). Off: the papers
     population_first: bool = False
     branching: int = 2  # B
