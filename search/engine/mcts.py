@@ -547,11 +547,9 @@ class MCTSSearch:
         """The sketches the search already has: the root population's, warm seeds', scouts'
         and any measured schedule's. A fresh sample's (``fresh_samples``) counts once measured:
         the cost model alone may never pick it."""
-        root = self.tree.root.children
-        population = root[self.warm_seeds : self.warm_seeds + self.s.population]
-        placed = [c for c in root if c.mutators in ([SKETCH_SCOUT], [WARM_SEED])]
+        placed = [c for c in self.tree.root.children if c.mutators in ([SKETCH_SCOUT], [WARM_SEED])]
         measured = {n.sketch for n in self.tree.nodes[1:] if n.status is not None}
-        return {c.sketch for c in [*population, *placed]} | measured
+        return {c.sketch for c in [*self._population(), *placed]} | measured
 
     def _refine(self) -> None:
         """With ``refine``: after a round, mutate the fastest measured nodes (one random mutator
