@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import _store  # noqa: E402
 from bench._report import table, write_section  # noqa: E402
-from bench.forms import SUFFIX, bench_kernel  # noqa: E402
+from bench.forms import base_layer, bench_kernel  # noqa: E402
 from bench.strategies import CallTimer, host_info, machine  # noqa: E402
 from search.engine.llm import SERVER_ERROR, TIMEOUT  # noqa: E402
 from search.engine.request import (  # noqa: E402
@@ -475,7 +475,7 @@ def report() -> str:
                   if r["best_s"] and (where, layer, strategy, r["seed"]) in paper]  # fmt: skip
         ref = statistics.geometric_mean(paired) if paired else None
         e256 = evo.get((where, layer, 256))
-        numpy = (peers.get(f"{where}|{layer.removesuffix(SUFFIX)}") or {}).get("numpy_s")
+        numpy = (peers.get(f"{where}|{base_layer(layer)}") or {}).get("numpy_s")
         out.append(
             [
                 where,

@@ -191,12 +191,24 @@ KEEP_STAGE = {"meta_schedule.inline_rule": "disable"}
 
 
 def _te_attention(s, dtype):
-    """softmax(Q K^T / sqrt(D)) V per head, in stages a CPU schedule can vectorize: K is
-    transposed into a stage of its own (the scores' reduction then reads keys contiguously
-    along the vector loop, as BLAS packs its operands; where to compute it is the schedule's
-    choice, inlining it back is not), and the 1/sqrt(D) scale is applied once per score before
-    the softmax's exponential rather than once per multiply-add of Q K^T."""
-    from tvm import te, tirx
+    """softmax(Q K^T / sqrt(D)) V per head, in stages a CPU schedule can vectorize:
+
+    - K is transposed into a stage of its own (the scores' reduction then reads keys contiguously
+      along the vector loop, as BLAS packs its operands; where to compute it is the schedule's
+      choice, inlining it back is not);
+    - the 1/sqrt(D) scale is applied once per score before the exponential rather than once per
+      multiply-add of Q K^T;
+    - the normalization is deferred, as FlashAttention does: the second matmul multiplies the
+      (kept) exponentials by V, and each output row is divided by its sum afterwards, S x D
+      divisions instead of S x S. Normalized first (bench/forms.py's ``-staged`` layers, the
+      library's formulation until 2026-12-07), the division is inlined into the second
+      matmul's multiply-adds, and 5-20% of random schedules of it computed a wrong result
+      (TVM 0.27 miscompiles some of them; the check rejects them);
+    - the row sums are stored (token, head): read in the output's own order, MetaSchedule's
+      multi-level tiling takes the division for a write cache of the second matmul and fuses
+      it into that matmul's tiles, which the sums' own loop nest forbids (generating the design
+      space fails)."""
+    from tvm import te, tirx, topi
 
     b, n, d = s["B"], s["S"], s["D"]
     q = te.placeholder((b, n, d), dtype, name="Q")
@@ -205,9 +217,16 @@ def _te_attention(s, dtype):
     kt = te.compute((b, d, n), lambda h, c, j: k[h, j, c], name="K_T")
     rk = te.reduce_axis((0, d), name="rk")
     scores = te.compute((b, n, n), lambda h, i, j: te.sum(q[h, i, rk] * kt[h, rk, j], axis=rk), name="QK")
-    p = _te_softmax_rows(scores, (b, n, n), prefix="P_", scale=tirx.const(1.0 / math.sqrt(d), dtype))
+    scale = tirx.const(1.0 / math.sqrt(d), dtype)
+    r1 = te.reduce_axis((0, n), name="r1")
+    r2 = te.reduce_axis((0, n), name="r2")
+    mx = te.compute((b, n), lambda h, i: te.max(scores[h, i, r1], axis=r1), name="P_max")
+    shifted = te.compute((b, n, n), lambda h, i, j: (scores[h, i, j] - mx[h, i]) * scale, name="P_shifted")
+    ex = topi.fast_exp(shifted)
+    sums = te.compute((n, b), lambda i, h: te.sum(ex[h, i, r2], axis=r2), name="P_sum")
     rv = te.reduce_axis((0, n), name="rv")
-    out = te.compute((b, n, d), lambda h, i, j: te.sum(p[h, i, rv] * v[h, rv, j], axis=rv), name="O")
+    pv = te.compute((b, n, d), lambda h, i, j: te.sum(ex[h, i, rv] * v[h, rv, j], axis=rv), name="PV")
+    out = te.compute((b, n, d), lambda h, i, j: pv[h, i, j] / sums[i, h], name="O")
     return [q, k, v, out]
 
 

@@ -172,3 +172,21 @@ def test_attention_reads_transposed_keys_and_scales_once_per_score():
     for _ in range(8):
         realized = _blocks_of(space.sample(rng).sch)
         assert "K_T" in realized and "T_fast_exp" in realized
+
+
+def test_attention_divides_by_the_row_sums_after_the_second_matmul():
+    """The softmax's normalization is deferred: the second matmul multiplies the exponentials by
+    V with no division among its multiply-adds, in every schedule the search realizes, and the
+    output divides each row by its sum once per element (S x D divisions, not S x S)."""
+    from search.engine.compiler import SearchSpace
+
+    spec = validate(KernelSpec("attention", SMALL["attention"]))
+    blocks = _blocks_of(type("Unscheduled", (), {"mod": W.build_module(spec)}))
+    assert "P_softmax" not in blocks
+    assert "T_fast_exp[" in blocks["PV"] and "V[" in blocks["PV"] and " / " not in blocks["PV"]
+    assert "PV[" in blocks["O"] and "P_sum[" in blocks["O"] and " / " in blocks["O"]
+    space = SearchSpace(spec, "llvm")
+    rng = np.random.default_rng(2)
+    for _ in range(8):
+        realized = _blocks_of(space.sample(rng).sch)
+        assert not any(" / " in body for name, body in realized.items() if name.startswith("PV"))
