@@ -321,12 +321,13 @@ def save_records(host: dict, layer: str, k: str, outcome) -> None:
 
 
 def leave_one_out(host: dict, layer: str) -> WarmStart:
-    """The records of every other layer's runs on this CPU model's machines (never this layer's own:
-    the cost model learns throughput relative to each workload, so a machine's speed cancels)."""
+    """The records of every other layer's runs on this CPU model's machines (never this layer's own,
+    in any of its formulations: the cost model learns throughput relative to each workload, so a
+    machine's speed cancels)."""
     records = []
     for path in sorted((RECORDS / host["cpu"]).glob("*.json")):
         data = json.loads(path.read_text())
-        if data["layer"] == layer:
+        if base_layer(data["layer"]) == base_layer(layer):
             continue
         spec = bench_kernel(data["layer"])
         records += [Record(spec, trace, latency) for trace, latency in data["records"]]
