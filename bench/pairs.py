@@ -11,6 +11,11 @@ machine (``bench.strategies.machine``)::
     .venv/bin/python bench/pairs.py --base default+pop3 --config default   # population 3 -> 16
     .venv/bin/python bench/pairs.py --host emeraldrapids-19f57b --config default+cutoff3 --strategy mcts-random
     .venv/bin/python bench/pairs.py --config default+cutoff3 --wall-clock 300   # equal wall-clock rows
+    .venv/bin/python bench/pairs.py --config default --form -staged   # a layer's old formulation -> today's
+
+With ``--form`` (a suffix of bench/forms.py's old formulations) the pairs are of one configuration
+on the two formulations of a layer: the base is the old one (``flux-attention-staged``), the
+other the library's (``flux-attention``).
 
 At a trial budget the pairs also compare the time spent building and timing candidates
 (``measure`` column: the configuration's / the base's); at a wall-clock budget, the trials
@@ -30,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench._report import table  # noqa: E402
 from bench.ablation import levers, load, settings_for, stale  # noqa: E402
+from bench.forms import base_layer  # noqa: E402
 from bench.strategies import host_info, machine  # noqa: E402
 
 
@@ -45,12 +51,15 @@ def pairs(
     strategy: str | None = None,
     trials: int = 64,
     wall: float | None = None,
+    form: str | None = None,
 ) -> list[dict]:
     """One dict per same-seed pair of ``base`` and ``config`` rows on machine ``host`` at ``trials``
     or, given ``wall``, at that wall-clock budget (whatever trials they reached); a row that ran other
     settings than its name means today (a ``default`` row from before a default changed) stands for
     the configuration whose settings it ran (``default+pop3`` for a ``default`` row that ran the
-    papers' 3 root samples), as ``same_run`` reuses it; a row under its own name comes first."""
+    papers' 3 root samples), as ``same_run`` reuses it; a row under its own name comes first.
+    With ``form``, both sides run ``config``: ``base`` names the rows of the layers' old formulation
+    with that suffix, ``config`` those of the library's."""
 
     @functools.cache
     def means(name: str, strat: str, layer: str) -> dict:
@@ -64,6 +73,16 @@ def pairs(
         if (wall is None and r.get("trials_budget", r["trials"]) != trials) or stale(r):
             continue
         strat, layer = r["strategy"], r["layer"]
+        if form:
+            if layer not in (base_layer(layer), base_layer(layer) + form):
+                continue  # another formulation
+            name = base if layer.endswith(form) else config
+            ran = levers(r.get("settings") or {}, strat, layer)
+            stands = r["config"] == config if strat == "evolutionary" else ran == means(config, strat, layer)
+            slot = (base_layer(layer), strat, r["seed"], name)
+            if stands and (slot not in rows or r["config"] == config):
+                rows[slot] = r
+            continue
         if strat != "evolutionary" and means(base, strat, layer) == means(config, strat, layer):
             continue  # two names of one set of settings (default+pop16 since 16 is the default): no lever
         ran = levers(r.get("settings") or {}, strat, layer)
@@ -132,9 +151,12 @@ def main() -> None:
     parser.add_argument("--strategy")
     parser.add_argument("--trials", type=int, default=64)
     parser.add_argument("--wall-clock", type=float, help="pair the rows of this wall-clock budget instead")
+    parser.add_argument("--form", help="pair the layers' old formulation of this suffix (-staged) with today's")
     args = parser.parse_args()
     host = args.host or machine(host_info())
-    found = pairs(load(), host, args.base, args.config, args.strategy, args.trials, args.wall_clock)
+    if args.form:
+        args.base = f"{args.config}{args.form}"
+    found = pairs(load(), host, args.base, args.config, args.strategy, args.trials, args.wall_clock, args.form)
     if not found:
         print(f"no same-seed pairs of {args.base} and {args.config} on {host}")
         return

@@ -143,3 +143,30 @@ def test_every_setting_a_configuration_changes_tells_its_rows_apart():
     for r in old.values():
         r["settings"] = {k: v for k, v in r["settings"].items() if k not in LEVER_BEFORE}
     assert same_run(old, HERE, "deepseek-r1-moe", "mcts-random", settings_for("default", 0), args, 0)
+
+
+def test_a_layers_old_formulation_pairs_with_todays_under_one_configuration():
+    """``--form -staged``: the rows of ``flux-attention-staged`` are the base, those of
+    ``flux-attention`` the other side, both of one configuration; other formulations, other
+    layers and other configurations stay out."""
+    from bench.pairs import pairs
+
+    def att(layer: str, config: str, seed: int, best_s: float) -> dict:
+        return {**row(HERE, config, seed, best_s), "layer": layer}
+
+    store = {
+        "a": att("flux-attention-staged", "default", 0, 0.006),
+        "b": att("flux-attention", "default", 0, 0.003),
+        "c": att("flux-attention-staged", "default", 1, 0.004),
+        "d": att("flux-attention", "default", 1, 0.004),
+        "e": att("flux-attention-fused", "default", 2, 0.009),  # another formulation: no pair
+        "f": att("flux-attention", "default", 2, 0.003),
+        "g": att("flux-attention-staged", "default+pop3", 3, 0.009),  # another configuration
+        "h": att("flux-attention", "default", 3, 0.003),
+        "i": row(HERE, "default", 0, 0.002),  # the conv has no staged formulation
+    }
+    found = pairs(store, machine(HERE), "default-staged", "default", form="-staged")
+    assert [(p["layer"], p["seed"], p["speed"]) for p in found] == [
+        ("flux-attention", 0, 2.0),
+        ("flux-attention", 1, 1.0),
+    ]
