@@ -94,3 +94,30 @@ def test_the_wall_clock_table_compares_each_tree_cell_with_evolutionary_and_says
     assert verdict.endswith(
         "colt is faster than evolutionary on 0 of 2 layers (not on deepseek-r1-moe 1.00x, flux-conv2d 0.50x)."
     )  # a tie is not faster
+
+
+def test_a_layer_measured_only_in_an_old_formulation_stands_in_it_and_the_note_says_so():
+    """When the library rewrites a layer its old rows are renamed (``flux-attention-staged``); a
+    report of machines that measured only those keeps its cells under the library's name and
+    names the formulation; where today's formulation was measured, the old rows stay out."""
+    from bench.report import select_rows, stand_ins
+
+    host = {"cpu": "znver4", "machine_id": "aaaaaa"}
+
+    def stored(layer: str, best_s: float) -> dict:
+        return {"host": host, "layer": layer, "strategy": "evolutionary", "config": "paper", "settings": {},
+                "seed": 0, "trials": 256, "best_s": best_s}  # fmt: skip
+
+    old_only = {"a": stored("flux-attention-staged", 0.004), "b": stored("llama3-8b-attention-fused", 0.009)}
+    cells = select_rows(old_only, "znver4-aaaaaa", "default")
+    assert [r["best_s"] for r in cells[("flux-attention", "evolutionary", 256)]] == [0.004]
+    assert [r["best_s"] for r in cells[("llama3-8b-attention", "evolutionary", 256)]] == [0.009]
+    assert stand_ins(cells) == {
+        "flux-attention": "flux-attention-staged",
+        "llama3-8b-attention": "llama3-8b-attention-fused",
+    }
+    both = {**old_only, "c": stored("flux-attention", 0.003)}
+    cells = select_rows(both, "znver4-aaaaaa", "default")
+    assert [r["best_s"] for r in cells[("flux-attention", "evolutionary", 256)]] == [0.003]
+    assert ("flux-attention-staged", "evolutionary", 256) in cells  # kept apart, not reported
+    assert stand_ins(cells) == {"llama3-8b-attention": "llama3-8b-attention-fused"}
