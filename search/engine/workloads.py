@@ -202,8 +202,9 @@ def _te_attention(s, dtype):
       (kept) exponentials by V, and each output row is divided by its sum afterwards, S x D
       divisions instead of S x S. Normalized first (bench/forms.py's ``-staged`` layers, the
       library's formulation until 2026-12-07), the division is inlined into the second
-      matmul's multiply-adds, and 5-20% of random schedules of it computed a wrong result
-      (TVM 0.27 miscompiles some of them; the check rejects them);
+      matmul's multiply-adds, and 26 of 144 random schedules of it computed a wrong result
+      (TVM 0.27 miscompiles some of them; the check rejects them), none of 144 of this one
+      (bench/samples.py, docs/benchmarks.md);
     - the row sums are stored (token, head): read in the output's own order, MetaSchedule's
       multi-level tiling takes the division for a write cache of the second matmul and fuses
       it into that matmul's tiles, which the sums' own loop nest forbids (generating the design
