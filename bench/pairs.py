@@ -11,7 +11,7 @@ machine (``bench.strategies.machine``)::
     .venv/bin/python bench/pairs.py --base default+pop3 --config default   # population 3 -> 16
     .venv/bin/python bench/pairs.py --host emeraldrapids-19f57b --config default+cutoff3 --strategy mcts-random
     .venv/bin/python bench/pairs.py --config default+cutoff3 --wall-clock 300   # equal wall-clock rows
-    .venv/bin/python bench/pairs.py --config default --form -staged   # a layer's old formulation -> today's
+    .venv/bin/python bench/pairs.py --config default --form=-staged   # a layer's old formulation -> today's
 
 With ``--form`` (a suffix of bench/forms.py's old formulations) the pairs are of one configuration
 on the two formulations of a layer: the base is the old one (``flux-attention-staged``), the

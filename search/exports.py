@@ -52,7 +52,14 @@ def base_name(run: Run) -> str:
 def schedule_script(run: Run) -> str:
     node = best_node(run)
     spec = run.kernel.spec
-    body = apply_trace_json(build_module(spec), node.trace).mod.script()
+    try:
+        body = apply_trace_json(build_module(spec), node.trace).mod.script()
+    except Exception as exc:  # noqa: BLE001 - TVM raises its own error types for a trace that does not apply
+        raise NothingToExport(
+            f"the best schedule's trace does not apply to {run.kernel.name or run.kernel.op} as this version "
+            "builds it (the kernel's definition changed after the run: attention's on 2026-12-07); "
+            "trace.json and top.json still hold its decisions and latencies"
+        ) from exc
     # TVMScript prints its imports as comments; this file is run with plain python
     body = "\n".join(line[2:] if line.startswith("# from tvm") else line for line in body.splitlines())
     from .engine.workloads import input_shapes, output_buffers

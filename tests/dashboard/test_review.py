@@ -369,3 +369,22 @@ def test_a_fresh_machine_gets_a_first_admin_whose_password_is_only_in_a_file(db,
     assert not (tmp_path / "again").exists()  # an administrator exists: nothing done
     c = Client()
     assert c.login(request=HttpRequest(), username="admin", password=password)
+
+
+def test_a_schedule_whose_trace_no_longer_applies_is_refused_with_the_reason(client, colt_run):
+    """A kernel the library rewrote after a run (attention, 2026-12-07) no longer takes the run's
+    traces: schedule.py answers 409 with why, the node panel says so, and the trace itself stays
+    downloadable."""
+    run = colt_run
+    best = Node.objects.get(run=run, node_id=run.best_node_id)
+    insts, decisions = best.trace
+    renamed = [[i[0], i[1], ["P_softmax", *i[2][1:]], i[3]] if i[0] == "GetSBlock" else i for i in insts]
+    assert renamed != insts, "no GetSBlock instruction in the trace: the test is moot"
+    best.trace = [renamed, decisions]
+    best.save(update_fields=["trace"])
+    script = client.get(f"/runs/{run.pk}/download/schedule.py")
+    assert script.status_code == 409 and "does not apply" in script.content.decode()
+    panel = client.get(f"/api/runs/{run.pk}/nodes/{best.node_id}?script=1")
+    assert panel.status_code == 200 and "does not apply" in panel.json()["script"]
+    trace = client.get(f"/runs/{run.pk}/download/trace.json")
+    assert trace.status_code == 200 and json.loads(trace.content)["trace"][0] == renamed
