@@ -76,21 +76,18 @@ def pairs(
         if form:
             if layer not in (base_layer(layer), base_layer(layer) + form):
                 continue  # another formulation
-            name = base if layer.endswith(form) else config
-            ran = levers(r.get("settings") or {}, strat, layer)
-            stands = r["config"] == config if strat == "evolutionary" else ran == means(config, strat, layer)
-            slot = (base_layer(layer), strat, r["seed"], name)
-            if stands and (slot not in rows or r["config"] == config):
-                rows[slot] = r
-            continue
-        if strat != "evolutionary" and means(base, strat, layer) == means(config, strat, layer):
+            # one side per row, named by its formulation, both running ``config``
+            sides, where = [(base if layer.endswith(form) else config, config)], base_layer(layer)
+        elif strat != "evolutionary" and means(base, strat, layer) == means(config, strat, layer):
             continue  # two names of one set of settings (default+pop16 since 16 is the default): no lever
+        else:
+            sides, where = [(base, base), (config, config)], layer
         ran = levers(r.get("settings") or {}, strat, layer)
-        for name in (base, config):
+        for name, runs in sides:
             # MetaSchedule's own search has no levers: its name decides
-            stands = r["config"] == name if strat == "evolutionary" else ran == means(name, strat, layer)
-            slot = (r["layer"], r["strategy"], r["seed"], name)
-            if stands and (slot not in rows or r["config"] == name):
+            stands = r["config"] == runs if strat == "evolutionary" else ran == means(runs, strat, layer)
+            slot = (where, strat, r["seed"], name)
+            if stands and (slot not in rows or r["config"] == runs):
                 rows[slot] = r
     out = []
     for (layer, strat, seed, name), b in sorted(rows.items()):

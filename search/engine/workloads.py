@@ -166,21 +166,29 @@ def _te_softmax_rows(x, shape, prefix="", scale=None):
     per element against 0.37 on one znver3 core, numpy's SIMD exp 1.3 ns). Its stage,
     ``T_fast_exp``, must be kept (:attr:`OpDef.keep`): inlined into the consumers it would be
     recomputed for every multiply-add of attention's second matmul."""
+    from tvm import te
+
+    ex = _te_exp_rows(x, shape, prefix, scale)
+    r2 = te.reduce_axis((0, shape[-1]), name="r2")
+    lead = shape[:-1]
+    sm = te.compute(lead, lambda *i: te.sum(ex[i + (r2,)], axis=r2), name=prefix + "sum")
+    return te.compute(shape, lambda *i: ex[i] / sm[i[:-1]], name=prefix + "softmax")
+
+
+def _te_exp_rows(x, shape, prefix="", scale=None):
+    """The softmax's numerator: ``fast_exp(scale * (x - the row's max))`` over the last axis,
+    before any normalization (:func:`_te_softmax_rows` divides by the row sums; attention
+    divides after its second matmul)."""
     from tvm import te, topi
 
-    last = shape[-1]
-    r1 = te.reduce_axis((0, last), name="r1")
-    r2 = te.reduce_axis((0, last), name="r2")
-    lead = shape[:-1]
-    mx = te.compute(lead, lambda *i: te.max(x[i + (r1,)], axis=r1), name=prefix + "max")
+    r1 = te.reduce_axis((0, shape[-1]), name="r1")
+    mx = te.compute(shape[:-1], lambda *i: te.max(x[i + (r1,)], axis=r1), name=prefix + "max")
 
     def shifted(*i):
         d = x[i] - mx[i[:-1]]
         return d if scale is None else d * scale
 
-    ex = topi.fast_exp(te.compute(shape, shifted, name=prefix + "shifted"))
-    sm = te.compute(lead, lambda *i: te.sum(ex[i + (r2,)], axis=r2), name=prefix + "sum")
-    return te.compute(shape, lambda *i: ex[i] / sm[i[:-1]], name=prefix + "softmax")
+    return topi.fast_exp(te.compute(shape, shifted, name=prefix + "shifted"))
 
 
 #: the block annotation MetaSchedule's AutoInline reads to leave a stage a stage of its own;
@@ -209,7 +217,7 @@ def _te_attention(s, dtype):
       multi-level tiling takes the division for a write cache of the second matmul and fuses
       it into that matmul's tiles, which the sums' own loop nest forbids (generating the design
       space fails)."""
-    from tvm import te, tirx, topi
+    from tvm import te, tirx
 
     b, n, d = s["B"], s["S"], s["D"]
     q = te.placeholder((b, n, d), dtype, name="Q")
@@ -218,12 +226,8 @@ def _te_attention(s, dtype):
     kt = te.compute((b, d, n), lambda h, c, j: k[h, j, c], name="K_T")
     rk = te.reduce_axis((0, d), name="rk")
     scores = te.compute((b, n, n), lambda h, i, j: te.sum(q[h, i, rk] * kt[h, rk, j], axis=rk), name="QK")
-    scale = tirx.const(1.0 / math.sqrt(d), dtype)
-    r1 = te.reduce_axis((0, n), name="r1")
+    ex = _te_exp_rows(scores, (b, n, n), prefix="P_", scale=tirx.const(1.0 / math.sqrt(d), dtype))
     r2 = te.reduce_axis((0, n), name="r2")
-    mx = te.compute((b, n), lambda h, i: te.max(scores[h, i, r1], axis=r1), name="P_max")
-    shifted = te.compute((b, n, n), lambda h, i, j: (scores[h, i, j] - mx[h, i]) * scale, name="P_shifted")
-    ex = topi.fast_exp(shifted)
     sums = te.compute((n, b), lambda i, h: te.sum(ex[h, i, r2], axis=r2), name="P_sum")
     rv = te.reduce_axis((0, n), name="rv")
     pv = te.compute((b, n, d), lambda h, i, j: te.sum(ex[h, i, rv] * v[h, rv, j], axis=rv), name="PV")
