@@ -197,6 +197,7 @@ def resume_run(run_id: int, *, enqueue: bool = True) -> None:
     tree in the database."""
     from .models import Run
 
+    _check_tree_replays(Run.objects.select_related("kernel").get(pk=run_id))
     with transaction.atomic():
         run = Run.objects.select_for_update().get(pk=run_id)
         if run.status == Run.Status.SUCCEEDED and run.trials_done >= run.budget.trials:
@@ -215,6 +216,29 @@ def resume_run(run_id: int, *, enqueue: bool = True) -> None:
         run.save(update_fields=["status", "phase", "cancel_requested", "finished_at"])
         if enqueue:
             transaction.on_commit(lambda: enqueue_run(run.pk, run.target))
+
+
+def _check_tree_replays(run: Run) -> None:
+    """A run goes on from its saved tree only where the tree's schedules replay on the kernel as
+    this version builds it: the first saved node's trace is replayed (a few ms) before the run is
+    queued, so a kernel the library rewrote after the run (attention, 2026-12-07) is refused here,
+    with what to do, rather than failing in the worker with TVM's error."""
+    from .engine.compiler import TraceMismatch, replay
+    from .engine.workloads import build_module
+    from .models import Node
+
+    node = Node.objects.filter(run=run, node_id__gt=0).exclude(trace=None).order_by("node_id").first()
+    if node is None or not node.trace:
+        return
+    try:
+        replay(build_module(run.kernel.spec), node.trace)
+    except TraceMismatch as exc:
+        raise RunStateError(
+            f"run {run.pk} cannot go on from its tree: its schedules do not replay on "
+            f"{run.kernel.name or run.kernel.op} as this version builds it ({exc}); the kernel's definition "
+            "changed after the run (attention's on 2026-12-07). Its results and downloads stay; "
+            "launch a new run to tune the kernel again"
+        ) from exc
 
 
 def _release_after_database_error(run_id: int, exc: BaseException) -> None:

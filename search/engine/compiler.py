@@ -140,6 +140,21 @@ def apply_trace_json(mod, trace_json: list):
     return sch
 
 
+class TraceMismatch(ValueError):
+    """A stored trace does not replay on the kernel as this version builds it: the kernel's
+    definition changed after the trace was recorded (the library rewrote attention on
+    2026-12-07), or another TVM version wrote it."""
+
+
+def replay(mod, trace_json: list):
+    """:func:`apply_trace_json`, with TVM's errors (its own types) as :class:`TraceMismatch`."""
+    try:
+        return apply_trace_json(mod, trace_json)
+    except Exception as exc:  # noqa: BLE001 - TVM raises its own error types for a trace that does not apply
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+        raise TraceMismatch(f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:300]) from exc
+
+
 #: how many traces' outcomes ``SearchSpace.realize`` remembers (about 100 bytes each) before it
 #: starts over
 OUTCOMES_REMEMBERED = 200_000
@@ -369,9 +384,20 @@ class SearchSpace:
         return _ffi_api.MutatorApply(mutator, trace, _seed(rng))
 
     def load(self, trace_json: list) -> Candidate:
-        """A candidate from a stored full trace."""
-        sch = apply_trace_json(self.mod, trace_json)
+        """A candidate from a stored full trace; :class:`TraceMismatch` if it does not replay."""
+        sch = replay(self.mod, trace_json)
         return Candidate(sch=sch, shash=structural_hash(sch.mod))
+
+    def load_saved(self, trace_json: list, node_id: int) -> Candidate:
+        """A resumed run's saved node; a :class:`TraceMismatch` that says what the user can do."""
+        try:
+            return self.load(trace_json)
+        except TraceMismatch as exc:
+            raise TraceMismatch(
+                f"saved node {node_id}'s schedule does not replay on {self.spec.label} as this version "
+                f"builds it ({exc}): the kernel's definition changed after the run, so the run cannot go on "
+                "from its tree; its results and downloads stay, and a new run tunes the kernel again"
+            ) from exc
 
     # -- directed moves: one named decision set to a value -------------------------------------
     def apply_decision(self, trace, move: DirectedMove) -> tuple[Any | None, str]:

@@ -79,7 +79,7 @@ class Evolutionary(Strategy):
     def restore(self, state) -> None:
         """Keep the candidates measured before a restart; the search runs the remaining trials."""
         for saved in sorted(state.nodes, key=lambda n: n.node_id):
-            cand = self.space.load(saved.trace)
+            cand = self.space.load_saved(saved.trace, saved.node_id)
             node = self.tree.add(self.tree.root, cand, shash=cand.shash, mutators=[], origin=EVOLUTION)
             node.latency, node.status = saved.latency, saved.status
         self.done = state.trials

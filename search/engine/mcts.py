@@ -803,7 +803,7 @@ class MCTSSearch:
         """Rebuild the tree, counters, best schedule, cost model and policy statistics."""
         for saved in sorted(state.nodes, key=lambda n: n.node_id):
             parent = self.tree.nodes[saved.parent_id or 0]
-            cand = self.space.load(saved.trace or [])
+            cand = self.space.load_saved(saved.trace or [], saved.node_id)
             if parent is self.tree.root:  # a root sample's sketch, from its instructions; passed down
                 cand.sketch = self.space.sketch_of(cand)
             node = self.tree.add(

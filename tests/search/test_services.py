@@ -290,3 +290,35 @@ def test_the_run_phase_follows_the_run(queued, gemm128, gemm_measurer):
     assert seen["run_started"] == "measuring the unscheduled kernel"
     assert seen["baseline_measured"] == "searching"
     assert seen["run_finished"] == "succeeded"
+
+
+def test_a_run_whose_kernel_changed_since_is_not_resumed_and_says_why(queued, client, team, gemm128, gemm_measurer):
+    """A kernel rewritten after a run (the library's attention, 2026-12-07) no longer replays the
+    run's saved schedules: resume is refused with what to do (before: queued, then failed in the
+    worker with TVM's error), and a worker handed such a run anyway fails with the same reason."""
+    from search.engine.compiler import TraceMismatch
+
+    run = create_run(spec=gemm128, team=team, budget=Budget(trials=8), settings=SETTINGS, timing=FAST)
+    with pytest.raises(RuntimeError, match="worker lost"):
+        services.execute_run(run.pk, measurer=DyingMeasurer(gemm_measurer, die_on=5))
+    renamed = 0
+    for node in run.nodes.exclude(trace=None):  # as if the kernel's output block had been renamed since
+        insts, decisions = node.trace
+        before = [[i[0], i[1], ["C_before", *i[2][1:]], i[3]] if i[0] == "GetSBlock" else i for i in insts]
+        node.trace = [before, decisions]
+        renamed += node.trace[0] != insts
+        node.save(update_fields=["trace"])
+    assert renamed, "no GetSBlock instruction in the traces: the test is moot"
+    sent = len(queued)
+    with pytest.raises(services.RunStateError, match="cannot go on from its tree") as refused:
+        services.resume_run(run.pk)
+    assert "launch a new run" in str(refused.value)
+    response = client.post(f"/runs/{run.pk}/resume")
+    assert response.status_code == 400 and b"cannot go on from its tree" in response.content
+    assert len(queued) == sent and Run.objects.get(pk=run.pk).status == Run.Status.FAILED
+    Run.objects.filter(pk=run.pk).update(status=Run.Status.QUEUED)  # a task queued before the upgrade
+    with pytest.raises(TraceMismatch, match="saved node 1's schedule does not replay"):
+        services.execute_run(run.pk, measurer=gemm_measurer)
+    run.refresh_from_db()
+    assert run.status == Run.Status.FAILED and "a new run tunes the kernel again" in run.error
+    assert run.trials_done == 4 and run.measurements.count() == 4  # nothing lost
