@@ -159,6 +159,10 @@ def replay(mod, trace_json: list):
 #: starts over
 OUTCOMES_REMEMBERED = 200_000
 _UNKNOWN = object()
+#: how many times a failed GPU draw of a kernel of several tiled stages is repaired (its failing
+#: stages drawn again) before it is given up: FLUX attention's valid draws on ``cuda-sm80`` took
+#: 7-45 draws of a sketch (gpurepair.py)
+GPU_REPAIRS = 48
 #: how many schedules' features ``CostModel`` keeps (a few KB each) before it starts over
 FEATURES_REMEMBERED = 5_000
 
@@ -355,10 +359,46 @@ class SearchSpace:
         for _ in range(attempts):
             index = int(rng.integers(len(self.sketches))) if sketch is None else sketch
             base = self.sketches[index].trace.simplified(remove_postproc=True)
-            cand = self._replay(Trace(base.insts, {}), _seed(rng))  # (no decisions: new ones each time)
+            trace = Trace(base.insts, {})  # (no decisions: new ones each time)
+            cand = self._draw_repaired(trace, rng) if self._repairs else self._replay(trace, _seed(rng))
             if cand is not None:
                 cand.sketch = index
                 return cand
+        return None
+
+    @property
+    def _repairs(self) -> int:
+        """Repairs of one failed draw (gpurepair.py): on a GPU, where the design space tiles
+        several stages whose random tilings rarely pass the GPU's limits together; 0 elsewhere."""
+        return GPU_REPAIRS if self.kind == "cuda" and self.tiled_stages > 1 else 0
+
+    def _draw_repaired(self, trace, rng: np.random.Generator) -> Candidate | None:
+        """A random draw of a sketch's decisions, post-processed; where it fails the GPU's limits,
+        the failing stages' decisions are drawn again, the others kept (gpurepair.py)."""
+        from tvm.s_tir import Schedule, Trace
+
+        from .gpurepair import decision_stages, failing_stages
+
+        for _ in range(1 + self._repairs):
+            self.replays += 1
+            sch = Schedule(self.mod, seed=_seed(rng), error_render_level="none")
+            try:
+                trace.apply_to_schedule(sch, remove_postproc=True)
+            except Exception:  # noqa: BLE001 - TVM raises TVMError subclasses on invalid replays
+                return None
+            drawn = Trace(list(sch.trace.insts), dict(sch.trace.decisions))
+            if self._postprocess(sch):
+                return Candidate(sch=sch, shash=structural_hash(sch.mod))
+            check = Schedule(self.mod, seed=1, error_render_level="none")
+            drawn.apply_to_schedule(check, remove_postproc=True)
+            check.enter_postproc()
+            if not all(p.apply(check) for p in self.postprocs if type(p).__name__ != "VerifyGPUCode"):
+                return None  # failed a check no stage is charged with
+            culprits = failing_stages(check.mod, self.target)
+            if not culprits:
+                return None
+            stages = decision_stages(drawn)
+            trace = Trace(drawn.insts, {i: d for i, d in drawn.decisions.items() if not stages[i] & culprits})
         return None
 
     def _signature(self, trace) -> str:

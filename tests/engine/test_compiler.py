@@ -172,6 +172,39 @@ def test_cuda_design_space_post_processes_and_builds_with_nvcc():
         measurer.close()
 
 
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+def test_attention_on_cuda_draws_valid_schedules_by_repairing_the_failing_stage(monkeypatch):
+    """Attention tiles two matmuls whose random CUDA tilings rarely pass the GPU's limits together
+    (before: no draw did, and a CUDA run of attention found no candidate); a failed draw's failing
+    stage is drawn again, the other kept, until the schedule passes VerifyGPUCode and builds."""
+    from tvm.s_tir import Schedule, Trace
+
+    from search.engine.gpurepair import decision_stages, failing_stages
+
+    space = C.SearchSpace(get_kernel("flux-attention"), "cuda-sm80", seed=0)
+    assert space.tiled_stages == 2 and space._repairs > 0
+    monkeypatch.setattr(C, "GPU_REPAIRS", 0)
+    assert space.sample(np.random.default_rng(0), attempts=16) is None  # every plain draw fails
+    monkeypatch.undo()
+    base = space.sketches[0].trace.simplified(remove_postproc=True)
+    sch = Schedule(space.mod, seed=3, error_render_level="none")
+    Trace(base.insts, {}).apply_to_schedule(sch, remove_postproc=True)
+    stages = decision_stages(sch.trace)
+    tiles = [names for inst, names in stages.items() if inst.kind.name == "SamplePerfectTile"]
+    assert {frozenset(names) for names in tiles} == {frozenset({"QK"}), frozenset({"PV"})}
+    sch.enter_postproc()
+    assert all(p.apply(sch) for p in space.postprocs if type(p).__name__ != "VerifyGPUCode")
+    assert failing_stages(sch.mod, space.target) <= {"QK", "PV"}
+    cand = space.sample(np.random.default_rng(0))
+    assert cand is not None, "no repaired CUDA draw of attention"
+    again = space.realize(cand.trace, np.random.default_rng(1))  # post-processed anew: VerifyGPUCode too
+    assert again is not None and again.shash == cand.shash
+    assert "threadIdx" in cand.script()
+    from search.engine.tvmenv import tvm
+
+    tvm().compile(cand.sch.mod, target=space.target)  # nvcc builds it (timing it needs a GPU host)
+
+
 def test_every_library_kernel_has_a_design_space_and_a_valid_sample():
     from search.engine.workloads import LIBRARY
 
