@@ -389,12 +389,15 @@ class SearchSpace:
             drawn = Trace(list(sch.trace.insts), dict(sch.trace.decisions))
             if self._postprocess(sch):
                 return Candidate(sch=sch, shash=structural_hash(sch.mod))
-            check = Schedule(self.mod, seed=1, error_render_level="none")
-            drawn.apply_to_schedule(check, remove_postproc=True)
-            check.enter_postproc()
-            if not all(p.apply(check) for p in self.postprocs if type(p).__name__ != "VerifyGPUCode"):
-                return None  # failed a check no stage is charged with
-            culprits = failing_stages(check.mod, self.target)
+            try:
+                check = Schedule(self.mod, seed=1, error_render_level="none")
+                drawn.apply_to_schedule(check, remove_postproc=True)
+                check.enter_postproc()
+                if not all(p.apply(check) for p in self.postprocs if type(p).__name__ != "VerifyGPUCode"):
+                    return None  # failed a check no stage is charged with
+                culprits = failing_stages(check.mod, self.target)
+            except Exception:  # noqa: BLE001 - a repair is an extra: a draw it cannot read is dropped as before
+                return None
             if not culprits:
                 return None
             stages = decision_stages(drawn)

@@ -122,7 +122,7 @@ def failing_stages(mod, target) -> set[str] | None:
     import tvm.s_tir as s_tir
     import tvm.tirx as tirx
 
-    func = mod["main"]
+    name, func = next((gv.name_hint, f) for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc))
     bad: set[str] = set()
 
     def threads(stmt, product: int) -> None:
@@ -153,7 +153,7 @@ def failing_stages(mod, target) -> set[str] | None:
 
     _visit(func.body, read)
     lowered = tvm.IRModule(
-        {"main": func.with_attr("global_symbol", "main").with_attr("target", target).with_attr("tir.noalias", True)}
+        {name: func.with_attr("global_symbol", name).with_attr("target", target).with_attr("tir.noalias", True)}
     )
     try:
         for name in _PASSES:
@@ -174,7 +174,7 @@ def failing_stages(mod, target) -> set[str] | None:
         _visit(launch.body, alloc)
         kernels.append(shared)
 
-    _walk_kernels(lowered["main"].body, kernel)
+    _walk_kernels(lowered[name].body, kernel)
     for shared in kernels:
         if sum(size for _, size in shared) > limit:
             for buffer, _ in shared:
