@@ -156,8 +156,8 @@ def failing_stages(mod, target) -> set[str] | None:
         {name: func.with_attr("global_symbol", name).with_attr("target", target).with_attr("tir.noalias", True)}
     )
     try:
-        for name in _PASSES:
-            lowered = _pass(name)(lowered)
+        for step in _PASSES:
+            lowered = _pass(step)(lowered)
     except Exception:  # noqa: BLE001 - TVM raises its own error types for a schedule it cannot lower
         return bad or None
     limit = int(target.attrs["max_shared_memory_per_block"])
