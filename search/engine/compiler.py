@@ -360,14 +360,14 @@ class SearchSpace:
             index = int(rng.integers(len(self.sketches))) if sketch is None else sketch
             base = self.sketches[index].trace.simplified(remove_postproc=True)
             trace = Trace(base.insts, {})  # (no decisions: new ones each time)
-            cand = self._draw_repaired(trace, rng) if self._repairs else self._replay(trace, _seed(rng))
+            cand = self._draw_repaired(trace, rng) if self.gpu_repairs else self._replay(trace, _seed(rng))
             if cand is not None:
                 cand.sketch = index
                 return cand
         return None
 
     @property
-    def _repairs(self) -> int:
+    def gpu_repairs(self) -> int:
         """Repairs of one failed draw (gpurepair.py): on a GPU, where the design space tiles
         several stages whose random tilings rarely pass the GPU's limits together; 0 elsewhere."""
         return GPU_REPAIRS if self.kind == "cuda" and self.tiled_stages > 1 else 0
@@ -379,7 +379,7 @@ class SearchSpace:
 
         from .gpurepair import decision_stages, failing_stages
 
-        for _ in range(1 + self._repairs):
+        for _ in range(1 + self.gpu_repairs):
             self.replays += 1
             sch = Schedule(self.mod, seed=_seed(rng), error_render_level="none")
             try:

@@ -182,7 +182,7 @@ def test_attention_on_cuda_draws_valid_schedules_by_repairing_the_failing_stage(
     from search.engine.gpurepair import decision_stages, failing_stages
 
     space = C.SearchSpace(get_kernel("flux-attention"), "cuda-sm80", seed=0)
-    assert space.tiled_stages == 2 and space._repairs > 0
+    assert space.tiled_stages == 2 and space.gpu_repairs > 0
     monkeypatch.setattr(C, "GPU_REPAIRS", 0)
     assert space.sample(np.random.default_rng(0), attempts=16) is None  # every plain draw fails
     monkeypatch.undo()
