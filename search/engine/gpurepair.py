@@ -93,8 +93,6 @@ def _stage(name: str) -> str:
 def decision_stages(trace) -> dict:
     """Each instruction of ``trace`` -> the names of the blocks its inputs derive from (a tile
     size sampled on a loop of block ``QK`` -> {"QK"})."""
-    import tvm.s_tir as s_tir  # noqa: F401 - registers the instruction kinds
-
     of_rv: dict = {}
     stages: dict = {}
     for inst in trace.insts:
