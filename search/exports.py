@@ -13,7 +13,7 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .engine.compiler import RECORD_FILE, WORKLOAD_FILE, apply_trace_json, write_database
+from .engine.compiler import RECORD_FILE, WORKLOAD_FILE, TraceMismatch, replay, write_database
 from .engine.events import NODE_FIELDS
 from .engine.workloads import build_module
 from .models import LLMCall, Node, Run
@@ -53,8 +53,8 @@ def schedule_script(run: Run) -> str:
     node = best_node(run)
     spec = run.kernel.spec
     try:
-        body = apply_trace_json(build_module(spec), node.trace).mod.script()
-    except Exception as exc:  # noqa: BLE001 - TVM raises its own error types for a trace that does not apply
+        body = replay(build_module(spec), node.trace).mod.script()
+    except TraceMismatch as exc:
         raise NothingToExport(
             f"the best schedule's trace does not apply to {run.kernel.name or run.kernel.op} as this version "
             "builds it (the kernel's definition changed after the run: attention's on 2026-12-07); "

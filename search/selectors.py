@@ -139,11 +139,11 @@ def node_detail(run: Run, node_id: int, *, script: bool = False) -> dict | None:
     }
     data["path"] = [rows[i] for i in reversed(ids) if i in rows]
     if script and node.trace:
-        from .engine.compiler import apply_trace_json
+        from .engine.compiler import TraceMismatch, replay
         from .engine.workloads import build_module
 
         try:
-            data["script"] = apply_trace_json(build_module(run.kernel.spec), node.trace).mod.script()
-        except Exception:  # noqa: BLE001 - the kernel's definition changed after the run
+            data["script"] = replay(build_module(run.kernel.spec), node.trace).mod.script()
+        except TraceMismatch:  # the kernel's definition changed after the run
             data["script"] = "# this schedule's trace does not apply to the kernel as this version builds it"
     return data

@@ -148,11 +148,12 @@ class TraceMismatch(ValueError):
 
 def replay(mod, trace_json: list):
     """:func:`apply_trace_json`, with TVM's errors (its own types) as :class:`TraceMismatch`."""
+    from .measure import _one_line
+
     try:
         return apply_trace_json(mod, trace_json)
     except Exception as exc:  # noqa: BLE001 - TVM raises its own error types for a trace that does not apply
-        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-        raise TraceMismatch(f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:300]) from exc
+        raise TraceMismatch(_one_line(exc)[:300]) from exc
 
 
 #: how many traces' outcomes ``SearchSpace.realize`` remembers (about 100 bytes each) before it
@@ -387,15 +388,17 @@ class SearchSpace:
             except Exception:  # noqa: BLE001 - TVM raises TVMError subclasses on invalid replays
                 return None
             drawn = Trace(list(sch.trace.insts), dict(sch.trace.decisions))
-            if self._postprocess(sch):
+            sch.enter_postproc()
+            failed = next((i for i, p in enumerate(self.postprocs) if not p.apply(sch)), None)
+            if failed is None:
                 return Candidate(sch=sch, shash=structural_hash(sch.mod))
+            # only VerifyGPUCode's failures are charged to stages (it checks a lowered copy, so the
+            # schedule stands as the post-processors before it left it); the rest must pass
+            rest = self.postprocs[failed + 1 :]
+            if type(self.postprocs[failed]).__name__ != "VerifyGPUCode" or not all(p.apply(sch) for p in rest):
+                return None
             try:
-                check = Schedule(self.mod, seed=1, error_render_level="none")
-                drawn.apply_to_schedule(check, remove_postproc=True)
-                check.enter_postproc()
-                if not all(p.apply(check) for p in self.postprocs if type(p).__name__ != "VerifyGPUCode"):
-                    return None  # failed a check no stage is charged with
-                culprits = failing_stages(check.mod, self.target)
+                culprits = failing_stages(sch.mod, self.target)
             except Exception:  # noqa: BLE001 - a repair is an extra: a draw it cannot read is dropped as before
                 return None
             if not culprits:

@@ -66,12 +66,12 @@ def _pass(name: str):
 
 
 def _visit(stmt, fn: Callable) -> None:
-    """Every statement and block under ``stmt``, parents first."""
+    """Every statement and block under ``stmt``, parents first; below a statement for which
+    ``fn`` answers True, none."""
     import tvm.tirx as tirx
 
-    if stmt is None:
+    if stmt is None or fn(stmt):
         return
-    fn(stmt)
     if isinstance(stmt, tirx.SeqStmt):
         for child in stmt:
             _visit(child, fn)
@@ -161,7 +161,14 @@ def failing_stages(mod, target) -> set[str] | None:
     limit = int(target.attrs["max_shared_memory_per_block"])
     kernels: list[list[tuple[str, int]]] = []
 
-    def kernel(launch) -> None:
+    def kernel(launch) -> bool:
+        """At an outermost kernel launch (a ``blockIdx`` thread extent): its shared buffers."""
+        if not (
+            isinstance(launch, tirx.AttrStmt)
+            and launch.attr_key == "thread_extent"
+            and "blockIdx" in str(launch.node.thread_tag)
+        ):
+            return False
         shared: list[tuple[str, int]] = []
 
         def alloc(node) -> None:
@@ -171,27 +178,11 @@ def failing_stages(mod, target) -> set[str] | None:
 
         _visit(launch.body, alloc)
         kernels.append(shared)
+        return True
 
-    _walk_kernels(lowered[name].body, kernel)
+    _visit(lowered[name].body, kernel)
     for shared in kernels:
         if sum(size for _, size in shared) > limit:
             for buffer, _ in shared:
                 bad |= {stage for stage in readers.get(buffer, ()) if not stage.endswith("_shared")}
     return bad
-
-
-def _walk_kernels(stmt, fn: Callable) -> None:
-    """Call ``fn`` on each outermost kernel launch (a ``blockIdx`` thread extent) under ``stmt``."""
-    import tvm.tirx as tirx
-
-    if isinstance(stmt, tirx.AttrStmt) and stmt.attr_key == "thread_extent" and "blockIdx" in str(stmt.node.thread_tag):
-        fn(stmt)
-        return
-    if isinstance(stmt, tirx.SeqStmt):
-        for child in stmt:
-            _walk_kernels(child, fn)
-        return
-    for attr in ("body", "then_case", "else_case"):
-        child = getattr(stmt, attr, None)
-        if child is not None and not isinstance(child, (int, float, str)):
-            _walk_kernels(child, fn)
