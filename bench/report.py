@@ -185,6 +185,14 @@ def numpy_time(peers: dict, hosts: list[str], layer: str) -> float | None:
     return statistics.median(times) if times else None
 
 
+def layer_hosts(cells: dict, hosts: list[str], layer: str) -> list[str]:
+    """The report's machines that measured ``layer``'s rows (all of them where none did): numpy
+    beside a layer is timed where its cells were, so a layer measured on one machine of the CPU
+    model is compared with numpy on that machine, not with the other machines' median."""
+    mine = {machine(r["host"]) for (lay, _, _), rs in cells.items() if lay == layer for r in rs}
+    return [h for h in hosts if h in mine] or hosts
+
+
 def machines_note(cells: dict, peers: dict, hosts: list[str]) -> str:
     """For a report over several machines of one CPU model: how many rows each gave and how fast
     each is, by its calibration and by numpy's time on each layer (the evidence that they compare)."""
@@ -201,7 +209,7 @@ def machines_note(cells: dict, peers: dict, hosts: list[str]) -> str:
     ratios = [max(t) / min(t) for t in times if len(t) > 1]
     numpy = (
         f" numpy's time per layer differs between them by {min(ratios):.2f}-{max(ratios):.2f}x"
-        f" ({len(ratios)} layers); the numpy column is the median of theirs."
+        f" ({len(ratios)} layers); a layer's numpy time is the median of the machines that measured its rows."
         if ratios
         else ""
     )
@@ -215,7 +223,7 @@ def layer_rows(cells: dict, peers: dict, hosts: list[str]) -> list[list[str]]:
         baselines = [r["baseline_s"] for r in rows_here if r.get("baseline_s")]
         base = statistics.median(baselines) if baselines else None
         gflop = flops(get_kernel(layer)) / 1e9
-        numpy_s = numpy_time(peers, hosts, layer)
+        numpy_s = numpy_time(peers, layer_hosts(cells, hosts, layer), layer)
         if numpy_s:
             out.append([layer, "numpy (OpenBLAS, 1 thread)", "-", "-", f"{numpy_s * 1e3:.3f}",
                         f"{base / numpy_s:.1f}x" if base else "-", f"{gflop / numpy_s:.1f}", "1.00",

@@ -121,3 +121,26 @@ def test_a_layer_measured_only_in_an_old_formulation_stands_in_it_and_the_note_s
     assert [r["best_s"] for r in cells[("flux-attention", "evolutionary", 256)]] == [0.003]
     assert ("flux-attention-staged", "evolutionary", 256) in cells  # kept apart, not reported
     assert stand_ins(cells) == {"llama3-8b-attention": "llama3-8b-attention-fused"}
+
+
+def test_a_layer_measured_on_one_machine_of_several_is_compared_with_numpy_on_that_machine():
+    """Where one machine measured a layer's cells (attention, rewritten since the others ran), the
+    numpy column beside it is that machine's numpy, not the median over machines that ran other layers."""
+    from bench.report import layer_rows
+
+    def stored(machine_id: str, layer: str, best_s: float) -> dict:
+        host = {"cpu": "znver4", "machine_id": machine_id}
+        return {"host": host, "layer": layer, "strategy": "mcts-random", "seed": 0, "trials": 64, "best_s": best_s,
+                "baseline_s": 0.1, "wall_s": 60.0}  # fmt: skip
+
+    cells = {
+        ("flux-attention", "mcts-random", 64): [stored("cccccc", "flux-attention", 0.004)],
+        ("flux-conv2d", "mcts-random", 64): [stored("aaaaaa", "flux-conv2d", 0.002)],
+    }
+    hosts = ["znver4-aaaaaa", "znver4-bbbbbb", "znver4-cccccc"]
+    peers = {f"{h}|{layer}": {"numpy_s": t} for h, t in zip(hosts, (0.002, 0.003, 0.008), strict=True) for layer in
+             ("flux-attention", "flux-conv2d")}  # fmt: skip
+    table = {(r[0], r[1]): r for r in layer_rows(cells, peers, hosts)}
+    assert table[("flux-attention", "numpy (OpenBLAS, 1 thread)")][4] == "8.000"  # cccccc's, not the median 3.000
+    assert table[("flux-attention", "mcts-random")][7] == "2.00"  # 8 ms / 4 ms
+    assert table[("flux-conv2d", "numpy (OpenBLAS, 1 thread)")][4] == "2.000"
