@@ -185,11 +185,11 @@ def numpy_time(peers: dict, hosts: list[str], layer: str) -> float | None:
     return statistics.median(times) if times else None
 
 
-def layer_hosts(cells: dict, hosts: list[str], layer: str) -> list[str]:
-    """The report's machines that measured ``layer``'s rows (all of them where none did): numpy
-    beside a layer is timed where its cells were, so a layer measured on one machine of the CPU
-    model is compared with numpy on that machine, not with the other machines' median."""
-    mine = {machine(r["host"]) for (lay, _, _), rs in cells.items() if lay == layer for r in rs}
+def layer_hosts(rows: list[dict], hosts: list[str]) -> list[str]:
+    """The report's machines that measured ``rows`` (one layer's; all of them where none did):
+    numpy beside a layer is timed where its cells were, so a layer measured on one machine of the
+    CPU model is compared with numpy on that machine, not with the other machines' median."""
+    mine = {machine(r["host"]) for r in rows}
     return [h for h in hosts if h in mine] or hosts
 
 
@@ -223,7 +223,7 @@ def layer_rows(cells: dict, peers: dict, hosts: list[str]) -> list[list[str]]:
         baselines = [r["baseline_s"] for r in rows_here if r.get("baseline_s")]
         base = statistics.median(baselines) if baselines else None
         gflop = flops(get_kernel(layer)) / 1e9
-        numpy_s = numpy_time(peers, layer_hosts(cells, hosts, layer), layer)
+        numpy_s = numpy_time(peers, layer_hosts(rows_here, hosts), layer)
         if numpy_s:
             out.append([layer, "numpy (OpenBLAS, 1 thread)", "-", "-", f"{numpy_s * 1e3:.3f}",
                         f"{base / numpy_s:.1f}x" if base else "-", f"{gflop / numpy_s:.1f}", "1.00",
