@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .measure import one_line
 from .tvmenv import install_tensor_intrin_stub
 from .tvmenv import tvm as _tvm
 from .workloads import KEEP_STAGE, KernelSpec, build_module
@@ -148,12 +149,10 @@ class TraceMismatch(ValueError):
 
 def replay(mod, trace_json: list):
     """:func:`apply_trace_json`, with TVM's errors (its own types) as :class:`TraceMismatch`."""
-    from .measure import _one_line
-
     try:
         return apply_trace_json(mod, trace_json)
     except Exception as exc:  # noqa: BLE001 - TVM raises its own error types for a trace that does not apply
-        raise TraceMismatch(_one_line(exc)[:300]) from exc
+        raise TraceMismatch(one_line(exc)[:300]) from exc
 
 
 #: how many traces' outcomes ``SearchSpace.realize`` remembers (about 100 bytes each) before it

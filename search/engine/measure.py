@@ -132,7 +132,7 @@ def measure_in_worker(
             mod = apply_trace_json(mod, trace_json).mod
         executable = tvm.compile(mod, target=target)
     except Exception as exc:  # noqa: BLE001 - any compiler failure marks the candidate invalid
-        return MeasureResult(BUILD_ERROR, error=_one_line(exc)).to_dict()
+        return MeasureResult(BUILD_ERROR, error=one_line(exc)).to_dict()
     build_s = time.perf_counter() - start
     kind = "cpu" if target.kind.name == "llvm" else target.kind.name
     session = None
@@ -141,7 +141,7 @@ def measure_in_worker(
             session = _connect(RPCConfig(**rpc))
         except Exception as exc:  # noqa: BLE001 - the measurement host is down: not this candidate's fault
             return MeasureResult(
-                NO_DEVICE, build_s=build_s, error=f"RPC host {RPCConfig(**rpc).label()}: {_one_line(exc)}"
+                NO_DEVICE, build_s=build_s, error=f"RPC host {RPCConfig(**rpc).label()}: {one_line(exc)}"
             ).to_dict()
     dev = session.device(kind, 0) if session is not None else tvm.device(kind, 0)
     if not dev.exist:  # checked before loading: a CUDA library does not even load without a GPU
@@ -153,7 +153,7 @@ def measure_in_worker(
         else:
             fn = executable.jit() if hasattr(executable, "jit") else executable
     except Exception as exc:  # noqa: BLE001 - this candidate's library does not load
-        return MeasureResult(RUN_ERROR, build_s=build_s, error=_one_line(exc)).to_dict()
+        return MeasureResult(RUN_ERROR, build_s=build_s, error=one_line(exc)).to_dict()
     try:
         args = [tvm.runtime.tensor(a, dev) for a in inputs]
         outs = [tvm.runtime.tensor(np.zeros(shape, dtype), dev) for shape, dtype in output_buffers(spec)]
@@ -177,7 +177,7 @@ def measure_in_worker(
         )
         res = evaluator(*args)
     except Exception as exc:  # noqa: BLE001
-        return MeasureResult(RUN_ERROR, build_s=build_s, error=_one_line(exc)).to_dict()
+        return MeasureResult(RUN_ERROR, build_s=build_s, error=one_line(exc)).to_dict()
     repeats = [float(x) for x in res.results]
     return MeasureResult(OK, float(np.mean(repeats)), repeats, build_s, max_error).to_dict()
 
@@ -229,7 +229,8 @@ def _load_remote(executable, session):
     return session.load_module("candidate.so")
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """``exc`` as one line: its type and the last line of its message (TVM's errors end with the reason)."""
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
     msg = lines[-1] if lines else type(exc).__name__
     return f"{type(exc).__name__}: {msg}"[:500]
@@ -284,7 +285,7 @@ class LocalMeasurer:
             except TimeoutError:
                 results.append(MeasureResult(TIMEOUT, error=f"took longer than {self.config.timeout_s:.0f} s"))
             except Exception as exc:  # noqa: BLE001 - the worker died (a crash in generated code)
-                results.append(MeasureResult(RUN_ERROR, error=_one_line(exc)))
+                results.append(MeasureResult(RUN_ERROR, error=one_line(exc)))
             if results[-1].status == NO_DEVICE:
                 # not the candidate's fault: nothing here can be timed, so stop rather than
                 # spend the trial budget on failures (the run fails with this and can resume)
