@@ -73,7 +73,8 @@ LEAD = (
     "places of each batch go to new random samples, unscreened; `llm2`: two places of each batch go to the "
     "best-scored nodes an LLM proposed; `onemut`: the mutators an LLM names are alternatives of one move "
     "each, not a sequence (`single_mutator`); `popfirst`: the root population's samples are measured before "
-    "any other node (`population_first`); `random-model`: every cost-model score random "
+    "any other node (`population_first`); `restart1`: the trial budget in two halves, the second searching from a "
+    "new root population with the cost model kept (`restarts`); `random-model`: every cost-model score random "
     "(a control: the search blind); `fresh_samples`: new design-space "
     "points screened each round, the best added at the root; `refine`: mutants of the fastest measured "
     "schedules screened each round, the best `measure_batch` join the tree; `directed`: LLM replies may set "
@@ -194,6 +195,7 @@ CONFIGS: dict[str, dict] = {
     "default+floor0": {"largest_share_floor": 0.0},
     # the root population measured before any other node (its samples' best as the run's start)
     "default+popfirst": {"population_first": True},
+    "default+restart1": {"restarts": 1},
     "refine512+directed": {"refine": 512, "directed": True},
     "directed": {"directed": True},
 }

@@ -76,6 +76,9 @@ WARM_SEED = "Warm seed"
 SKETCH_SCOUT = "Sketch scout"
 #: the mutators label of a root child measured as a random sample (``random_picks``)
 RANDOM_PICK = "Random sample"
+#: the mutators label of a root child of a later epoch's population (``restarts``), so a resumed
+#: run knows where its epoch starts
+RESTART_SAMPLE = "Restart sample"
 #: a refine candidate: the tree node it descends from, the candidate, the mutators applied since
 #: that node, its score
 _Refined = tuple[Node, Candidate, list[str], float]
@@ -125,6 +128,9 @@ class MCTSSearch:
         self.coarse = 0
         self.scouts: list[Node] = []  # root children of new sketches, measured in the next round
         self.warm_seeds = 0  # root children a warm start placed (the population is drawn beside them)
+        # restarts: the id of the current epoch's first node; the search sees only nodes from it on
+        self.epoch_start = 1
+        self.epochs_started = 0
         self.flops = flops(space.spec)
         self.expansions_per_round = settings.expansions_per_round or settings.measure_batch * (
             1 if policy.uses_llm else 2
@@ -407,7 +413,7 @@ class MCTSSearch:
         return self.best.latency if self.best is not None else None
 
     def _pick_batch(self) -> list[Node]:
-        pending = [n for n in self.tree.nodes[1:] if n.status is None]
+        pending = [n for n in self.tree.nodes[self.epoch_start :] if n.status is None]
         if not pending:
             return []
         scores = self.cost_model.predict([n.candidate for n in pending])
@@ -540,7 +546,10 @@ class MCTSSearch:
 
     def _population(self) -> list[Node]:
         """The root's warm-start seeds and its population of random samples (not the samples
-        that fresh samples, scouts or random picks add later)."""
+        that fresh samples, scouts or random picks add later); in a later epoch (``restarts``),
+        that epoch's population."""
+        if self.epoch_start > 1:
+            return [c for c in self.tree.root.children if c.id >= self.epoch_start][: self.s.population]
         return self.tree.root.children[: self.warm_seeds + self.s.population]
 
     def _sketches_present(self) -> set[int | None]:
@@ -658,7 +667,11 @@ class MCTSSearch:
         ``refine_per_lineage``, at most that many of one lineage (one root sample's descendants),
         the places left to the fastest of other lineages (and, where the run has too few
         lineages, to the fastest of any)."""
-        measured = sorted((n for n in self.tree.nodes[1:] if n.latency), key=lambda n: n.latency or math.inf)
+        measured = sorted(
+            (n for n in self.tree.nodes[self.epoch_start :] if n.latency), key=lambda n: n.latency or math.inf
+        )
+        if not measured:
+            return []  # a new epoch before its first round
         k = max(1, self.s.measure_batch // 2)
         cap = self.s.refine_per_lineage
         if not cap:
@@ -743,7 +756,7 @@ class MCTSSearch:
     def _stop_reason(self) -> str | None:
         return self.stop.reason(trials=self.trials, **self.policy.spent())
 
-    def _init_population(self) -> None:
+    def _init_population(self, label: str | None = None) -> None:
         want = len(self.tree.root.children) + self.s.population  # beside any warm-start seeds
         # with sketch_scout: the samples come from distinct sketches (beside warm seeds'), as many as there are
         order = []
@@ -757,8 +770,27 @@ class MCTSSearch:
             cand = self.space.sample(self.rng, sketch=order[i % len(order)] if order else None)
             if cand is None or cand.shash in self.tree.hashes:
                 continue
-            self._add(self.tree.root, cand, origin=SAMPLE, created_by=None, expand_model=None, mutators=[],
-                      score=self._score(cand))  # fmt: skip
+            self._add(self.tree.root, cand, origin=SAMPLE, created_by=None, expand_model=None,
+                      mutators=[label] if label else [], score=self._score(cand))  # fmt: skip
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the trials measured so far call for (``restarts``: the trial budget split
+        into restarts + 1 equal parts); 0 throughout without restarts."""
+        return min(self.s.restarts, self.trials * (self.s.restarts + 1) // max(1, self.budget.trials))
+
+    def _restart(self) -> None:
+        """With ``restarts``: once the trials reach the next epoch, draw a new root population and
+        search only the nodes from there on: the UCT descends into the new samples alone, refine
+        mutates the epoch's fastest, and the batches are picked among its nodes. The cost model
+        (trained on every record), the set of schedules already in the tree and the best so far
+        carry over; the earlier epochs' nodes stay in the tree, measured or not."""
+        if self.epoch <= self.epochs_started or self.trials >= self.budget.trials:
+            return
+        self.epochs_started = self.epoch
+        self.epoch_start = len(self.tree)
+        self.scouts = []
+        self._init_population(RESTART_SAMPLE)
 
     def warm_start(self, warm: WarmStart) -> WarmReport:
         """Before the first round: train the cost model on earlier runs' records (other kernels in
@@ -824,6 +856,11 @@ class MCTSSearch:
             node.fail_streak, node.dead = saved.fail_streak, saved.dead
         root = self.tree.root
         self.warm_seeds = sum(c.mutators == [WARM_SEED] for c in root.children)
+        # restarts: each later epoch's population is one block of consecutive restart samples
+        restarted = [c.id for c in root.children if c.mutators == [RESTART_SAMPLE]]
+        blocks = [i for k, i in enumerate(restarted) if k == 0 or restarted[k - 1] != i - 1]
+        self.epochs_started = len(blocks)
+        self.epoch_start = blocks[-1] if blocks else 1
         self.scouts = [c for c in root.children if c.mutators == [SKETCH_SCOUT] and c.status is None]
         root.visits = sum(c.visits for c in root.children)
         root.value = sum(c.value for c in root.children)
@@ -841,6 +878,7 @@ class MCTSSearch:
     def _select(self) -> Node | None:
         return select(
             self.tree,
+            first=self.epoch_start,
             branching=self.s.branching,
             lam=self.s.lam,
             c=self.s.c,
@@ -921,6 +959,7 @@ class MCTSSearch:
             measured = 0
             if self.stop.interrupt() is None and self.trials < self.budget.trials:
                 measured = self.measure_round()
+                self._restart()
                 self._fresh_root_child()
                 self._scout_sketches()
                 self._refine()

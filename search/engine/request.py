@@ -68,6 +68,15 @@ class SearchSettings:
     # mcts-random 0.97x over 8 (0.50-1.43x), colt 0.71x over 2: the best sample's neighbourhood is
     # not the best one, and a run that starts there stays there (docs/benchmarks.md). Off: the papers
     population_first: bool = False
+    # the trial budget split into this many + 1 epochs; each new epoch draws a new root population
+    # and searches only its own nodes (the UCT's descent, refine's parents, the measurement
+    # batches), while the cost model, trained on every epoch's records, carries what was learned:
+    # a run climbs two or more basins instead of one. On the attention layers a run's result is
+    # decided by which basin refine climbs, and the fastest sample does not predict it; in the
+    # stored rows the better of two 32-trial runs beat one 64-trial run of the same cell by 1.11x
+    # (median over the seeds, 50 attention cells; 1.30x for the slowest seed; docs/benchmarks.md).
+    # Only with a trial budget (a wall-clock run's unbounded trials are never split). 0: one epoch (the papers)
+    restarts: int = 0
     branching: int = 2  # B
     max_depth: int = 500
     lam: float = 0.2  # model-balance weight
@@ -246,6 +255,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "population": 3,
         "population_first": False,
+        "restarts": 0,
         "variants": 1,
         "prior_variants": 0.0,
         "measured_reward": False,
@@ -338,6 +348,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "prior_variants": Limit(float, 0, 1),
         "fresh_samples": Limit(int, 0, 4096),
         "sketch_scout": Limit(int, 0, 16),
+        "restarts": Limit(int, 0, 7),
         "refine": Limit(int, 0, 4096),
         "refine_generations": Limit(int, 1, 8, optional=True),
         "refine_fresh": Limit(int, 0, 4096),

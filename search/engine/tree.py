@@ -137,9 +137,10 @@ def uct_score(child: Node, parent_visits: int, *, lam: float, c: float, phi_valu
     return (1.0 - lam) * exploit + lam * phi_value + explore
 
 
-def best_child(node: Node, *, lam: float, c: float, params: Mapping[str, float]) -> Node | None:
-    """The child selection takes: unvisited first (smaller model first), else the highest score."""
-    live = [ch for ch in node.children if not ch.dead]
+def best_child(node: Node, *, lam: float, c: float, params: Mapping[str, float], first: int = 1) -> Node | None:
+    """The child selection takes: unvisited first (smaller model first), else the highest score.
+    Children of ids below ``first`` (an earlier epoch's, at the root) are passed over."""
+    live = [ch for ch in node.children if not ch.dead and ch.id >= first]
     if not live:
         return None
     unvisited = [ch for ch in live if ch.visits == 0]
@@ -162,12 +163,15 @@ def select(
     params: Mapping[str, float],
     rng: np.random.Generator,
     max_depth: int = 500,
+    first: int = 1,
 ) -> Node | None:
-    """Descend from the root to the node to expand; None when the whole tree is exhausted."""
+    """Descend from the root to the node to expand; None when the whole tree is exhausted.
+    With ``first`` (a later epoch's first node id) only the root children from it on are
+    descended into (every node below them is newer)."""
     node = tree.root
     while True:
         if node is tree.root:
-            live = [ch for ch in node.children if not ch.dead]
+            live = [ch for ch in node.children if not ch.dead and ch.id >= first]
             if not live:
                 return None
             unvisited = [ch for ch in live if ch.visits == 0]
@@ -175,7 +179,7 @@ def select(
                 return unvisited[int(rng.integers(len(unvisited)))]
         elif not node.dead and node.depth < max_depth and (node.visits == 0 or len(node.children) < branching):
             return node
-        nxt = best_child(node, lam=lam, c=c, params=params)
+        nxt = best_child(node, lam=lam, c=c, params=params, first=first)
         if nxt is None:
             # a full node whose children are all dead ends is a dead end too
             node.dead = True

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from search.engine import events as ev
-from search.engine.mcts import SKETCH_SCOUT, MCTSSearch, SavedState
+from search.engine.mcts import RESTART_SAMPLE, SKETCH_SCOUT, MCTSSearch, SavedState
 from search.engine.policy import Proposal, RandomPolicy
 from search.engine.request import Budget, SearchSettings
 from search.engine.tree import select
@@ -541,3 +541,74 @@ def test_single_mutator_makes_a_models_named_mutators_alternatives_of_one_move_e
     assert search._alternatives(Proposal(mutators=[*named, "MutateNothing"], model="small")) == (
         named if single else None
     )
+
+
+def _lineage_ids(search):
+    return {n.id: n.lineage().id for n in search.tree.nodes[1:]}
+
+
+@pytest.mark.parametrize("restarts", [0, 1])
+def test_restarts_search_each_epoch_from_its_own_population(gemm_space, gemm_measurer, restarts):
+    """With ``restarts`` 1 the budget's second half draws a new root population and measures,
+    expands and refines only what descends from it, the cost model keeping every record; with
+    0 the second half goes on from the first population (so the check below can fail)."""
+    settings = SearchSettings.paper(
+        seed=2, population=3, measure_batch=4, expansions_per_round=4, refine=16, restarts=restarts
+    )
+    search, sink = new_search(gemm_space, gemm_measurer, settings, trials=16)
+    result = search.run()
+    assert result.trials == 16
+    root = search.tree.root.children
+    restarted = [c for c in root if c.mutators == [RESTART_SAMPLE]]
+    first_half = {m.node_id for m in sink.of(ev.NodeMeasured) if m.trial <= 8}
+    second_half = [m.node_id for m in sink.of(ev.NodeMeasured) if m.trial > 8]
+    lineage = _lineage_ids(search)
+    if not restarts:
+        assert restarted == [] and search.epoch_start == 1
+        assert {lineage[i] for i in second_half} & {lineage[i] for i in first_half}  # the same basins
+        return
+    assert len(restarted) == 3 and search.epochs_started == 1
+    assert [c.id for c in restarted] == list(range(restarted[0].id, restarted[0].id + 3))  # one block
+    assert search.epoch_start == restarted[0].id
+    assert all(i < search.epoch_start for i in first_half)
+    assert second_half and all(lineage[i] in {c.id for c in restarted} for i in second_half)
+    # nothing grew below the first epoch's nodes once the second began
+    assert all(lineage[n.id] in {c.id for c in restarted} for n in search.tree.nodes[search.epoch_start :])
+    assert search.cost_model.trained and result.best_latency == min(
+        n.latency for n in search.tree.nodes[1:] if n.latency
+    )  # the best of both epochs
+    assert search._refine_parents() and all(n.id >= search.epoch_start for n in search._refine_parents())
+
+
+def test_a_resumed_run_goes_on_in_the_epoch_it_was_in(gemm_space, gemm_measurer):
+    settings = SearchSettings.paper(seed=2, population=3, measure_batch=4, expansions_per_round=4, restarts=1)
+    search, sink = new_search(gemm_space, gemm_measurer, settings, trials=16)
+    search.run()
+    by_id = {n.id: n for n in search.tree.nodes}
+    saved = [
+        replace(r, status=by_id[r.node_id].status, latency=by_id[r.node_id].latency) for r in sink.of(ev.NodeCreated)
+    ]
+    resumed, _ = new_search(gemm_space, gemm_measurer, settings, trials=16)
+    resumed.restore(SavedState(nodes=saved, trials=search.trials))
+    assert (resumed.epoch_start, resumed.epochs_started) == (search.epoch_start, 1)
+    assert [n.id for n in resumed._population()] == [n.id for n in search._population()]
+    leaf = resumed._select()
+    assert leaf is not None and leaf.lineage().id >= resumed.epoch_start
+    before, _ = new_search(gemm_space, gemm_measurer, settings, trials=16)
+    before.restore(SavedState(nodes=[r for r in saved if r.node_id < search.epoch_start], trials=8))
+    assert (before.epoch_start, before.epochs_started) == (1, 0)
+
+
+def test_restarts_leave_a_wall_clock_run_of_unbounded_trials_in_one_epoch():
+    search = MCTSSearch.__new__(MCTSSearch)
+    search.s, search.budget = SearchSettings(restarts=1), Budget(trials=100_000, wall_s=300)
+    search.trials = 900
+    assert search.epoch == 0
+    search.budget, search.trials = Budget(trials=64), 32
+    assert search.epoch == 1
+    search.s = SearchSettings(restarts=3)
+    epochs = []
+    for trials in (15, 16, 48, 63, 64):
+        search.trials = trials
+        epochs.append(search.epoch)
+    assert epochs == [0, 1, 3, 3, 3]

@@ -47,6 +47,7 @@ SETTINGS = (
     "prior_keeps_model",
     "single_mutator",
     "population_first",
+    "restarts",
     "random_picks",
     "llm_places",
     "llm_refine",
@@ -252,6 +253,13 @@ class Command(BaseCommand):
             default=None,
             help="the root population's random samples are measured before any other node, so a run starts from "
             f"the best of them (default {'on' if defaults.population_first else 'off'}; --preset paper: off)",
+        )
+        search.add_argument(
+            "--restarts",
+            type=int,
+            default=None,
+            help="split the trial budget into this many + 1 epochs, each searching from a new root population "
+            f"while the cost model keeps every record (default {defaults.restarts}; 0: the papers)",
         )
         search.add_argument(
             "--random-picks",
