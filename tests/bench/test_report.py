@@ -17,10 +17,26 @@ def test_a_headline_ratio_is_of_the_medians_the_table_shows_even_with_two_seeds(
     }
     assert spread(cells[("deepseek-r1-moe", "colt", 64)]) == "2.000 (1.000-3.000)"
     lines = dict(headline(cells))
-    assert lines["colt@64 / evolutionary@256 speedup"] == "0.50 (1 layers)"  # 1 ms / 2 ms
-    assert lines["colt / single-llm speedup"] == "2.00 (1 layers)"
-    assert lines["colt / single-llm USD"] == "0.50 (1 layers)"
+    # 1 ms / 2 ms; with colt's two seeds drawn again, its median is 1, 2 or 3 ms: 1.00, 0.50 or 0.33
+    assert lines["colt@64 / evolutionary@256 speedup"] == "0.50 (1 layers; seeds resampled, 90%: 0.33-1.00)"
+    assert lines["colt / single-llm speedup"] == "2.00 (1 layers; seeds resampled, 90%: 1.33-4.00)"
+    assert lines["colt / single-llm USD"] == "0.50 (1 layers; seeds resampled, 90%: 0.33-0.67)"
     assert lines["mcts-random@64 / evolutionary@256 speedup"] == "not measured"
+
+
+def test_the_headline_interval_is_as_wide_as_the_seeds_spread():
+    """Seeds that agree leave a ratio where it is; seeds far apart widen its interval, and a layer
+    whose seeds agree narrows the geometric mean's."""
+    from bench.report import interval
+
+    steady = [row(0.002), row(0.002), row(0.002)]
+    spread_out = [row(0.001), row(0.002), row(0.004)]
+    reference = [row(0.002)]
+    assert interval([(steady, reference)], "speed") == (1.0, 1.0)
+    lo, hi = interval([(spread_out, reference)], "speed")
+    assert lo < 1.0 < hi and hi / lo > 2  # medians of 1-4 ms drawn again
+    lo2, hi2 = interval([(spread_out, reference), (steady, reference)], "speed")
+    assert lo < lo2 < 1.0 < hi2 < hi
 
 
 def test_rows_of_code_that_has_changed_since_stand_for_no_cell():
