@@ -102,19 +102,37 @@ def main(argv: list[str] | None = None) -> str:
         group[0].append(speed)
         group[1].append(worst)
         lines.append(
-            [host, layer, strategy, str(got["seeds"]), f"{got['median'] * 1e3:.3f}",
-             f"{got['restarts_median'] * 1e3:.3f}", f"{speed:.2f}x", f"{worst:.2f}x"]  # fmt: skip
+            [
+                host,
+                layer,
+                strategy,
+                str(got["seeds"]),
+                f"{got['median'] * 1e3:.3f}",
+                f"{got['restarts_median'] * 1e3:.3f}",
+                f"{speed:.2f}x",
+                f"{worst:.2f}x",
+            ]  # fmt: skip
         )
     n = TRIALS // args.parts
     out = table(
-        ["machine", "layer", "strategy", "seeds", "median best @64 ms", f"median best of {args.parts} x {n} ms",
-         "speed", "slowest seed"],  # fmt: skip
+        [
+            "machine",
+            "layer",
+            "strategy",
+            "seeds",
+            "median best @64 ms",
+            f"median best of {args.parts} x {n} ms",
+            "speed",
+            "slowest seed",
+        ],  # fmt: skip
         lines,
     )
     summary = table(
         ["layers", "cells", "speed (geometric mean)", "slowest seed (geometric mean)", "cells faster"],
-        [[name, str(len(s)), f"{geomean(s):.2f}x", f"{geomean(w):.2f}x", str(sum(x > 1 for x in s))]
-         for name, (s, w) in sorted(groups.items())],  # fmt: skip
+        [
+            [name, str(len(s)), f"{geomean(s):.2f}x", f"{geomean(w):.2f}x", str(sum(x > 1 for x in s))]
+            for name, (s, w) in sorted(groups.items())
+        ],  # fmt: skip
     )
     text = f"{out}\n\n{summary}"
     print(text)
