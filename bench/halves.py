@@ -55,6 +55,8 @@ def cells(store: dict, strategies: tuple[str, ...], layers: list[str] | None) ->
             continue
         if layers and row["layer"] not in layers:
             continue
+        if (row.get("settings") or {}).get("restarts"):
+            continue  # already split into epochs: its 64 trials are not one search
         key = (machine(row["host"]), row["layer"], row["strategy"], json.dumps(row.get("settings"), sort_keys=True))
         out.setdefault(key, {})[row["seed"]] = row
     return out

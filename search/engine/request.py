@@ -71,11 +71,14 @@ class SearchSettings:
     # the trial budget split into this many + 1 epochs; each new epoch draws a new root population
     # and searches only its own nodes (the UCT's descent, refine's parents, the measurement
     # batches), while the cost model, trained on every epoch's records, carries what was learned:
-    # a run climbs two or more basins instead of one. On the attention layers a run's result is
-    # decided by which basin refine climbs, and the fastest sample does not predict it; in the
-    # stored rows the better of two 32-trial runs beat one 64-trial run of the same cell by 1.11x
-    # (median over the seeds, 50 attention cells; 1.30x for the slowest seed; docs/benchmarks.md).
-    # Only with a trial budget (a wall-clock run's unbounded trials are never split). 0: one epoch (the papers)
+    # a run climbs two or more basins instead of one. Aimed at the attention layers, whose result
+    # is decided by which basin refine climbs. Measured at 1 (znver3, same-seed pairs on the
+    # attention layers): mcts-random 0.81x over 6 (0.39-1.49x), the slowest seed no faster, colt
+    # 1.44x over 1 (46 -> 28 LLM calls): the second half restarts the climb that the default runs
+    # were still making at trials 33-64; the stored
+    # rows' curves predicted as much (bench/halves.py: two independent 32-trial runs against one of
+    # 64, 1.01x over the 10 attention cells of today's formulation; docs/benchmarks.md). Only with
+    # a trial budget (a wall-clock run's unbounded trials are never split). 0: one epoch (the papers)
     restarts: int = 0
     branching: int = 2  # B
     max_depth: int = 500

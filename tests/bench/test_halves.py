@@ -49,6 +49,7 @@ def test_cells_are_one_machine_and_one_setting_each_and_skip_other_budgets():
         "e": stored(0, [(64, 1.0)], trials_budget=256),
         "f": stored(0, [(64, 1.0)], wall_budget_s=300.0),
         "g": stored(0, [(64, 1.0)], strategy="evolutionary"),
+        "h": stored(0, [(64, 1.0)], settings={"population": 16, "restarts": 1}),
     }
     got = cells(store, ("mcts-random",), None)
     assert sorted(len(v) for v in got.values()) == [1, 1, 2]
