@@ -74,7 +74,7 @@ class SearchSettings:
     # a run climbs two or more basins instead of one. Aimed at the attention layers, whose result
     # is decided by which basin refine climbs. Measured at 1 (znver3, same-seed pairs on the
     # attention layers): mcts-random 0.81x over 6 (0.39-1.49x), the slowest seed no faster, colt
-    # 1.44x over 1 (46 -> 28 LLM calls): the second half restarts the climb that the default runs
+    # 1.00x over 2 (1.44x, 0.70x): the second half restarts the climb that the default runs
     # were still making at trials 33-64; the stored
     # rows' curves predicted as much (bench/halves.py: two independent 32-trial runs against one of
     # 64, 1.01x over the 10 attention cells of today's formulation; docs/benchmarks.md). Only with
