@@ -75,9 +75,9 @@ class SearchSettings:
     # is decided by which basin refine climbs. Measured at 1 (znver3, same-seed pairs on the
     # attention layers): mcts-random 0.81x over 6 (0.39-1.49x), the slowest seed no faster, colt
     # 1.00x over 2 (1.44x, 0.70x): the second half restarts the climb that the default runs
-    # were still making at trials 33-64; the stored
-    # rows' curves predicted as much (bench/halves.py: two independent 32-trial runs against one of
-    # 64, 1.01x over the 10 attention cells of today's formulation; docs/benchmarks.md). Only with
+    # were still making at trials 33-64. The stored rows' curves gave little to expect
+    # (bench/halves.py: two independent 32-trial runs against one of 64, 1.04x over the 14 attention
+    # cells of today's formulation, 0.80x and 0.99x on this machine's; docs/benchmarks.md). Only with
     # a trial budget (a wall-clock run's unbounded trials are never split). 0: one epoch (the papers)
     restarts: int = 0
     branching: int = 2  # B
